@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs mesm and everything it needs on a fresh machine (CPU wheels of torch where available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PIP="python -m pip"
+# torch/torchvision first, pinned, so nothing below pulls another build by accident.
+$PIP install --quiet "torch==${MESM_TORCH:-2.14.1}" "torchvision==${MESM_TORCHVISION:-0.29.1}"
+# facenet-pytorch ships the MTCNN weights but pins torch<2.3 in its metadata: install without deps.
+$PIP install --quiet --no-deps "facenet-pytorch==2.6.0"
+$PIP install --quiet -e ".[dev]"
