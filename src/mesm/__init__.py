@@ -4,7 +4,14 @@ Implements Dai, Cahyawijaya, Liu and Fung, *Multimodal End-to-End Sparse Model f
 Recognition* (NAACL 2021).
 """
 
-from mesm.models import create_model
-
 __version__ = "0.1.0"
 __all__ = ["__version__", "create_model"]
+
+
+def __getattr__(name: str):
+    # Lazy, so `import mesm.data` (and DataLoader workers) never pull in the models.
+    if name == "create_model":
+        from mesm.models import create_model
+
+        return create_model
+    raise AttributeError(f"module 'mesm' has no attribute {name!r}")

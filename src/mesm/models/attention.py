@@ -1,0 +1,120 @@
+"""Cross-modal additive attention from the text feature to spatial sites, and top-p selection.
+
+MESM (Dai et al. 2021, section 3.2) scores every spatial position of every frame/chunk against the
+text feature ``y`` with Bahdanau attention, normalises per frame, and keeps the nucleus: the
+smallest set of positions whose probability mass reaches p. The CNN stage that follows computes
+only on those positions.
+
+Differences from the paper's reference code: p >= 1 keeps every site (there, p = 1.0 crashed
+because a float cumulative sum never quite reaches 1), ties are broken by position, and a
+"gated" mode lets the attention receive gradients (see :class:`CrossModalAttention`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mesm.sparse import SparseMap, sparse_scale
+
+
+def top_p_mask(probs: Tensor, p: float, valid: Tensor | None = None) -> Tensor:
+    """Nucleus selection per row.
+
+    Sorts each row descending (stable: among equal probabilities the lower index comes first)
+    and keeps the shortest prefix whose sum reaches p. The first position is always kept.
+
+    Args:
+        probs: (F, M) probabilities; each row sums to 1 over its valid entries.
+        p: mass to keep; p >= 1 keeps every valid entry.
+        valid: (F, M) bool, False for padding (never kept); all valid when None.
+
+    Returns:
+        (F, M) bool mask of kept entries.
+    """
+    if valid is None:
+        valid = torch.ones_like(probs, dtype=torch.bool)
+    if p >= 1.0:
+        return valid.clone()
+    masked = probs.masked_fill(~valid, -1.0)  # padding sorts last
+    ordered, order = torch.sort(masked, dim=1, descending=True, stable=True)
+    ordered = ordered.clamp_min(0).double()  # float64: the running sum must not drift below p
+    mass_before = torch.cumsum(ordered, dim=1) - ordered
+    keep_sorted = mass_before < p
+    keep = torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
+    return keep & valid
+
+
+def _segment_layout(sample: Tensor, num_samples: int) -> tuple[Tensor, int]:
+    """Position of each site inside its sample and the largest sample size (sites sorted)."""
+    counts = torch.bincount(sample, minlength=num_samples)
+    starts = torch.cumsum(counts, 0) - counts
+    position = torch.arange(sample.numel(), device=sample.device) - starts[sample]
+    return position, int(counts.max()) if counts.numel() else 0
+
+
+class AttentionCapture(nn.Module):
+    """The named place where attention probabilities pass (hook it to record them).
+
+    A forward hook receives ``(probs, keep, sites)``: (N,) probabilities, (N,) bool kept mask and
+    the :class:`SparseMap` of scored sites (coordinates give frame, row and column).
+    """
+
+    def forward(self, probs: Tensor, keep: Tensor, sites: SparseMap) -> Tensor:
+        return probs
+
+
+class CrossModalAttention(nn.Module):
+    """Additive attention from the text feature to the active sites of each frame, then top-p.
+
+    score(x, y) = v · tanh(W_x x + W_y y); softmax over the sites of each frame/chunk.
+
+    Args:
+        in_channels: C, channels of the feature map being scored.
+        text_dim: D, width of the text feature.
+        attention_dim: hidden width A of the additive attention.
+        p: nucleus mass to keep.
+        gating: "none" keeps features unscaled (the paper: the selection is not differentiable,
+            so these layers receive no gradient); "gated" multiplies each kept site by its
+            probability divided by the largest probability in its frame (in (0, 1], 1 for the
+            most attended site), so the attention is trained by the task loss.
+    """
+
+    def __init__(
+        self, in_channels: int, text_dim: int, attention_dim: int, p: float, gating: str = "none"
+    ) -> None:
+        super().__init__()
+        self.proj_x = nn.Linear(in_channels, attention_dim)
+        self.proj_y = nn.Linear(text_dim, attention_dim, bias=False)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+        self.p = p
+        self.gating = gating
+        self.capture = AttentionCapture()
+
+    def forward(self, x: SparseMap, y: Tensor) -> SparseMap:
+        """Scores, selects and (optionally) gates the active sites.
+
+        Args:
+            x: N active sites with (N, C) features over F frames.
+            y: (F, D) text feature of the utterance each frame belongs to.
+
+        Returns:
+            The kept sites (a subset of x, at least one per frame that had any).
+        """
+        sample = x.sample_index
+        hidden = torch.tanh(self.proj_x(x.features) + self.proj_y(y)[sample])
+        scores = self.score(hidden).squeeze(1)  # (N,)
+        position, width = _segment_layout(sample, x.num_samples)
+        grid = scores.new_full((x.num_samples, width), float("-inf"))
+        grid[sample, position] = scores
+        valid = torch.zeros_like(grid, dtype=torch.bool)
+        valid[sample, position] = True
+        # Frames without sites are all -inf: softmax gives NaN there, which nothing reads.
+        probs_grid = torch.softmax(grid, dim=1)
+        keep = top_p_mask(probs_grid.detach(), self.p, valid)[sample, position]
+        probs = self.capture(probs_grid[sample, position], keep, x)
+        kept = x.select(keep)
+        if self.gating == "gated":
+            peak = probs_grid.nan_to_num(0.0).amax(dim=1)
+            kept = sparse_scale(kept, (probs / peak[sample])[keep])
+        return kept

@@ -1,0 +1,150 @@
+"""Typed configuration of FE2E / MESM and the named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Arch = Literal["fe2e", "mesm"]
+Gating = Literal["none", "gated"]
+SparseBackend = Literal["torch", "spconv"]
+
+_CHOICES = {
+    "arch": ("fe2e", "mesm"),
+    "gating": ("none", "gated"),
+    "sparse_backend": ("torch", "spconv"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build a model; validated on construction.
+
+    Attributes:
+        arch: "fe2e" (dense) or "mesm" (cross-modal attention + top-p + sparse CNN stages).
+        modalities: any non-empty subset of "tav" (text, audio, visual), in any order.
+        num_classes: K, number of emotions (one sigmoid output each).
+        text_model: Hugging Face model name or folder; None = the offline MiniLM-L6 default.
+        text_pretrained: load the text weights (False: random init from the model's config,
+            used by tests and for ablations).
+        text_overrides: config fields overriding the text model's (e.g. a tiny random encoder).
+        face_size: H = W of the face crops.
+        face_channels: channels of the face crops (3, RGB).
+        spec_shape: (H, W) of a mel chunk (mels, frames).
+        low_channels: channels of the low-level CNN.
+        stage_channels: channels of the VGG stages (each ends with a 2x2 max-pool).
+        mlp_hidden: hidden width of the MLP between the CNN and the sequence transformer.
+        d_model: width of the sequence transformer.
+        num_layers: layers of the sequence transformer.
+        num_heads: heads of the sequence transformer.
+        ffn_dim: feed-forward width of the sequence transformer.
+        dropout: dropout in the MLP, the transformer and before the heads.
+        p: nucleus mass kept by each cross-modal attention layer (MESM); >= 1 keeps all sites.
+        gating: "none" = the paper (kept features pass unscaled; the attention layers get no
+            gradient), "gated" = kept features scaled by attention / max attention of the frame.
+        attention_dim: hidden width of the additive attention.
+        sparse_backend: "torch" (built in) or "spconv".
+    """
+
+    arch: Arch = "fe2e"
+    modalities: str = "tav"
+    num_classes: int = 6
+    text_model: str | None = None
+    text_pretrained: bool = True
+    text_overrides: dict[str, Any] = field(default_factory=dict)
+    face_size: int = 48
+    face_channels: int = 3
+    spec_shape: tuple[int, int] = (128, 32)
+    low_channels: int = 64
+    stage_channels: tuple[int, ...] = (128, 256, 512)
+    mlp_hidden: int = 1024
+    d_model: int = 64
+    num_layers: int = 4
+    num_heads: int = 4
+    ffn_dim: int = 256
+    dropout: float = 0.1
+    p: float = 0.7
+    gating: Gating = "none"
+    attention_dim: int = 128
+    sparse_backend: SparseBackend = "torch"
+
+    def __post_init__(self) -> None:
+        self.spec_shape = tuple(int(v) for v in self.spec_shape)
+        self.stage_channels = tuple(int(v) for v in self.stage_channels)
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        mods = self.modalities
+        if not mods or set(mods) - set("tav") or len(set(mods)) != len(mods):
+            raise ValueError(f"modalities must be a non-empty subset of 'tav', got {mods!r}")
+        if self.arch == "mesm" and "t" not in mods:
+            raise ValueError(
+                "MESM needs the text modality: its cross-modal attention is driven by the text "
+                f"feature (modalities={mods!r}); use arch='fe2e' without text"
+            )
+        if not self.p > 0:
+            raise ValueError(f"p must be > 0, got {self.p}")
+        if not self.stage_channels:
+            raise ValueError("stage_channels must name at least one stage")
+        factor = 2 ** (1 + len(self.stage_channels))
+        for name, shape in (("face_size", (self.face_size,) * 2), ("spec_shape", self.spec_shape)):
+            if len(shape) != 2 or any(s < factor or s % factor for s in shape):
+                raise ValueError(
+                    f"{name} {shape} must be a multiple of {factor} (one low-level pool and "
+                    f"{len(self.stage_channels)} stage pools of 2)"
+                )
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by num_heads")
+
+    @property
+    def mesm(self) -> bool:
+        return self.arch == "mesm"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["spec_shape"] = list(self.spec_shape)
+        d["stage_channels"] = list(self.stage_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}")
+        return cls(**d)
+
+
+# Named presets: plain dicts of overrides on the defaults (which are the paper's dimensions).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "tiny": {
+        "low_channels": 8,
+        "stage_channels": (16, 16, 32),
+        "mlp_hidden": 64,
+        "d_model": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "ffn_dim": 64,
+        "attention_dim": 16,
+    },
+}
+
+# A random-init text encoder small enough for unit tests (with the default MiniLM tokenizer).
+TINY_TEXT = {
+    "text_pretrained": False,
+    "text_overrides": {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+    },
+}
+
+
+def make_config(arch: Arch = "fe2e", preset: str = "paper", **overrides: Any) -> ModelConfig:
+    """Config of `arch` from a named preset plus keyword overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    return ModelConfig.from_dict({**PRESETS[preset], **overrides, "arch": arch})

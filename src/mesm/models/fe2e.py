@@ -1,0 +1,146 @@
+"""FE2E: the fully end-to-end multimodal model (Dai et al. 2021, section 3.1).
+
+Text: a pretrained transformer encoder; its first-token state y is the text feature. Visual and
+audio: a :class:`~mesm.models.pathways.Pathway` each, over the flat list of face crops / mel chunks
+of the batch. Each modality has a linear classifier; the fused output is a learned weighted sum
+(no bias) of the per-modality logits.
+
+Differences from the paper's reference code: faces are detected once in preprocessing (not inside
+every forward pass), frames of all utterances run as one batch (no per-sample loop), and the
+sequence transformer uses sinusoidal positions and a padding mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mesm.models.config import ModelConfig
+from mesm.models.pathways import Pathway
+from mesm.models.text import TextEncoder
+
+
+class FE2E(nn.Module):
+    """Multimodal emotion model with dense CNN pathways.
+
+    Args:
+        config: validated :class:`ModelConfig`.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.modalities = "".join(m for m in "tav" if m in c.modalities)
+        text_dim = 0
+        if "t" in self.modalities:
+            self.text = TextEncoder(c.text_model, c.text_pretrained, c.text_overrides)
+            text_dim = self.text.hidden_size
+            self.text_head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(text_dim, c.num_classes))
+        common = dict(
+            num_classes=c.num_classes,
+            low_channels=c.low_channels,
+            stage_channels=c.stage_channels,
+            mlp_hidden=c.mlp_hidden,
+            d_model=c.d_model,
+            num_layers=c.num_layers,
+            num_heads=c.num_heads,
+            ffn_dim=c.ffn_dim,
+            dropout=c.dropout,
+            text_dim=text_dim,
+            attention_dim=c.attention_dim,
+            p=c.p,
+            gating=c.gating,
+            sparse=c.mesm,
+            backend=c.sparse_backend,
+        )
+        if "a" in self.modalities:
+            self.audio = Pathway(in_channels=1, input_shape=c.spec_shape, **common)
+        if "v" in self.modalities:
+            size = (c.face_size, c.face_size)
+            self.visual = Pathway(in_channels=c.face_channels, input_shape=size, **common)
+        num = len(self.modalities)
+        self.fusion = nn.Linear(num, 1, bias=False)
+        nn.init.constant_(self.fusion.weight, 1.0 / num)
+
+    def _check_inputs(self, **inputs: Tensor | None) -> None:
+        needed = {
+            "t": ("text_ids", "text_mask"),
+            "a": ("specs", "spec_lengths"),
+            "v": ("faces", "face_lengths"),
+        }
+        missing = [n for m in self.modalities for n in needed[m] if inputs.get(n) is None]
+        if missing:
+            raise ValueError(f"modalities {self.modalities!r} need inputs {missing}")
+
+    def forward_features(
+        self,
+        text_ids: Tensor | None = None,
+        text_mask: Tensor | None = None,
+        faces: Tensor | None = None,
+        face_lengths: Tensor | None = None,
+        specs: Tensor | None = None,
+        spec_lengths: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-modality utterance embeddings.
+
+        Args:
+            text_ids: (B, L) int64 token ids.
+            text_mask: (B, L) bool, True = token.
+            faces: (ΣT, 3, 48, 48) normalised face crops of all utterances, in batch order.
+            face_lengths: (B,) int64 frames per utterance.
+            specs: (ΣS, 1, 128, 32) mel chunks of all utterances, in batch order.
+            spec_lengths: (B,) int64 chunks per utterance.
+
+        Returns:
+            {"t": (B, D), "a": (B, d), "v": (B, d)} for the model's modalities.
+        """
+        self._check_inputs(
+            text_ids=text_ids,
+            text_mask=text_mask,
+            faces=faces,
+            face_lengths=face_lengths,
+            specs=specs,
+            spec_lengths=spec_lengths,
+        )
+        feats: dict[str, Tensor] = {}
+        y = None
+        if "t" in self.modalities:
+            y = feats["t"] = self.text(text_ids, text_mask)
+        pathway_y = y if self.config.mesm else None
+        if "a" in self.modalities:
+            feats["a"] = self.audio.forward_features(specs, spec_lengths, pathway_y)
+        if "v" in self.modalities:
+            feats["v"] = self.visual.forward_features(faces, face_lengths, pathway_y)
+        return feats
+
+    def forward_modalities(self, **inputs: Tensor | None) -> dict[str, Tensor]:
+        """Per-modality logits {"t"|"a"|"v": (B, K)}; same keyword inputs as :meth:`forward`."""
+        feats = self.forward_features(**inputs)
+        heads = {"t": "text_head", "a": "audio", "v": "visual"}
+        out = {}
+        for m, f in feats.items():
+            head = getattr(self, heads[m])
+            out[m] = head(f) if m == "t" else head.head(f)
+        return out
+
+    def forward(
+        self,
+        text_ids: Tensor | None = None,
+        text_mask: Tensor | None = None,
+        faces: Tensor | None = None,
+        face_lengths: Tensor | None = None,
+        specs: Tensor | None = None,
+        spec_lengths: Tensor | None = None,
+    ) -> Tensor:
+        """Fused logits (B, K); inputs as in :meth:`forward_features`."""
+        per_modality = self.forward_modalities(
+            text_ids=text_ids,
+            text_mask=text_mask,
+            faces=faces,
+            face_lengths=face_lengths,
+            specs=specs,
+            spec_lengths=spec_lengths,
+        )
+        stacked = torch.stack([per_modality[m] for m in self.modalities], dim=-1)  # (B, K, M)
+        return self.fusion(stacked).squeeze(-1)

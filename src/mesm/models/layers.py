@@ -1,0 +1,159 @@
+"""Building blocks of the visual and audio pathways (dense and sparse twins share parameters)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from mesm.sparse import (
+    Backend,
+    SparseMap,
+    sparse_batch_norm,
+    sparse_max_pool2x2,
+    sparse_relu,
+    submanifold_conv3x3,
+)
+
+
+class ConvBNReLU(nn.Module):
+    """conv (no bias, "same" padding) → BatchNorm → ReLU; the 3x3 version also runs sparse."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(F, C_in, H, W) → (F, C_out, H, W)."""
+        return torch.relu(self.bn(self.conv(x)))
+
+    def forward_sparse(self, x: SparseMap, backend: Backend = "torch") -> SparseMap:
+        """The same layer on active sites only (submanifold conv, BN over active sites)."""
+        x = submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend)
+        return sparse_relu(sparse_batch_norm(x, self.bn))
+
+
+class VGGBlock(nn.Sequential):
+    """conv3x3-BN-ReLU twice."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels))
+
+    def forward_sparse(self, x: SparseMap, backend: Backend = "torch") -> SparseMap:
+        for layer in self:
+            x = layer.forward_sparse(x, backend)
+        return x
+
+
+class VGGStage(nn.Module):
+    """A VGG block followed by a 2x2 max-pool; dense or sparse with the same weights."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.block = VGGBlock(in_channels, out_channels)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(F, C_in, H, W) → (F, C_out, H/2, W/2)."""
+        return self.pool(self.block(x))
+
+    def forward_sparse(self, x: SparseMap, backend: Backend = "torch") -> SparseMap:
+        """Active sites on (H, W) → active sites on (H/2, W/2) with C_out features."""
+        return sparse_max_pool2x2(self.block.forward_sparse(x, backend), backend)
+
+
+class LowLevelCNN(nn.Sequential):
+    """5x5 conv to C, BN, ReLU, 2x2 max-pool, then two VGG blocks at C: (F,C_in,H,W) → (F,C,H/2,W/2)."""
+
+    def __init__(self, in_channels: int, channels: int) -> None:
+        super().__init__(
+            ConvBNReLU(in_channels, channels, kernel_size=5),
+            nn.MaxPool2d(2),
+            VGGBlock(channels, channels),
+            VGGBlock(channels, channels),
+        )
+
+
+class MLP(nn.Sequential):
+    """Flattened CNN features → hidden → d: (F, C·H·W) → (F, d)."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int, dropout: float) -> None:
+        super().__init__(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out_features),
+        )
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
+    """(length, dim) fixed sinusoidal position encodings (no maximum length)."""
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(
+        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
+    )
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
+    return table
+
+
+def pad_sequences(flat: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Flat per-frame rows → a padded batch, without a Python loop over utterances.
+
+    Args:
+        flat: (ΣT, d) rows of all utterances, utterance after utterance.
+        lengths: (B,) int64 rows per utterance (zeros allowed).
+
+    Returns:
+        padded (B, T_max, d) with zeros at padding, and mask (B, T_max) bool, True = valid.
+    """
+    batch = lengths.numel()
+    if int(lengths.sum()) != flat.shape[0]:
+        raise ValueError(f"lengths sum to {int(lengths.sum())} but there are {flat.shape[0]} rows")
+    t_max = int(lengths.max()) if batch else 0
+    owner = torch.repeat_interleave(torch.arange(batch, device=flat.device), lengths)
+    position = torch.arange(flat.shape[0], device=flat.device) - (torch.cumsum(lengths, 0) - lengths)[owner]
+    padded = flat.new_zeros(batch, t_max, flat.shape[1])
+    padded[owner, position] = flat
+    mask = torch.arange(t_max, device=flat.device)[None, :] < lengths[:, None]
+    return padded, mask
+
+
+class SequenceTransformer(nn.Module):
+    """Transformer encoder over each utterance's frames with a learned CLS token.
+
+    Args:
+        d_model: width d.
+        num_layers: encoder layers.
+        num_heads: attention heads.
+        ffn_dim: feed-forward width.
+        dropout: dropout rate.
+    """
+
+    def __init__(
+        self, d_model: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True
+        )
+        # No nested-tensor fast path: it changes numerics with padding, and padding must not.
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+        )
+
+    def forward(self, flat: Tensor, lengths: Tensor) -> Tensor:
+        """(ΣT, d) frame features + (B,) lengths → (B, d) CLS outputs."""
+        padded, mask = pad_sequences(flat, lengths)
+        batch, t_max, dim = padded.shape
+        padded = padded + sinusoidal_positions(t_max, dim, padded.device)
+        tokens = torch.cat([self.cls.expand(batch, 1, dim), padded], dim=1)
+        valid = torch.cat([mask.new_ones(batch, 1), mask], dim=1)
+        out = self.encoder(tokens, src_key_padding_mask=~valid)  # PyTorch: True = ignore
+        return out[:, 0]

@@ -1,0 +1,165 @@
+"""Sparse ops against their dense references (full grids) and against spconv (sparse inputs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mesm.sparse import (
+    SparseFlopCounter,
+    SparseMap,
+    sparse_batch_norm,
+    sparse_max_pool2x2,
+    spconv_available,
+    submanifold_conv3x3,
+)
+
+SHAPES = [(1, 1, 1, 3, 3), (2, 3, 5, 6, 8), (3, 4, 2, 7, 5), (2, 8, 16, 12, 12)]
+
+
+def _rel_close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5) -> None:
+    scale = b.abs().max().clamp_min(1e-12)
+    assert (a - b).abs().max() / scale <= rtol, (a - b).abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("frames", "c_in", "c_out", "h", "w"), SHAPES)
+def test_submanifold_conv_equals_conv2d_on_full_grid(frames, c_in, c_out, h, w, dtype):
+    g = torch.Generator().manual_seed(frames * 100 + c_out)
+    x = torch.randn(frames, c_in, h, w, generator=g, dtype=dtype, requires_grad=True)
+    weight = torch.randn(c_out, c_in, 3, 3, generator=g, dtype=dtype, requires_grad=True)
+    bias = torch.randn(c_out, generator=g, dtype=dtype, requires_grad=True)
+    upstream = torch.randn(frames, c_out, h, w, generator=g, dtype=dtype)
+
+    dense = F.conv2d(x, weight, bias, padding=1)
+    grads_dense = torch.autograd.grad((dense * upstream).sum(), (x, weight, bias))
+    sparse = submanifold_conv3x3(SparseMap.from_dense(x), weight, bias).to_dense()
+    grads_sparse = torch.autograd.grad((sparse * upstream).sum(), (x, weight, bias))
+
+    _rel_close(sparse, dense)
+    for gs, gd in zip(grads_sparse, grads_dense):
+        _rel_close(gs, gd)
+
+
+@pytest.mark.parametrize(("frames", "channels", "h", "w"), [(1, 1, 2, 2), (2, 3, 6, 8), (3, 2, 7, 9)])
+def test_sparse_max_pool_equals_max_pool2d_on_full_grid(frames, channels, h, w):
+    x = torch.randn(frames, channels, h, w, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(frames, channels, h // 2, w // 2, dtype=torch.float64)
+    dense = F.max_pool2d(x, 2)
+    (grad_dense,) = torch.autograd.grad((dense * upstream).sum(), x)
+    out = sparse_max_pool2x2(SparseMap.from_dense(x))
+    assert out.spatial_shape == (h // 2, w // 2)
+    sparse = out.to_dense()
+    (grad_sparse,) = torch.autograd.grad((sparse * upstream).sum(), x)
+    _rel_close(sparse, dense)
+    _rel_close(grad_sparse, grad_dense)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_sparse_batch_norm_equals_batchnorm2d_on_full_grid(training):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64) * 3 + 1
+    bn_dense = nn.BatchNorm2d(4).double().train(training)
+    bn_sparse = nn.BatchNorm2d(4).double().train(training)
+    bn_sparse.load_state_dict(bn_dense.state_dict())
+    dense = bn_dense(x)
+    sparse = sparse_batch_norm(SparseMap.from_dense(x), bn_sparse).to_dense()
+    _rel_close(sparse, dense)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.allclose(getattr(bn_sparse, name).double(), getattr(bn_dense, name).double())
+
+
+def _random_sparse(frames=3, channels=4, h=8, w=6, density=0.35, seed=0, nonneg=False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(frames, channels, h, w, generator=g)
+    if nonneg:
+        x = x.abs()
+    mask = torch.rand(frames, h, w, generator=g) < density
+    mask[:, 0, 0] = True  # every frame keeps a site
+    return x, mask, SparseMap.from_dense(x, mask)
+
+
+def test_submanifold_conv_on_sparse_input_matches_masked_dense_reference():
+    x, mask, sites = _random_sparse()
+    weight = torch.randn(5, 4, 3, 3)
+    out = submanifold_conv3x3(sites, weight).to_dense()
+    reference = F.conv2d(x * mask[:, None], weight, padding=1) * mask[:, None]
+    assert torch.allclose(out, reference, atol=1e-5)
+    assert torch.equal(out.abs().sum(1) > 0, (reference.abs().sum(1) > 0))
+
+
+def test_sparse_max_pool_ignores_inactive_sites():
+    feats = torch.tensor([[-3.0], [-1.0], [-2.0]])
+    coords = torch.tensor([[0, 0, 0], [0, 1, 1], [0, 2, 3]], dtype=torch.int32)
+    out = sparse_max_pool2x2(SparseMap(feats, coords, (4, 4), 1))
+    assert out.coords.tolist() == [[0, 0, 0], [0, 1, 1]]
+    # Inactive neighbours are not zeros: the maxima stay negative.
+    assert out.features.flatten().tolist() == [-1.0, -2.0]
+
+
+def test_sparse_map_round_trip_and_contract():
+    x, mask, sites = _random_sparse()
+    assert torch.equal(sites.to_dense(), x * mask[:, None])
+    assert sites.counts().tolist() == mask.flatten(1).sum(1).tolist()
+    coords = sites.coords.clone()
+    with pytest.raises(ValueError, match="sorted"):
+        SparseMap(sites.features, coords.flip(0), (8, 6), 3)
+    with pytest.raises(ValueError, match="out of range"):
+        SparseMap(sites.features, coords, (8, 6), 2)
+    with pytest.raises(ValueError, match="int32"):
+        SparseMap(sites.features, coords.long(), (8, 6), 3)
+    with pytest.raises(ValueError, match="feature rows"):
+        SparseMap(sites.features[:-1], coords, (8, 6), 3)
+
+
+def test_flops_are_counted_from_active_sites():
+    # 4 active sites in one 5x5 map, 2 -> 3 channels: each site multiplies its 3x3 neighbourhood.
+    coords = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 2, 2], [0, 4, 4]], dtype=torch.int32)
+    sites = SparseMap(torch.ones(4, 2), coords, (5, 5), 1)
+    with SparseFlopCounter() as counter:
+        out = submanifold_conv3x3(sites, torch.ones(3, 2, 3, 3))
+        pooled = sparse_max_pool2x2(out)
+    assert counter.total_flops == 2 * 4 * 9 * 2 * 3
+    assert [(r.op, r.in_sites, r.out_sites) for r in counter.records] == [
+        ("subm_conv3x3", 4, 4),
+        ("max_pool2x2", 4, 2),  # (4, 4) falls off the 2x2 grid, as in F.max_pool2d
+    ]
+    assert pooled.num_active == 2 and out.features[0].tolist() == [4.0, 4.0, 4.0]
+
+
+needs_spconv = pytest.mark.skipif(not spconv_available(), reason="spconv is not installed")
+
+
+@needs_spconv
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_torch_engine_equals_spconv_on_random_sparse_inputs(seed):
+    _, _, sites = _random_sparse(frames=4, channels=6, h=10, w=8, seed=seed, nonneg=True)
+    weight = torch.randn(7, 6, 3, 3, generator=torch.Generator().manual_seed(seed))
+    ours = submanifold_conv3x3(sites, weight, backend="torch")
+    theirs = submanifold_conv3x3(sites, weight, backend="spconv")
+    assert torch.equal(ours.coords, theirs.coords)
+    assert torch.allclose(ours.features, theirs.features, rtol=1e-5, atol=1e-5)
+    # spconv's max-pool starts from 0, so it equals ours on non-negative (post-ReLU) features.
+    pooled_ours = sparse_max_pool2x2(sites, backend="torch")
+    pooled_theirs = sparse_max_pool2x2(sites, backend="spconv")
+    assert torch.equal(pooled_ours.coords, pooled_theirs.coords)
+    assert torch.allclose(pooled_ours.features, pooled_theirs.features)
+
+
+@needs_spconv
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="spconv 2.3's backward needs CUDA (its CPU build calls torch.cuda.current_stream)",
+)
+def test_spconv_gradients_match_torch_engine_on_cuda():
+    _, _, sites = _random_sparse(frames=2, channels=4, h=8, w=8, seed=3)
+    sites = SparseMap(sites.features.cuda().requires_grad_(), sites.coords.cuda(), (8, 8), 2)
+    weight = torch.randn(5, 4, 3, 3, device="cuda", requires_grad=True)
+    grads = []
+    for backend in ("torch", "spconv"):
+        out = submanifold_conv3x3(sites, weight, backend=backend)
+        grads.append(torch.autograd.grad(out.features.square().sum(), (sites.features, weight)))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
