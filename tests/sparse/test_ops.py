@@ -39,11 +39,13 @@ def test_submanifold_conv_equals_conv2d_on_full_grid(frames, c_in, c_out, h, w, 
     grads_sparse = torch.autograd.grad((sparse * upstream).sum(), (x, weight, bias))
 
     _rel_close(sparse, dense)
-    for gs, gd in zip(grads_sparse, grads_dense):
+    for gs, gd in zip(grads_sparse, grads_dense, strict=True):
         _rel_close(gs, gd)
 
 
-@pytest.mark.parametrize(("frames", "channels", "h", "w"), [(1, 1, 2, 2), (2, 3, 6, 8), (3, 2, 7, 9)])
+@pytest.mark.parametrize(
+    ("frames", "channels", "h", "w"), [(1, 1, 2, 2), (2, 3, 6, 8), (3, 2, 7, 9)]
+)
 def test_sparse_max_pool_equals_max_pool2d_on_full_grid(frames, channels, h, w):
     x = torch.randn(frames, channels, h, w, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(frames, channels, h // 2, w // 2, dtype=torch.float64)
@@ -161,5 +163,5 @@ def test_spconv_gradients_match_torch_engine_on_cuda():
     for backend in ("torch", "spconv"):
         out = submanifold_conv3x3(sites, weight, backend=backend)
         grads.append(torch.autograd.grad(out.features.square().sum(), (sites.features, weight)))
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)

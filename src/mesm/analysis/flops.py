@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mesm.models.fe2e import FE2E
 from mesm.models.pathways import Pathway
 from mesm.sparse import SparseFlopCounter
 
@@ -100,3 +101,28 @@ def pathway_flops(pathway: Pathway, frames: Tensor, y_frames: Tensor | None = No
         frames=frames.shape[0],
         sites=sites,
     )
+
+
+@torch.no_grad()
+def model_feature_flops(model: FE2E, batch: dict[str, Tensor]) -> dict[str, PathwayFlops]:
+    """FLOPs of each visual/audio feature extractor of `model` on one batch.
+
+    Args:
+        model: FE2E or MESM (put it in eval mode first).
+        batch: model inputs in the Batch contract (faces, face_lengths, specs, spec_lengths and,
+            for MESM, text_ids and text_mask).
+
+    Returns:
+        {"a": ..., "v": ...} for the model's audio/visual modalities (the text encoder is not a
+        feature extractor here and is not counted).
+    """
+    y = model.text(batch["text_ids"], batch["text_mask"]) if model.config.mesm else None
+    out = {}
+    for m, frames, lengths, pathway in (
+        ("a", "specs", "spec_lengths", "audio"),
+        ("v", "faces", "face_lengths", "visual"),
+    ):
+        if m in model.modalities:
+            y_frames = None if y is None else y.repeat_interleave(batch[lengths], dim=0)
+            out[m] = pathway_flops(getattr(model, pathway), batch[frames], y_frames)
+    return out

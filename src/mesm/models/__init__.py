@@ -23,4 +23,13 @@ def create_model(arch: str = "fe2e", preset: str = "paper", **overrides: Any) ->
     return build_model(make_config(arch, preset, **overrides))
 
 
-__all__ = ["FE2E", "MESM", "PRESETS", "TINY_TEXT", "ModelConfig", "build_model", "create_model", "make_config"]
+__all__ = [
+    "FE2E",
+    "MESM",
+    "PRESETS",
+    "TINY_TEXT",
+    "ModelConfig",
+    "build_model",
+    "create_model",
+    "make_config",
+]

@@ -36,7 +36,9 @@ class FE2E(nn.Module):
         if "t" in self.modalities:
             self.text = TextEncoder(c.text_model, c.text_pretrained, c.text_overrides)
             text_dim = self.text.hidden_size
-            self.text_head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(text_dim, c.num_classes))
+            self.text_head = nn.Sequential(
+                nn.Dropout(c.dropout), nn.Linear(text_dim, c.num_classes)
+            )
         common = dict(
             num_classes=c.num_classes,
             low_channels=c.low_channels,

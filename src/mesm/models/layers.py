@@ -41,7 +41,9 @@ class VGGBlock(nn.Sequential):
     """conv3x3-BN-ReLU twice."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels))
+        super().__init__(
+            ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels)
+        )
 
     def forward_sparse(self, x: SparseMap, backend: Backend = "torch") -> SparseMap:
         for layer in self:
@@ -67,7 +69,7 @@ class VGGStage(nn.Module):
 
 
 class LowLevelCNN(nn.Sequential):
-    """5x5 conv to C, BN, ReLU, 2x2 max-pool, then two VGG blocks at C: (F,C_in,H,W) → (F,C,H/2,W/2)."""
+    """5x5 conv to C, BN, ReLU, 2x2 max-pool, two VGG blocks at C: (F,C_in,H,W) → (F,C,H/2,W/2)."""
 
     def __init__(self, in_channels: int, channels: int) -> None:
         super().__init__(
@@ -117,7 +119,10 @@ def pad_sequences(flat: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"lengths sum to {int(lengths.sum())} but there are {flat.shape[0]} rows")
     t_max = int(lengths.max()) if batch else 0
     owner = torch.repeat_interleave(torch.arange(batch, device=flat.device), lengths)
-    position = torch.arange(flat.shape[0], device=flat.device) - (torch.cumsum(lengths, 0) - lengths)[owner]
+    position = (
+        torch.arange(flat.shape[0], device=flat.device)
+        - (torch.cumsum(lengths, 0) - lengths)[owner]
+    )
     padded = flat.new_zeros(batch, t_max, flat.shape[1])
     padded[owner, position] = flat
     mask = torch.arange(t_max, device=flat.device)[None, :] < lengths[:, None]

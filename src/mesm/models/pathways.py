@@ -7,6 +7,8 @@ run sparse; parameters keep FE2E's names, so a trained FE2E state dict loads int
 
 from __future__ import annotations
 
+import itertools
+
 from torch import Tensor, nn
 
 from mesm.models.attention import CrossModalAttention
@@ -63,7 +65,7 @@ class Pathway(nn.Module):
         self.backend = backend
         self.low_level = LowLevelCNN(in_channels, low_channels)
         widths = (low_channels, *stage_channels)
-        self.stages = nn.ModuleList(VGGStage(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.stages = nn.ModuleList(VGGStage(a, b) for a, b in itertools.pairwise(widths))
         if sparse:
             self.attention = nn.ModuleList(
                 CrossModalAttention(c, text_dim, attention_dim, p, gating) for c in widths[:-1]
@@ -93,14 +95,14 @@ class Pathway(nn.Module):
         if y_frames is None:
             raise ValueError("the sparse pathway needs the text feature of every frame")
         sites = SparseMap.from_dense(h)
-        for i, (attention, stage) in enumerate(zip(self.attention, self.stages)):
+        for i, (attention, stage) in enumerate(zip(self.attention, self.stages, strict=True)):
             sites = attention(sites, y_frames)
             with op_scope(f"stages.{i}"):
                 sites = stage.forward_sparse(sites, self.backend)
         return self.mlp(sites.to_dense().flatten(1))
 
     def forward_features(self, frames: Tensor, lengths: Tensor, y: Tensor | None = None) -> Tensor:
-        """(F, C, H, W) frames + (B,) lengths [+ (B, D) text feature] → (B, d) utterance embedding."""
+        """(F, C, H, W) frames + (B,) lengths [+ (B, D) text feature] → (B, d) embedding."""
         y_frames = None if y is None else y.repeat_interleave(lengths, dim=0)
         return self.transformer(self.extract(frames, y_frames), lengths)
 

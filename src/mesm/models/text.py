@@ -26,23 +26,37 @@ class TextEncoder(nn.Module):
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
+        from transformers.utils import logging as hf_logging
 
         path = name_or_path or default_text_model()
         config = AutoConfig.from_pretrained(path, **(overrides or {}))
         # Only the first-token state is used: drop a pooler head where the architecture has one,
         # so every parameter of the encoder receives a gradient.
+        # (transformers would also report the unused pooler weights as "unexpected": silence it.)
         kwargs: dict[str, Any] = {"add_pooling_layer": False}
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            self._load(AutoModel, path, config, pretrained, kwargs)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
+        self.hidden_size: int = config.hidden_size
+
+    def _load(
+        self, auto_model: Any, path: str, config: Any, pretrained: bool, kwargs: dict
+    ) -> None:
         for attempt in (kwargs, {}):
             try:
                 if pretrained:
-                    self.model = AutoModel.from_pretrained(path, config=config, **attempt)
+                    self.model = auto_model.from_pretrained(path, config=config, **attempt)
                 else:
-                    self.model = AutoModel.from_config(config, **attempt)
-                break
+                    self.model = auto_model.from_config(config, **attempt)
+                return
             except TypeError:
                 if not attempt:
                     raise
-        self.hidden_size: int = config.hidden_size
 
     def forward(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
         """(B, L) token ids + (B, L) bool mask (True = token) → (B, D) first-token states."""

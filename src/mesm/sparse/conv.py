@@ -154,9 +154,9 @@ def sparse_max_pool2x2(x: SparseMap, backend: Backend = "torch") -> SparseMap:
     elif backend == "torch":
         key = (c[:, 0] * ho + c[:, 1] // 2) * wo + c[:, 2] // 2
         out_key = torch.unique(key[inside])  # sorted: canonical order for free
-        coords = torch.stack(
-            [out_key // (ho * wo), (out_key // wo) % ho, out_key % wo], dim=1
-        ).to(torch.int32)
+        coords = torch.stack([out_key // (ho * wo), (out_key // wo) % ho, out_key % wo], dim=1).to(
+            torch.int32
+        )
         n = x.num_active
         table = torch.full((x.num_samples * h * w,), n, dtype=torch.long, device=c.device)
         table[x.keys()] = torch.arange(n, device=c.device)

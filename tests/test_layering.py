@@ -1,0 +1,48 @@
+"""The import rules of DESIGN.md: who may import whom inside mesm."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "mesm"
+
+# package -> mesm packages it may import (resources is a leaf anyone may use)
+ALLOWED = {
+    "sparse": set(),
+    "models": {"sparse"},
+    "data": set(),
+    "evaluation": set(),
+    "training": {"models", "data", "evaluation", "sparse"},
+    "analysis": {"models", "sparse", "data", "evaluation"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "mesm" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_imports_follow_the_design(package):
+    for path in sorted((SRC / package).rglob("*.py")):
+        bad = _imports(path) - ALLOWED[package] - {package, "resources"}
+        assert not bad, f"{path.relative_to(SRC)} imports mesm.{sorted(bad)}"
+
+
+def test_nothing_imports_the_cli():
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name not in ("cli.py", "__main__.py"):
+            assert "cli" not in _imports(path), path
