@@ -1,1 +1,12 @@
+"""The paper's metrics, pure functions on arrays: thresholds tuned on valid, per-emotion tables."""
 
+from mesm.evaluation.metrics import (
+    THRESHOLD_GRID,
+    Confusion,
+    auc,
+    evaluate,
+    format_table,
+    tune_thresholds,
+)
+
+__all__ = ["THRESHOLD_GRID", "Confusion", "auc", "evaluate", "format_table", "tune_thresholds"]
