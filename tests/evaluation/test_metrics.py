@@ -72,13 +72,13 @@ def test_evaluate_multi_label_rows_and_averages():
     names = ["anger", "joy"]
     probs = np.array([[0.9, 0.8], [0.2, 0.7], [0.6, 0.1], [0.1, 0.3]])
     labels = np.array([[1, 1], [0, 1], [1, 0], [0, 0]])  # row 0 has two emotions at once
-    report = evaluate(probs, labels, np.array([0.5, 0.5]), names, task="multi")
+    report = evaluate(probs, labels, np.array([0.5, 0.5]), names, task="multi_label")
     assert report["metric"] == "wacc" and report["num_samples"] == 4
     for name in names:
         row = report["per_emotion"][name]
         assert row["wacc"] == 1.0 and row["f1"] == 1.0 and row["auc"] == 1.0
         assert row["positives"] == 2
-    report = evaluate(probs, labels, np.array([0.95, 0.05]), names, task="multi")
+    report = evaluate(probs, labels, np.array([0.95, 0.05]), names, task="multi_label")
     anger, joy = report["per_emotion"]["anger"], report["per_emotion"]["joy"]
     assert anger["f1"] == 0.0 and anger["wacc"] == pytest.approx(0.5)
     assert joy["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2)) and joy["wacc"] == pytest.approx(0.5)
@@ -90,7 +90,7 @@ def test_evaluate_multi_label_rows_and_averages():
 def test_evaluate_single_label_accuracy():
     probs = np.array([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.2, 0.2, 0.6]])
     labels = np.eye(3)[[0, 1, 1]]
-    report = evaluate(probs, labels, np.full(3, 0.5), ["a", "b", "c"], task="single")
+    report = evaluate(probs, labels, np.full(3, 0.5), ["a", "b", "c"], task="single_label")
     acc = {n: r["acc"] for n, r in report["per_emotion"].items()}
     assert acc == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 2 / 3})
     assert report["average"]["acc"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)

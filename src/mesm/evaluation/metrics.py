@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 
 THRESHOLD_GRID = np.round(np.arange(1, 20) * 0.05, 2)
-Task = Literal["single", "multi"]
+Task = Literal["single_label", "multi_label"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def evaluate(
     labels: np.ndarray,
     thresholds: np.ndarray,
     label_names: Sequence[str],
-    task: Task = "single",
+    task: Task = "single_label",
 ) -> dict:
     """Per-emotion table and averages, as in the paper.
 
@@ -132,7 +132,8 @@ def evaluate(
         labels: (N, K) 0/1 targets.
         thresholds: (K,) from :func:`tune_thresholds` on the validation split.
         label_names: K emotion names.
-        task: "single" (IEMOCAP: accuracy) or "multi" (CMU-MOSEI: weighted accuracy).
+        task: "single_label" (IEMOCAP: accuracy) or "multi_label" (CMU-MOSEI: weighted
+            accuracy), as in the dataset header.
 
     Returns:
         {"task", "metric", "per_emotion": {name: {"acc"|"wacc", "f1", "auc", "threshold",
@@ -144,22 +145,20 @@ def evaluate(
         raise ValueError(
             f"{probs.shape[1]} columns, {len(label_names)} names, {thresholds.shape} thresholds"
         )
-    if task not in ("single", "multi"):
-        raise ValueError(f"task must be 'single' or 'multi', got {task!r}")
-    metric = "acc" if task == "single" else "wacc"
+    if task not in ("single_label", "multi_label"):
+        raise ValueError(f"task must be 'single_label' or 'multi_label', got {task!r}")
+    metric = "acc" if task == "single_label" else "wacc"
     per: dict[str, dict[str, float]] = {}
     for k, name in enumerate(label_names):
         conf = Confusion.of(probs[:, k] >= thresholds[k], labels[:, k])
         per[name] = {
-            metric: conf.accuracy if task == "single" else conf.weighted_accuracy,
+            metric: conf.accuracy if metric == "acc" else conf.weighted_accuracy,
             "f1": conf.f1,
             "auc": auc(probs[:, k], labels[:, k]),
             "threshold": float(thresholds[k]),
             "positives": int(labels[:, k].sum()),
         }
-    average = {
-        m: float(np.nanmean([row[m] for row in per.values()])) for m in (metric, "f1", "auc")
-    }
+    average = {m: _mean([row[m] for row in per.values()]) for m in (metric, "f1", "auc")}
     return {
         "task": task,
         "metric": metric,
@@ -167,6 +166,12 @@ def evaluate(
         "average": average,
         "num_samples": int(probs.shape[0]),
     }
+
+
+def _mean(values: list[float]) -> float:
+    """Mean over the defined values (AUC is NaN for an emotion absent from the split)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
 
 
 def format_table(report: dict, title: str = "") -> str:

@@ -1,0 +1,192 @@
+"""`train`: one run from a :class:`RunConfig` to a run folder.
+
+The run folder holds ``config.yaml`` (the resolved config), ``checkpoints/best.ckpt`` and
+``checkpoints/last.ckpt`` (Lightning's, for ``--resume``), ``best.safetensors`` (the model to use:
+weights + config + labels + thresholds + preprocessing, loadable without pickle), CSV and
+TensorBoard logs under ``logs/{csv,tb}/version_N`` (one version per start or
+resume), and ``metrics.json`` (validation and test reports of the best
+epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader, Dataset
+
+from mesm.models import build_model
+from mesm.training.checkpoint import save_checkpoint
+from mesm.training.config import RunConfig, save_run_config
+from mesm.training.module import EmotionModule
+
+MONITOR = "val/f1"
+
+
+@dataclass
+class RunResult:
+    """What a run left behind."""
+
+    run_dir: Path
+    checkpoint: Path
+    best_ckpt: Path
+    last_ckpt: Path
+    metrics: dict[str, Any]
+
+
+def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
+    from mesm.data.dataset import EmotionDataset
+
+    if not config.data.path:
+        raise ValueError("data.path is not set: point it at a prepared dataset folder")
+    kwargs = {
+        "text_model": config.model.get("text_model"),
+        "max_text_length": config.data.max_text_length,
+    }
+    train = EmotionDataset(config.data.path, config.data.train_split, **kwargs)
+    valid = EmotionDataset(config.data.path, config.data.valid_split, **kwargs)
+    try:
+        test = EmotionDataset(config.data.path, config.data.test_split, **kwargs)
+    except ValueError:  # a dataset without a test split still trains
+        test = None
+    return train, valid, test
+
+
+def _loader(dataset: Dataset, config: RunConfig, shuffle: bool) -> DataLoader:
+    workers = config.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=config.data.batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=dataset.collate,
+        persistent_workers=workers > 0,
+    )
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    datasets: tuple[Dataset, Dataset, Dataset | None] | None = None,
+    enable_progress_bar: bool = True,
+    callbacks: list[pl.Callback] | None = None,
+) -> RunResult:
+    """Trains, validates every epoch, keeps the best epoch by average F1, tests it.
+
+    Args:
+        config: the run config (its ``data.path`` is used unless `datasets` is given).
+        run_dir: output folder; with ``resume=True`` the folder of an interrupted run.
+        resume: continue from ``run_dir/checkpoints/last.ckpt`` (model, optimiser, scheduler,
+            loops, epoch and step).
+        datasets: (train, valid, test-or-None) datasets with ``collate``, ``label_names``,
+            ``info.task`` and ``pos_weight()``, as :class:`mesm.data.dataset.EmotionDataset`.
+        enable_progress_bar: show Lightning's progress bar.
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        The run's files and the best epoch's metrics.
+    """
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"cannot resume: {last} does not exist")
+    if not resume and last.is_file():
+        raise FileExistsError(f"{run_dir} already holds a run; pass resume or another folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(config, run_dir / "config.yaml")
+
+    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    train_set, valid_set, test_set = datasets or _datasets(config)
+    label_names = list(train_set.label_names)
+    task = train_set.info.task
+    model = build_model(config.model_config(num_classes=len(label_names)))
+    module = EmotionModule(
+        model,
+        label_names=label_names,
+        task=task,
+        pos_weight=train_set.pos_weight(),
+        lr=config.optim.lr,
+        text_lr_factor=config.optim.text_lr_factor,
+        weight_decay=config.optim.weight_decay,
+        scheduler=config.optim.scheduler,
+    )
+    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max")
+    # Without a monitor it saves after every epoch: the state --resume continues from.
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
+    t = config.trainer
+    trainer = pl.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=_precision(t.precision, t.accelerator),
+        deterministic=t.deterministic,
+        gradient_clip_val=config.optim.grad_clip or None,
+        log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        callbacks=[
+            best_cb,
+            last_cb,
+            EarlyStopping(MONITOR, mode="max", patience=t.patience),
+            *(callbacks or []),
+        ],
+        # One version folder per (re)start, so a resume never overwrites earlier logs.
+        logger=[
+            CSVLogger(run_dir / "logs", name="csv"),
+            TensorBoardLogger(run_dir / "logs", name="tb"),
+        ],
+        enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        module,
+        _loader(train_set, config, shuffle=True),
+        _loader(valid_set, config, shuffle=False),
+        ckpt_path=str(last) if resume else None,
+    )
+    best_ckpt = Path(best_cb.best_model_path or last)
+    state = torch.load(best_ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    metrics: dict[str, Any] = {"best_epoch_checkpoint": best_ckpt.name}
+    trainer.validate(module, _loader(valid_set, config, shuffle=False), verbose=False)
+    metrics["valid"] = module.last_report.get("val")
+    if test_set is not None:
+        trainer.test(module, _loader(test_set, config, shuffle=False), verbose=False)
+        metrics["test"] = module.last_report.get("test")
+    checkpoint = run_dir / "best.safetensors"
+    if trainer.is_global_zero:
+        settings = getattr(getattr(train_set, "cache", None), "settings", None)
+        save_checkpoint(
+            checkpoint,
+            module.model,
+            label_names=label_names,
+            task=task,
+            thresholds=module.thresholds.tolist(),
+            preprocessing=dataclasses.asdict(settings) if settings is not None else {},
+            extra={"max_text_length": config.data.max_text_length},
+        )
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return RunResult(run_dir, checkpoint, best_ckpt, ckpt_dir / "last.ckpt", metrics)
+
+
+def _precision(precision: str, accelerator: str) -> str:
+    # "auto": mixed precision where it pays (CUDA), full precision on CPU.
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "16-mixed" if on_gpu else "32-true"

@@ -1,0 +1,173 @@
+"""Lightning module around a plain FE2E/MESM model: loss, optimiser groups, validation metrics.
+
+Loss: BCE-with-logits with a per-class positive weight (negatives / positives on the train
+split). Optimiser: Adam; the text encoder's learning rate is divided by ``text_lr_factor``.
+Validation: per-emotion thresholds tuned on the validation predictions (the paper's procedure),
+average F1 logged as ``val/f1`` (the early-stopping and checkpoint monitor). The tuned thresholds
+are kept in a buffer so they travel with the checkpoint and are applied unchanged to test.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mesm.evaluation import evaluate, tune_thresholds
+from mesm.models import FE2E
+
+MODEL_INPUTS = ("text_ids", "text_mask", "faces", "face_lengths", "specs", "spec_lengths")
+
+
+def model_inputs(batch: dict[str, Any], modalities: str) -> dict[str, Tensor]:
+    """The batch entries the model's modalities need."""
+    needed = {"t": MODEL_INPUTS[:2], "v": MODEL_INPUTS[2:4], "a": MODEL_INPUTS[4:]}
+    return {k: batch[k] for m in modalities for k in needed[m]}
+
+
+class EmotionModule(pl.LightningModule):
+    """Trains and validates a model from :mod:`mesm.models`.
+
+    Args:
+        model: FE2E or MESM.
+        label_names: K emotion names.
+        task: "single_label" (accuracy) or "multi_label" (weighted accuracy).
+        pos_weight: (K,) BCE positive weights.
+        lr: learning rate of everything but the text encoder.
+        text_lr_factor: the text encoder's learning rate is lr / text_lr_factor.
+        weight_decay: Adam weight decay.
+        scheduler: "none", "cosine" (over max_epochs) or "plateau" (on val/f1).
+    """
+
+    def __init__(
+        self,
+        model: FE2E,
+        *,
+        label_names: list[str] | tuple[str, ...],
+        task: str,
+        pos_weight: Tensor,
+        lr: float = 5e-5,
+        text_lr_factor: float = 10.0,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.label_names = list(label_names)
+        self.task = task
+        self.lr = lr
+        self.text_lr_factor = text_lr_factor
+        self.weight_decay = weight_decay
+        self.scheduler_name = scheduler
+        self.register_buffer("pos_weight", pos_weight.float().clone())
+        self.register_buffer(
+            "thresholds", torch.full((len(label_names),), 0.5, dtype=torch.float64)
+        )
+        self._outputs: dict[str, list[tuple[Tensor, Tensor]]] = {"val": [], "test": []}
+        self.last_report: dict[str, dict] = {}
+
+    def forward(self, batch: dict[str, Any]) -> Tensor:
+        return self.model(**model_inputs(batch, self.model.modalities))
+
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.pos_weight)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss = self._loss(self(batch), batch["labels"])
+        size = batch["labels"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
+        logits = self(batch)
+        size = batch["labels"].shape[0]
+        self.log(
+            f"{stage}/loss", self._loss(logits, batch["labels"]), batch_size=size, sync_dist=True
+        )
+        self._outputs[stage].append((torch.sigmoid(logits).detach(), batch["labels"].detach()))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _gather(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
+        probs = torch.cat([p for p, _ in self._outputs[stage]])
+        labels = torch.cat([y for _, y in self._outputs[stage]])
+        self._outputs[stage].clear()
+        if self.trainer.world_size > 1:  # every rank evaluates on all predictions
+            probs = self.all_gather(probs).flatten(0, 1)
+            labels = self.all_gather(labels).flatten(0, 1)
+        return probs.float().cpu().numpy(), labels.cpu().numpy().round()
+
+    def _log_report(self, stage: str, report: dict) -> None:
+        self.last_report[stage] = report
+        metric = report["metric"]
+        self.log(f"{stage}/f1", report["average"]["f1"], prog_bar=stage == "val", sync_dist=False)
+        self.log(f"{stage}/{metric}", report["average"][metric], sync_dist=False)
+        for name, row in report["per_emotion"].items():
+            self.log(f"{stage}/f1_{name}", row["f1"], sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._outputs["val"]:
+            return
+        probs, labels = self._gather("val")
+        thresholds = tune_thresholds(probs, labels)
+        self.thresholds.copy_(torch.as_tensor(thresholds))
+        self._log_report("val", evaluate(probs, labels, thresholds, self.label_names, self.task))
+
+    def on_test_epoch_end(self) -> None:
+        if not self._outputs["test"]:
+            return
+        probs, labels = self._gather("test")
+        thresholds = self.thresholds.cpu().numpy()
+        self._log_report("test", evaluate(probs, labels, thresholds, self.label_names, self.task))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # RNG states travel with the checkpoint so that a resumed run draws the same shuffles
+        # and dropout masks as an uninterrupted one.
+        checkpoint["mesm_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+            "numpy_pos": int(np.random.get_state()[2]),
+            "python": random.getstate()[1],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("mesm_rng")
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        keys = state["numpy"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
+        random.setstate((3, tuple(state["python"]), None))
+
+    def configure_optimizers(self) -> Any:
+        text, rest = [], []
+        for name, param in self.model.named_parameters():
+            (text if name.startswith("text.") else rest).append(param)
+        groups = [{"params": rest, "lr": self.lr}]
+        if text:
+            groups.append({"params": text, "lr": self.lr / self.text_lr_factor})
+        optimizer = torch.optim.Adam(groups, weight_decay=self.weight_decay)
+        if self.scheduler_name == "none":
+            return optimizer
+        if self.scheduler_name == "cosine":
+            epochs = max(1, self.trainer.max_epochs or 1)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        if self.scheduler_name == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", patience=2
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/f1"},
+            }
+        raise ValueError(f"unknown scheduler {self.scheduler_name!r}")

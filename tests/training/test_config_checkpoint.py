@@ -1,0 +1,80 @@
+"""Run configs (YAML + overrides) and safe checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import make_batch, model_inputs, tiny_model
+from mesm.training.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from mesm.training.config import apply_overrides, load_run_config
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  preset: tiny\n  arch: mesm\ndata:\n  batch_size: 4\n")
+    config = load_run_config(path, ["optim.lr=1e-3", "model.p=0.5", "trainer.devices=[0, 1]"])
+    assert config.data.batch_size == 4 and config.optim.lr == 1e-3
+    assert config.trainer.devices == [0, 1]
+    model_config = config.model_config()
+    assert model_config.p == 0.5 and model_config.d_model == 32  # the tiny preset, then fields
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("optim:\n  learning_rate: 1\n", [], "unknown keys in section 'optim'"),
+        ("extra: {}\n", [], "unknown config sections"),
+        ("model:\n  arch: mesm\n  modalities: av\n", [], "MESM needs the text modality"),
+        ("model:\n  preset: huge\n", [], "unknown preset"),
+        ("model: [\n", [], "not valid YAML"),
+        ("", ["optim.lr"], "key.sub=value"),
+    ],
+)
+def test_bad_configs_name_the_file_and_the_problem(tmp_path, text, overrides, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        load_run_config(path, overrides)
+    assert str(path) in str(err.value)
+
+
+def test_checkpoint_round_trip_without_pickle(tmp_path):
+    model = tiny_model("mesm", p=0.6).eval()
+    names = ["a", "b", "c", "d", "e", "f"]
+    path = save_checkpoint(
+        tmp_path / "m.safetensors",
+        model,
+        label_names=names,
+        task="multi_label",
+        thresholds=[0.5] * 6,
+        preprocessing={"img_interval_ms": 500},
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+    with path.open("rb") as f:  # safetensors: u64 header length, then a JSON header
+        header_length = int.from_bytes(f.read(8), "little")
+        assert f.read(1) == b"{" and header_length < path.stat().st_size
+    loaded, meta = load_checkpoint(path)
+    assert meta["label_names"] == names and meta["model"]["p"] == 0.6
+    batch = model_inputs(make_batch([2, 1], [1, 2]))
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch), model(**batch))
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        read_checkpoint_meta(tmp_path / "missing.safetensors")
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(ValueError, match="without mesm metadata"):
+        load_checkpoint(plain)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x80\x04not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_checkpoint(junk)
+    with pytest.raises(ValueError, match="label names"):
+        save_checkpoint(
+            tmp_path / "x.safetensors", tiny_model(), label_names=["a"], task="single_label"
+        )

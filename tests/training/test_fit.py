@@ -1,0 +1,97 @@
+"""A few-step training run on a generated dataset: what it leaves, and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+
+from mesm.data.dataset import EmotionDataset
+from mesm.data.synthetic import write_synthetic_dataset
+from mesm.models import TINY_TEXT
+from mesm.training.checkpoint import load_checkpoint
+from mesm.training.config import RunConfig
+from mesm.training.fit import train
+from mesm.training.module import model_inputs
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(root, 12, duration=(1.0, 1.5))
+    return root
+
+
+def _config(dataset_dir, **trainer) -> RunConfig:
+    return RunConfig.from_dict(
+        {
+            "model": {"preset": "tiny", "arch": "mesm", "gating": "gated", "p": 0.7, **TINY_TEXT},
+            "data": {"path": str(dataset_dir), "batch_size": 2},
+            "optim": {"lr": 1e-3, "scheduler": "cosine", "grad_clip": 1.0},
+            "trainer": {"max_epochs": 2, "log_every_n_steps": 1, "deterministic": True, **trainer},
+        }
+    )
+
+
+def test_training_run_leaves_checkpoints_logs_and_config(dataset_dir, tmp_path):
+    config = _config(dataset_dir)
+    result = train(config, tmp_path / "run", enable_progress_bar=False)
+    run = tmp_path / "run"
+    assert result.best_ckpt.is_file() and result.last_ckpt.is_file()
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved == config.to_dict() and resolved["trainer"]["patience"] == 5  # defaults filled
+    rows = list(csv.DictReader((run / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) == 2 * 3  # 6 train utterances, batch 2, 2 epochs
+    assert sum(1 for r in rows if r.get("val/f1")) == 2 + 1  # each epoch, then the best again
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]["per_emotion"]) == {"ang", "hap", "neu", "sad"}
+    assert metrics["test"]["num_samples"] == 3
+
+    model, meta = load_checkpoint(result.checkpoint)
+    assert meta["label_names"] == ["ang", "hap", "neu", "sad"] and meta["task"] == "single_label"
+    assert meta["modalities"] == "tav" and meta["model"]["arch"] == "mesm"
+    assert len(meta["thresholds"]) == 4 and meta["preprocessing"]["img_interval_ms"] == 500
+    best = torch.load(result.best_ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, best[f"model.{name}"]), name
+    test_set = EmotionDataset(dataset_dir, "test")
+    batch = test_set.collate([test_set[i] for i in range(len(test_set))])
+    with torch.no_grad():
+        logits = model(**model_inputs(batch, model.modalities))
+    assert logits.shape == (3, 4) and torch.isfinite(logits).all()
+
+
+class _Interrupt(pl.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt  # what Ctrl-C does mid-run
+
+
+def test_resume_after_interruption_reaches_the_same_weights(dataset_dir, tmp_path):
+    config = _config(dataset_dir, max_epochs=3, patience=10)
+    straight = train(config, tmp_path / "a", enable_progress_bar=False)
+    with pytest.raises(BaseException):  # noqa: B017 - Lightning turns it into SystemExit
+        train(config, tmp_path / "b", enable_progress_bar=False, callbacks=[_Interrupt()])
+    assert torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)["epoch"] == 0
+    resumed = train(config, tmp_path / "b", resume=True, enable_progress_bar=False)
+    a = torch.load(straight.last_ckpt, weights_only=True)
+    b = torch.load(resumed.last_ckpt, weights_only=True)
+    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 9)
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name
+
+
+def test_run_folder_misuse_is_a_clear_error(dataset_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(_config(dataset_dir), tmp_path / "none", resume=True)
+    config = _config(dataset_dir, max_epochs=1)
+    train(config, tmp_path / "run", enable_progress_bar=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(config, tmp_path / "run")
+    with pytest.raises(ValueError, match=r"data\.path"):
+        train(RunConfig.from_dict({"model": {"preset": "tiny", **TINY_TEXT}}), tmp_path / "x")
