@@ -1,0 +1,50 @@
+"""`mesm train` and `mesm evaluate` through the command line on a generated dataset."""
+
+from __future__ import annotations
+
+import json
+
+from mesm.cli import main
+from mesm.data.synthetic import write_synthetic_dataset
+from mesm.training.evaluate import evaluate_checkpoint
+
+TINY_TEXT_SETS = [
+    "model.text_pretrained=false",
+    "model.text_overrides={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+    "intermediate_size: 64}",
+]
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, 8, duration=(1.0, 1.2))
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n  preset: tiny\n  arch: fe2e\ntrainer:\n  max_epochs: 1\n")
+    run = tmp_path / "run"
+    sets = [f"data.path={data}", "data.batch_size=4", *TINY_TEXT_SETS]
+    args = ["train", "--config", str(config), "--out", str(run)]
+    assert main(args + [x for s in sets for x in ("--set", s)]) == 0
+    printed = capsys.readouterr().out
+    assert "test (2 utterances)" in printed and "best.safetensors" in printed
+    assert (run / "config.yaml").read_text().count("max_epochs: 1") == 1
+
+    out = tmp_path / "eval.json"
+    ckpt = run / "best.safetensors"
+    assert (
+        main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--json", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    assert report["split"] == "test" and report["num_samples"] == 2
+    assert list(report["per_emotion"]) == ["ang", "hap", "neu", "sad"]
+    direct = evaluate_checkpoint(ckpt, data, "test")
+    assert report["average"]["f1"] == direct["average"]["f1"]
+    assert "Acc" in capsys.readouterr().out
+
+    # Training into a used folder, or evaluating a missing file: one clear line, exit code 2.
+    assert main([*args, "--set", f"data.path={data}"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (
+        main(["evaluate", "--checkpoint", str(tmp_path / "no.safetensors"), "--data", str(data)])
+        == 2
+    )
+    assert "no checkpoint" in capsys.readouterr().err
