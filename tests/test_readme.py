@@ -13,7 +13,7 @@ BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
 def test_readme_opens_with_the_demo_and_test_commands():
     first, second = BLOCKS[0], BLOCKS[1]
     assert README.index("```") < 200, "the commands must come first"
-    assert first == ("bash", "bash scripts/install.sh && mesm demo\n")
+    assert first == ("bash", "bash scripts/install.sh && mesm demo --out mesm-demo\n")
     assert second == ("bash", "bash scripts/test.sh\n")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in ci

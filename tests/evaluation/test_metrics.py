@@ -94,6 +94,7 @@ def test_evaluate_single_label_accuracy():
     acc = {n: r["acc"] for n, r in report["per_emotion"].items()}
     assert acc == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 2 / 3})
     assert report["average"]["acc"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert report["top1_accuracy"] == pytest.approx(2 / 3)  # row 2 picks c, the label is b
 
 
 def test_bad_inputs_are_clear_errors():

@@ -6,7 +6,16 @@ from mesm.evaluation.metrics import (
     auc,
     evaluate,
     format_table,
+    json_safe,
     tune_thresholds,
 )
 
-__all__ = ["THRESHOLD_GRID", "Confusion", "auc", "evaluate", "format_table", "tune_thresholds"]
+__all__ = [
+    "THRESHOLD_GRID",
+    "Confusion",
+    "auc",
+    "evaluate",
+    "format_table",
+    "json_safe",
+    "tune_thresholds",
+]

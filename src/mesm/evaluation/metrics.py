@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -159,13 +159,19 @@ def evaluate(
             "positives": int(labels[:, k].sum()),
         }
     average = {m: _mean([row[m] for row in per.values()]) for m in (metric, "f1", "auc")}
-    return {
+    report = {
         "task": task,
         "metric": metric,
         "per_emotion": per,
         "average": average,
         "num_samples": int(probs.shape[0]),
     }
+    if task == "single_label":
+        # Not one of the paper's numbers, but the usual one for single-label data: the most
+        # probable emotion is the true one (chance is 1/K for balanced classes).
+        hits = probs.argmax(1) == labels.argmax(1)
+        report["top1_accuracy"] = float(hits.mean()) if len(hits) else float("nan")
+    return report
 
 
 def _mean(values: list[float]) -> float:
@@ -186,3 +192,15 @@ def format_table(report: dict, title: str = "") -> str:
         cells = [report["per_emotion"][n][m] for n in names] + [report["average"][m]]
         lines.append(f"{label:<6}" + "".join(f"{100 * v:>{width + 1}.1f}" for v in cells))
     return "\n".join(lines)
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of a report with NaN (e.g. the AUC of an emotion absent from a split) as None,
+    so that it is valid JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

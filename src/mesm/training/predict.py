@@ -1,0 +1,146 @@
+"""`predict_clip`: a new video file (its own audio track, or a separate audio file) → emotions.
+
+The clip goes through exactly the preprocessing the checkpoint was trained with (frame sampling,
+MTCNN face crops with the counted centre-crop fallback, mel chunks, the text model's tokenizer),
+then the model; each emotion's probability is compared with the threshold tuned on validation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mesm.data.cache import PreprocessSettings, compute_features, make_cropper
+from mesm.data.dataset import Batch, Item, collate
+from mesm.data.errors import DataError
+from mesm.data.manifest import Record
+from mesm.data.text import TextTokenizer
+from mesm.training.checkpoint import load_checkpoint
+from mesm.training.module import model_inputs
+
+
+def read_transcript(text_or_file: str | None) -> str:
+    """The transcript itself, or the contents of a text file when given an existing path."""
+    if not text_or_file:
+        return ""
+    path = Path(text_or_file)
+    if len(text_or_file) < 4096 and path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    return text_or_file
+
+
+def clip_batch(
+    clip: str | os.PathLike,
+    transcript: str,
+    *,
+    audio: str | os.PathLike | None = None,
+    settings: PreprocessSettings | None = None,
+    text_model: str | None = None,
+    max_text_length: int = 100,
+    num_classes: int = 1,
+) -> tuple[Batch, dict[str, Any]]:
+    """One clip as a one-utterance Batch, plus what preprocessing found.
+
+    Args:
+        clip: a video file (any container ffmpeg reads) or a folder of frames.
+        transcript: what is said in the clip ("" when unknown).
+        audio: a separate audio file (default: the video's own track).
+        settings: preprocessing settings (default: the paper's).
+        text_model: tokenizer name/folder (None: the offline default).
+        max_text_length: most tokens kept.
+        num_classes: K, for the (unused) label row of the batch.
+
+    Returns:
+        (batch, info) with info = {"frames", "faces_found", "chunks", "timestamps"}.
+    """
+    clip = Path(clip).resolve()
+    if not clip.exists():
+        raise FileNotFoundError(f"no clip at {clip}")
+    paths = [clip] if audio is None else [clip, Path(audio).resolve()]
+    if audio is not None and not paths[1].is_file():
+        raise FileNotFoundError(f"no audio file at {paths[1]}")
+    # A one-record "dataset" rooted where both files live.
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    record = Record(
+        id=clip.stem,
+        video=str(clip.relative_to(root)),
+        audio=None if audio is None else str(paths[1].relative_to(root)),
+        text=transcript,
+        labels=(),
+    )
+    settings = settings or PreprocessSettings()
+    try:
+        tensors = compute_features(root, record, settings, make_cropper(settings))
+    except DataError as err:
+        raise ValueError(f"{clip}: {err}") from err
+    tokenizer = TextTokenizer(text_model, max_length=max_text_length)
+    item = Item(
+        id=record.id,
+        faces=tensors["faces"],
+        specs=tensors["specs"],
+        text_ids=torch.tensor(tokenizer.encode([transcript])[0], dtype=torch.int64),
+        labels=torch.zeros(num_classes),
+    )
+    info = {
+        "frames": int(tensors["faces"].shape[0]),
+        "faces_found": int(tensors["found"].sum()),
+        "chunks": int(tensors["specs"].shape[0]),
+        "timestamps": [round(float(t), 3) for t in tensors["timestamps"]],
+    }
+    return collate([item], pad_id=tokenizer.pad_id), info
+
+
+@torch.no_grad()
+def predict_clip(
+    checkpoint: str | os.PathLike,
+    clip: str | os.PathLike,
+    transcript: str | None = None,
+    *,
+    audio: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Per-emotion probabilities and decisions for one clip.
+
+    Args:
+        checkpoint: a `.safetensors` checkpoint written by `mesm train`.
+        clip: the video file (or frame folder).
+        transcript: the transcript, or a path to a text file holding it (None: empty).
+        audio: a separate audio file (default: the video's own track).
+        device: where the model runs.
+
+    Returns:
+        {"clip", "transcript", "preprocessing": {...}, "emotions": {name: {"probability",
+        "threshold", "present"}}, "present": [names], "top": name (single-label checkpoints)}.
+    """
+    model, meta = load_checkpoint(checkpoint, map_location=device)
+    settings = PreprocessSettings(**meta["preprocessing"]) if meta["preprocessing"] else None
+    text = read_transcript(transcript)
+    batch, info = clip_batch(
+        clip,
+        text,
+        audio=audio,
+        settings=settings,
+        text_model=meta["model"].get("text_model"),
+        max_text_length=meta["extra"].get("max_text_length", 100),
+        num_classes=len(meta["label_names"]),
+    )
+    inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
+    probs = torch.sigmoid(model(**inputs))[0].cpu().tolist()
+    thresholds = meta["thresholds"] or [0.5] * len(probs)
+    emotions = {
+        name: {"probability": p, "threshold": t, "present": p >= t}
+        for name, p, t in zip(meta["label_names"], probs, thresholds, strict=True)
+    }
+    out: dict[str, Any] = {
+        "clip": str(clip),
+        "transcript": text,
+        "preprocessing": info,
+        "emotions": emotions,
+        "present": [n for n, e in emotions.items() if e["present"]],
+    }
+    if meta["task"] == "single_label":
+        out["top"] = max(emotions, key=lambda n: emotions[n]["probability"])
+    return out
