@@ -33,6 +33,9 @@ class DataConfig:
     train_split: str = "train"
     valid_split: str = "valid"
     test_split: str = "test"
+    # Fields of mesm.data.cache.PreprocessSettings (frame interval, mel settings, ...) selecting
+    # the feature cache; empty = the paper's settings.
+    preprocess: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -43,11 +43,17 @@ class RunResult:
 
 
 def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
+    from mesm.data.cache import PreprocessSettings
     from mesm.data.dataset import EmotionDataset
 
     if not config.data.path:
         raise ValueError("data.path is not set: point it at a prepared dataset folder")
+    try:
+        settings = PreprocessSettings(**config.data.preprocess)
+    except TypeError as err:
+        raise ValueError(f"data.preprocess: {err}") from err
     kwargs = {
+        "settings": settings,
         "text_model": config.model.get("text_model"),
         "max_text_length": config.data.max_text_length,
     }

@@ -1,0 +1,34 @@
+"""Every YAML in configs/ loads, validates and builds its model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mesm.data.cache import PreprocessSettings
+from mesm.models import MESM, build_model
+from mesm.training.config import load_run_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_there_are_paper_presets_for_both_datasets():
+    names = {p.stem for p in CONFIGS}
+    assert {"iemocap_fe2e", "iemocap_mesm", "mosei_fe2e", "mosei_mesm"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_loads_and_builds(path):
+    config = load_run_config(path)
+    model_config = config.model_config(num_classes=6, text_pretrained=False)
+    model = build_model(model_config)
+    assert isinstance(model, MESM) == (model_config.arch == "mesm")
+    PreprocessSettings(**config.data.preprocess)  # valid preprocessing fields
+    if path.stem.startswith(("iemocap", "mosei")):
+        assert config.optim.lr == 5e-5 and config.optim.text_lr_factor == 10
+        assert (model_config.d_model, model_config.num_layers, model_config.num_heads) == (64, 4, 4)
+        assert config.data.max_text_length == 100
+        assert config.data.preprocess["img_interval_ms"] == 500
+        if model_config.arch == "mesm":
+            assert model_config.p == (0.7 if path.stem.startswith("iemocap") else 0.5)
