@@ -16,7 +16,8 @@ ALLOWED = {
     "data": set(),
     "evaluation": set(),
     "training": {"models", "data", "evaluation", "sparse"},
-    "analysis": {"models", "sparse", "data", "evaluation"},
+    # analysis reads checkpoints and batches a split the way training does (checkpoint, inputs).
+    "analysis": {"models", "sparse", "data", "evaluation", "training"},
 }
 
 

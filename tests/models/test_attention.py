@@ -97,3 +97,23 @@ def test_gated_attention_scales_by_relative_attention():
     ratio = (out.features / sites.features).detach()
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-6)  # one scale per site
     assert float(ratio.max()) == pytest.approx(1.0) and float(ratio.min()) > 0
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_attention_scores_equal_the_additive_formula(use_bias):
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 5, 4, dtype=torch.float64)
+    keep = torch.rand(3, 5, 4) < 0.6
+    keep[:, 0, 0] = True
+    sites = SparseMap.from_dense(x, keep)
+    y = torch.randn(3, 6, dtype=torch.float64)
+    layer = CrossModalAttention(8, 6, 7, p=0.5).double()
+    if not use_bias:
+        layer.proj_x.bias = None
+    seen = {}
+    layer.capture.register_forward_hook(lambda mod, args, out: seen.update(probs=args[0]))
+    layer(sites, y)
+    sample = sites.sample_index
+    scores = layer.score(torch.tanh(layer.proj_x(sites.features) + layer.proj_y(y)[sample]))[:, 0]
+    expected = torch.cat([torch.softmax(scores[sample == f], 0) for f in range(3)])
+    assert torch.allclose(seen["probs"], expected, atol=1e-12)

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from conftest import make_batch, model_inputs, tiny_model
+from helpers import make_batch, model_inputs, tiny_model
 from mesm.models import FE2E, MESM, ModelConfig, create_model, make_config
 from mesm.sparse import SparseFlopCounter
 

@@ -10,6 +10,8 @@ from torch import nn
 from mesm.sparse import (
     SparseFlopCounter,
     SparseMap,
+    dense_above,
+    dense_fraction,
     sparse_batch_norm,
     sparse_max_pool2x2,
     spconv_available,
@@ -165,3 +167,110 @@ def test_spconv_gradients_match_torch_engine_on_cuda():
         grads.append(torch.autograd.grad(out.features.square().sum(), (sites.features, weight)))
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+# -- the torch engine's two conv paths, its backward, and the max-pool backward -------------------
+GATHER, DENSE = float("inf"), 0.0
+
+
+@pytest.mark.parametrize("density", [0.2, 0.7, 1.0])
+@pytest.mark.parametrize(("frames", "c_in", "c_out", "h", "w"), SHAPES)
+def test_dense_masked_path_equals_gather_path_forward_and_backward(
+    frames, c_in, c_out, h, w, density
+):
+    g = torch.Generator().manual_seed(frames + c_in + int(10 * density))
+    x = torch.randn(frames, c_in, h, w, generator=g, dtype=torch.float64)
+    mask = torch.rand(frames, h, w, generator=g) < density
+    mask[:, 0, 0] = True
+    weight = torch.randn(c_out, c_in, 3, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(c_out, generator=g, dtype=torch.float64)
+    sites = SparseMap.from_dense(x, mask)
+    upstream = torch.randn(sites.num_active, c_out, generator=g, dtype=torch.float64)
+    results = []
+    for threshold in (GATHER, DENSE):
+        feats = sites.features.clone().requires_grad_()
+        params = (weight.clone().requires_grad_(), bias.clone().requires_grad_())
+        with dense_above(threshold), SparseFlopCounter() as counter:
+            out = submanifold_conv3x3(sites.with_features(feats), *params)
+        grads = torch.autograd.grad((out.features * upstream).sum(), (feats, *params))
+        results.append((out.features, *grads))
+        assert torch.equal(out.coords, sites.coords)
+        (record,) = counter.records
+        computed = sites.num_active if threshold == GATHER else frames * h * w
+        assert record.path == ("gather" if threshold == GATHER else "dense")
+        assert record.flops == 2 * computed * 9 * c_in * c_out
+    for a, b in zip(*results, strict=True):
+        _rel_close(a, b, 1e-10)
+    # And both equal the masked dense reference.
+    reference = F.conv2d(x * mask[:, None], weight, bias, padding=1).permute(0, 2, 3, 1)[mask]
+    _rel_close(results[0][0], reference, 1e-10)
+
+
+@pytest.mark.parametrize("threshold", [GATHER, DENSE])
+def test_counted_flops_equal_what_flop_counter_mode_sees(threshold):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, _, sites = _random_sparse(frames=3, channels=4, h=9, w=7, density=0.5)
+    weight = torch.randn(6, 4, 3, 3)
+    with (
+        dense_above(threshold),
+        FlopCounterMode(display=False) as seen,
+        SparseFlopCounter() as ours,
+    ):
+        submanifold_conv3x3(sites, weight)
+    assert ours.total_flops == seen.get_total_flops() > 0
+
+
+def test_default_threshold_picks_the_path_by_active_fraction():
+    full = SparseMap.from_dense(torch.randn(2, 3, 5, 5))
+    _, _, sparse = _random_sparse(frames=2, channels=3, h=5, w=5, density=0.3)
+    assert dense_fraction() == 0.8
+    with SparseFlopCounter() as counter:
+        submanifold_conv3x3(full, torch.randn(2, 3, 3, 3))
+        submanifold_conv3x3(sparse, torch.randn(2, 3, 3, 3))
+        with dense_above(2.0):
+            submanifold_conv3x3(full, torch.randn(2, 3, 3, 3))
+    assert [r.path for r in counter.records] == ["dense", "gather", "gather"]
+    assert dense_fraction() == 0.8  # restored on exit
+
+
+def test_empty_map_convolves_to_no_rows():
+    empty = SparseMap(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int32), (4, 4), 2)
+    for threshold in (GATHER, DENSE):
+        with dense_above(threshold):
+            assert submanifold_conv3x3(empty, torch.randn(5, 3, 3, 3)).features.shape == (0, 5)
+
+
+def test_neighbour_tables_are_built_once_per_site_set():
+    _, _, sites = _random_sparse(frames=2, channels=4, h=8, w=8, density=0.5)
+    first = submanifold_conv3x3(sites, torch.randn(4, 4, 3, 3))
+    second = submanifold_conv3x3(first, torch.randn(4, 4, 3, 3))
+    # Both convs of a stage and its max-pool read the same cached tables.
+    assert second.neighbor_index() is sites.neighbor_index()
+    assert second.index_table() is sites.index_table()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_max_pool_gradient_matches_masked_dense_reference(seed):
+    x, mask, sites = _random_sparse(frames=3, channels=5, h=9, w=7, density=0.5, seed=seed)
+    feats = sites.features.double().requires_grad_()
+    out = sparse_max_pool2x2(sites.with_features(feats))
+    upstream = torch.randn(out.num_active, 5, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((out.features * upstream).sum(), feats)
+    dense = x.double().masked_fill(~mask[:, None], float("-inf")).requires_grad_()
+    pooled = F.max_pool2d(dense, 2).permute(0, 2, 3, 1)
+    active = pooled.isfinite().all(-1)
+    assert torch.equal(out.coords.long(), active.nonzero())
+    (grad_dense,) = torch.autograd.grad((pooled[active] * upstream).sum(), dense)
+    assert torch.equal(out.features, pooled[active])
+    assert torch.equal(grad, grad_dense.permute(0, 2, 3, 1)[mask])
+
+
+def test_sparse_max_pool_ties_send_the_gradient_to_the_first_site_like_max_pool2d():
+    x = torch.zeros(1, 2, 2, 2, requires_grad=True)
+    (grad_dense,) = torch.autograd.grad(F.max_pool2d(x, 2).sum(), x)
+    feats = torch.zeros(4, 2, requires_grad=True)
+    out = sparse_max_pool2x2(SparseMap.from_dense(x.detach()).with_features(feats))
+    (grad,) = torch.autograd.grad(out.features.sum(), feats)
+    assert torch.equal(grad, grad_dense.permute(0, 2, 3, 1).reshape(4, 2))
+    assert grad[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]

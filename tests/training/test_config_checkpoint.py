@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import make_batch, model_inputs, tiny_model
+from helpers import make_batch, model_inputs, tiny_model
 from mesm.training.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from mesm.training.config import apply_overrides, load_run_config
 

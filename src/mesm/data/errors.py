@@ -27,3 +27,20 @@ class ManifestError(DataError):
         if more:
             lines.append(f"  ... and {more} more")
         super().__init__("\n".join(lines))
+
+
+class PreprocessError(DataError):
+    """Some utterances could not be preprocessed; `failures` maps each id to its reason.
+
+    Entries computed before the failure stay in the cache, so a rerun after fixing the files only
+    computes what is missing.
+    """
+
+    def __init__(self, failures: dict[str, str], cache_dir: str) -> None:
+        self.failures = dict(failures)
+        shown = list(self.failures.items())[:50]
+        lines = [f"{len(self.failures)} utterance(s) failed to preprocess (cache: {cache_dir}):"]
+        lines += [f"  - {rid}: {why}" for rid, why in shown]
+        if len(self.failures) > len(shown):
+            lines.append(f"  ... and {len(self.failures) - len(shown)} more")
+        super().__init__("\n".join(lines))

@@ -17,7 +17,7 @@ A dataset is a folder::
 
 Each ``manifest.jsonl`` line (keys other than these are an error, to catch typos)::
 
-    {"id": "Ses01F_impro01_F000",           # unique; letters, digits, "_", "-", "." (no leading ".")
+    {"id": "Ses01F_impro01_F000",           # unique; letters, digits, "_", "-", "." (not first)
      "video": "clips/Ses01F_impro01/Ses01F_impro01_F000.mp4",
      "audio": "clips/Ses01F_impro01/Ses01F_impro01_F000.wav",   # null: the video's audio track
      "text": "Excuse me.",                  # non-empty transcript
@@ -115,7 +115,9 @@ class Record:
         return out
 
 
-def read_dataset(root: str | os.PathLike, *, check_files: bool = True) -> tuple[DatasetInfo, list[Record]]:
+def read_dataset(
+    root: str | os.PathLike, *, check_files: bool = True
+) -> tuple[DatasetInfo, list[Record]]:
     """Read and validate a dataset folder.
 
     Args:
@@ -255,7 +257,9 @@ def label_vector(record: Record, info: DatasetInfo) -> list[float]:
 
 def read_id_list(path: str | os.PathLike) -> list[str]:
     """Utterance ids from a text file, one per line (blank lines ignored)."""
-    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 @dataclass
@@ -343,7 +347,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _parse_record(raw: object, info: DatasetInfo, root: Path | None) -> tuple[Record | None, list[str]]:
+def _parse_record(
+    raw: object, info: DatasetInfo, root: Path | None
+) -> tuple[Record | None, list[str]]:
     """Check one manifest line; returns the record (None if unusable) and every problem."""
     if not isinstance(raw, dict):
         return None, ["a line must be a JSON object"]

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
@@ -160,7 +161,9 @@ def iter_video_frames(
             raise DataError(f"{path}: corrupt or truncated video ({_short(err)})") from None
 
 
-def _sample_video(path: Path, interval: Fraction, lo: Fraction | None, hi: Fraction | None) -> Frames:
+def _sample_video(
+    path: Path, interval: Fraction, lo: Fraction | None, hi: Fraction | None
+) -> Frames:
     images: list[np.ndarray] = []
     times: list[float] = []
     # Only the kept frames are converted to RGB: conversion costs more than decoding.
@@ -168,6 +171,15 @@ def _sample_video(path: Path, interval: Fraction, lo: Fraction | None, hi: Fract
         images.append(frame.to_ndarray(format="rgb24"))
         times.append(float(t))
     return Frames(images=images, timestamps=np.asarray(times, dtype=np.float64))
+
+
+def h264_or_fallback() -> str:
+    """The H.264 encoder name if this PyAV build has it, else "mpeg4" (which every build has)."""
+    try:
+        av.codec.Codec("libx264", "w")
+    except (av.FFmpegError, ValueError):
+        return "mpeg4"
+    return "libx264"
 
 
 def natural_key(name: str) -> list[object]:
@@ -195,7 +207,7 @@ def _folder_times(folder: Path, count: int, fps: float | None) -> list[Fraction]
             times = [Fraction(x) for x in lines]
         except ValueError as err:
             raise DataError(f"{stamps}: not a number ({err})") from None
-        if any(b < a for a, b in zip(times, times[1:], strict=False)):
+        if any(b < a for a, b in pairwise(times)):
             raise DataError(f"{stamps}: timestamps must not decrease")
         return times
     if fps is None or fps <= 0:

@@ -102,7 +102,11 @@ class CrossModalAttention(nn.Module):
             The kept sites (a subset of x, at least one per frame that had any).
         """
         sample = x.sample_index
-        hidden = torch.tanh(self.proj_x(x.features) + self.proj_y(y)[sample])
+        # W_x x + b_x + W_y y with one fused GEMM: the per-frame term (b_x folded in) is its input.
+        per_frame = self.proj_y(y)
+        if self.proj_x.bias is not None:
+            per_frame = per_frame + self.proj_x.bias
+        hidden = torch.tanh(torch.addmm(per_frame[sample], x.features, self.proj_x.weight.t()))
         scores = self.score(hidden).squeeze(1)  # (N,)
         position, width = _segment_layout(sample, x.num_samples)
         grid = scores.new_full((x.num_samples, width), float("-inf"))

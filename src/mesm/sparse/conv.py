@@ -21,12 +21,18 @@ Semantics on a sparse input:
 
 Weights use ``nn.Conv2d``'s layout (C_out, C_in, 3, 3) so that a dense VGG block and its sparse
 twin share one set of parameters. The "torch" engine gathers the 3x3 neighbourhood of every active
-site into one (N, 9·C_in) matrix and runs a single GEMM: vectorised over all frames of all
-utterances, no Python loop over samples or sites.
+site into an (N, 9·C_in) matrix, block of rows by block of rows, and multiplies it by the weight:
+vectorised over all frames of all utterances, no Python loop over samples or sites. Its backward
+is a gather + GEMM too (the 3x3 rulebook is symmetric), never a scatter-add. When the active
+fraction of the map is at least :func:`dense_fraction` (0.8 by default, where gather + GEMM stops
+being cheaper on CPU; change it with :func:`dense_above`), the engine instead convolves the whole
+zero-filled map with ``F.conv2d`` and reads the active sites: the same outputs and gradients, and
+the FLOPs of the whole map.
 
-FLOPs of every sparse op are recorded (2 · multiply-adds actually executed) in the active
+FLOPs of every sparse op are recorded (2 · multiply-adds actually executed, so the whole map's for
+a dense-masked conv; the record's ``path`` says which ran) in the active
 :class:`SparseFlopCounter`; for the torch engine they equal what ``FlopCounterMode`` counts for its
-GEMM.
+GEMMs or its convolution.
 """
 
 from __future__ import annotations
@@ -50,13 +56,19 @@ _local = threading.local()
 
 @dataclass
 class SparseOpRecord:
-    """One executed sparse op: its kind, a name set by the caller, sites and FLOPs."""
+    """One executed sparse op: its kind, a name set by the caller, sites and FLOPs.
+
+    ``path`` says how it ran: "gather" (sparse: only the active sites were computed), "dense"
+    (the torch engine chose the dense-masked convolution, so ``flops`` are the dense map's) or
+    "spconv".
+    """
 
     op: str
     name: str
     in_sites: int
     out_sites: int
     flops: int
+    path: str = "gather"
 
 
 @dataclass
@@ -93,22 +105,134 @@ def op_scope(name: str) -> Iterator[None]:
             c._scope.pop()
 
 
-def _record(op: str, in_sites: int, out_sites: int, flops: int) -> None:
+def _record(op: str, in_sites: int, out_sites: int, flops: int, path: str = "gather") -> None:
     for c in getattr(_local, "counters", []):
-        c.records.append(SparseOpRecord(op, ".".join(c._scope), in_sites, out_sites, flops))
+        c.records.append(SparseOpRecord(op, ".".join(c._scope), in_sites, out_sites, flops, path))
+
+
+# -- dense-masked threshold -----------------------------------------------------------------------
+# Measured on CPU (benchmarks/bench_sparse.py, 1-2 threads): gather + GEMM costs about 1.3x a oneDNN
+# 3x3 convolution per FLOP (the im2col GEMM runs at ~80-100 GFLOP/s against the direct
+# convolution's ~110-125 on one core), so above roughly this active fraction convolving the whole
+# zero-filled map (and booking the whole map's FLOPs) is the cheaper way to the same outputs.
+DEFAULT_DENSE_FRACTION = 0.8
+
+
+def dense_fraction() -> float:
+    """Active fraction at or above which the torch engine's conv runs dense-masked."""
+    return getattr(_local, "dense_fraction", DEFAULT_DENSE_FRACTION)
+
+
+@contextmanager
+def dense_above(fraction: float) -> Iterator[None]:
+    """Sets, in this thread, the active fraction at or above which ``submanifold_conv3x3``
+    (torch engine) runs the dense-masked path; ``float("inf")`` = always gather, 0 = always dense.
+    """
+    previous = dense_fraction()
+    _local.dense_fraction = fraction
+    try:
+        yield
+    finally:
+        _local.dense_fraction = previous
 
 
 # -- convolution ----------------------------------------------------------------------------------
+# Rows of the (rows, 9·C_in) gathered block: about 2 MiB, so blocks come from the allocator's free
+# lists instead of fresh page-faulting memory (materialising the whole (N, 9·C_in) matrix cost up
+# to a third of the GEMM on CPU), but at least 256 rows, so that the GEMM reads the deep layers'
+# large weight matrices few times.
+_BLOCK_BYTES = 2 << 20
+_MIN_BLOCK_ROWS = 256
+
+
+def _block_rows(channels: int, itemsize: int) -> int:
+    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (9 * channels * itemsize))
+
+
+def _gather_gemm(padded: Tensor, nbr: Tensor, wmat: Tensor) -> Tensor:
+    """(N, C_out) = [padded[nbr[i, 0]], ..., padded[nbr[i, 8]]] @ wmat, block of rows by block."""
+    n, c = nbr.shape[0], padded.shape[1]
+    out = padded.new_empty(n, wmat.shape[1])
+    step = _block_rows(c, padded.element_size())
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c)
+        torch.mm(cols, wmat, out=out[i:j])
+    return out
+
+
+def _pad_zero_row(features: Tensor) -> Tensor:
+    return torch.cat([features, features.new_zeros(1, features.shape[1])])
+
+
+class _GatherConv(torch.autograd.Function):
+    """Submanifold 3x3 conv as gather + GEMM, with a backward that never scatters.
+
+    The 3x3 rulebook is symmetric: site j is i's neighbour at offset k exactly when i is j's
+    neighbour at the opposite offset 8 - k. So the input gradient is itself a submanifold conv of
+    the output gradient with the spatially flipped, transposed weight (a gather + GEMM), instead
+    of the scatter-add that autograd derives for ``padded[nbr]``. The weight gradient recomputes
+    the gather block by block rather than keeping the (N, 9·C_in) matrix alive. Weight matrices
+    are passed to the GEMM transposed, so that rearranging the weight only ever transposes small
+    per-channel blocks (a full (C_out, ·) ↔ (·, C_out) transpose cost as much as a GEMM).
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, weight: Tensor, nbr: Tensor) -> Tensor:
+        c_out, c_in = weight.shape[:2]
+        padded = _pad_zero_row(features.contiguous())
+        # Columns are (offset, channel): (C_out, C_in, kh, kw) -> (C_out, kh, kw, C_in).
+        wmat = weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
+        ctx.save_for_backward(padded, weight, nbr)
+        return _gather_gemm(padded, nbr, wmat.t())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        padded, weight, nbr = ctx.saved_tensors
+        c_out, c_in = weight.shape[:2]
+        grad_out = grad_out.contiguous()
+        grad_features = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            # Row c_in holds weight[:, c_in] at the opposite offset, columns (offset, C_out).
+            flipped = weight.flip(2, 3).permute(1, 2, 3, 0).reshape(c_in, 9 * c_out)
+            grad_features = _gather_gemm(_pad_zero_row(grad_out), nbr, flipped.t())
+        if ctx.needs_input_grad[1]:
+            n = nbr.shape[0]
+            gw = weight.new_zeros(c_out, 9 * c_in)
+            step = _block_rows(c_in, padded.element_size())
+            for i in range(0, n, step):
+                j = min(n, i + step)
+                cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c_in)
+                gw.addmm_(grad_out[i:j].t(), cols)
+            grad_weight = gw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2).contiguous()
+        return grad_features, grad_weight, None
+
+
+def _dense_masked_conv(x: SparseMap, weight: Tensor) -> Tensor:
+    """The conv of the dense map (zeros at inactive sites) read at the active sites: equal to the
+    submanifold conv, computed at every site of the map."""
+    # Channels-last: the (F, H, W, C) rows are exactly SparseMap's (N, C) rows on a full map.
+    dense = x.to_dense().contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(dense, weight, padding=1).permute(0, 2, 3, 1)
+    out = out.reshape(-1, weight.shape[0])
+    return out if x.is_full else out.index_select(0, x.keys())
+
+
 def submanifold_conv3x3(
     x: SparseMap, weight: Tensor, bias: Tensor | None = None, backend: Backend = "torch"
 ) -> SparseMap:
     """3x3 submanifold convolution (stride 1): outputs exactly at the active input sites.
 
+    The torch engine computes the active sites only (gather + GEMM) unless the active fraction
+    of the map is at least :func:`dense_fraction`; then it convolves the whole zero-filled map
+    densely and reads the active sites (same result; the record books the dense FLOPs).
+
     Args:
         x: N active sites with C_in features.
         weight: (C_out, C_in, 3, 3), ``nn.Conv2d`` layout.
         bias: (C_out,) or None.
-        backend: "torch" (gather + one GEMM) or "spconv".
+        backend: "torch" (gather + one GEMM, or dense-masked) or "spconv".
 
     Returns:
         The same sites with (N, C_out) features.
@@ -119,20 +243,46 @@ def submanifold_conv3x3(
     if x.features.shape[1] != c_in:
         raise ValueError(f"input has {x.features.shape[1]} channels, weight expects {c_in}")
     n = x.num_active
+    sites, path = n, "gather"
     if backend == "torch":
-        nbr = x.neighbor_index()  # (N, 9), N = "no neighbour"
-        padded = torch.cat([x.features, x.features.new_zeros(1, c_in)])
-        cols = padded[nbr].reshape(n, 9 * c_in)
-        # (C_out, C_in, kh, kw) -> (kh, kw, C_in, C_out) matches the (offset, channel) columns.
-        out = cols @ weight.permute(2, 3, 1, 0).reshape(9 * c_in, c_out)
+        if n and n >= dense_fraction() * x.num_sites:
+            out = _dense_masked_conv(x, weight)
+            sites, path = x.num_sites, "dense"
+        else:
+            out = _GatherConv.apply(x.features, weight, x.neighbor_index())
     elif backend == "spconv":
         out = _spconv_subm(x, weight)
+        path = "spconv"
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
     if bias is not None:
         out = out + bias
-    _record("subm_conv3x3", n, n, 2 * n * 9 * c_in * c_out)
+    _record("subm_conv3x3", n, n, 2 * sites * 9 * c_in * c_out, path)
     return x.with_features(out)
+
+
+class _WindowMax(torch.autograd.Function):
+    """Maximum over each output's 2x2 window of input rows (N = "inactive", never the maximum).
+
+    Every input site lies in exactly one window, so the backward routes each output gradient to
+    its argmax with a plain scatter (no accumulation). On ties the first site of the window in
+    row-major order wins, as in ``F.max_pool2d``.
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, window: Tensor) -> Tensor:
+        n, c = features.shape
+        padded = torch.cat([features, features.new_full((1, c), float("-inf"))])
+        values, arg = padded.index_select(0, window.reshape(-1)).view(-1, 4, c).max(dim=1)
+        ctx.source = window.gather(1, arg)  # (N_out, C) input row of each output value
+        ctx.num_rows = n
+        return values
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:
+        grad = grad_out.new_zeros(ctx.num_rows, grad_out.shape[1])
+        return grad.scatter_(0, ctx.source, grad_out), None
 
 
 def sparse_max_pool2x2(x: SparseMap, backend: Backend = "torch") -> SparseMap:
@@ -153,22 +303,26 @@ def sparse_max_pool2x2(x: SparseMap, backend: Backend = "torch") -> SparseMap:
         out = _spconv_max_pool(x.select(inside) if not bool(inside.all()) else x, (ho, wo))
     elif backend == "torch":
         key = (c[:, 0] * ho + c[:, 1] // 2) * wo + c[:, 2] // 2
-        out_key = torch.unique(key[inside])  # sorted: canonical order for free
-        coords = torch.stack([out_key // (ho * wo), (out_key // wo) % ho, out_key % wo], dim=1).to(
-            torch.int32
-        )
-        n = x.num_active
-        table = torch.full((x.num_samples * h * w,), n, dtype=torch.long, device=c.device)
-        table[x.keys()] = torch.arange(n, device=c.device)
-        oc = coords.long()
-        top_left = (oc[:, 0] * h + 2 * oc[:, 1]) * w + 2 * oc[:, 2]
-        window = top_left[:, None] + torch.tensor([0, 1, w, w + 1], device=c.device)
-        neg_inf = x.features.new_full((1, x.features.shape[1]), float("-inf"))
-        feats = torch.cat([x.features, neg_inf])[table[window]].amax(dim=1)
-        out = SparseMap(feats, coords, (ho, wo), x.num_samples, check=False)
+        # An occupancy grid instead of torch.unique: nonzero lists it sorted, no sort needed.
+        occupied = torch.zeros(x.num_samples * ho * wo, dtype=torch.bool, device=c.device)
+        occupied[key[inside]] = True
+        out_key = occupied.nonzero().squeeze(1)
+        coords = torch.stack([out_key // (ho * wo), (out_key // wo) % ho, out_key % wo], dim=1)
+        # The conv's padded index table (cached on the site set) holds each site's row or N.
+        table = x.index_table().view(-1)
+        top_left = (coords[:, 0] * (h + 2) + 2 * coords[:, 1] + 1) * (w + 2) + 2 * coords[:, 2] + 1
+        window = table[top_left[:, None] + torch.tensor([0, 1, w + 2, w + 3], device=c.device)]
+        feats = _WindowMax.apply(x.features, window)
+        out = SparseMap(feats, coords.to(torch.int32), (ho, wo), x.num_samples, check=False)
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
-    _record("max_pool2x2", x.num_active, out.num_active, 0)
+    _record(
+        "max_pool2x2",
+        x.num_active,
+        out.num_active,
+        0,
+        "spconv" if backend == "spconv" else "gather",
+    )
     return out
 
 

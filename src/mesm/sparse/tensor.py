@@ -90,14 +90,17 @@ class SparseMap:
         # nonzero lists sites row-major (already sorted) but column-strided: make it contiguous.
         coords = mask.nonzero().to(torch.int32).contiguous()
         flat = x.permute(0, 2, 3, 1).reshape(num * h * w, -1)
-        features = flat[mask.reshape(-1)]
+        features = flat if coords.shape[0] == flat.shape[0] else flat[mask.reshape(-1)]
         return cls(features, coords, (h, w), num, check=False)
 
     def to_dense(self) -> Tensor:
-        """Dense (F, C, H, W) maps with zeros at inactive sites."""
+        """Dense (F, C, H, W) maps with zeros at inactive sites (a channels-last tensor)."""
         h, w = self.spatial_shape
-        out = self.features.new_zeros(self.num_samples * h * w, self.features.shape[1])
-        out = out.index_copy(0, self.keys(), self.features)
+        if self.is_full:
+            out = self.features
+        else:
+            out = self.features.new_zeros(self.num_samples * h * w, self.features.shape[1])
+            out = out.index_copy(0, self.keys(), self.features)
         return out.view(self.num_samples, h, w, -1).permute(0, 3, 1, 2)
 
     def with_features(self, features: Tensor) -> SparseMap:
@@ -120,6 +123,16 @@ class SparseMap:
         return int(self.coords.shape[0])
 
     @property
+    def num_sites(self) -> int:
+        """F·H·W, the sites of the dense maps."""
+        return self.num_samples * self.spatial_shape[0] * self.spatial_shape[1]
+
+    @property
+    def is_full(self) -> bool:
+        """Every site of every map is active (so row i is site i of the dense maps)."""
+        return self.num_active == self.num_sites
+
+    @property
     def sample_index(self) -> Tensor:
         """(N,) int64 sample of each site."""
         return self.coords[:, 0].long()
@@ -134,6 +147,21 @@ class SparseMap:
         """(F,) int64 number of active sites per sample."""
         return torch.bincount(self.sample_index, minlength=self.num_samples)
 
+    def index_table(self) -> Tensor:
+        """(F, H + 2, W + 2) int64 row of the active site at each (padded) position, N elsewhere.
+
+        Cached on the site set, like :meth:`neighbor_index` which is read from it.
+        """
+        if "table" not in self._cache:
+            h, w = self.spatial_shape
+            n = self.num_active
+            dev = self.coords.device
+            table = torch.full((self.num_samples, h + 2, w + 2), n, dtype=torch.long, device=dev)
+            c = self.coords.long()
+            table[c[:, 0], c[:, 1] + 1, c[:, 2] + 1] = torch.arange(n, device=dev)
+            self._cache["table"] = table
+        return self._cache["table"]
+
     def neighbor_index(self) -> Tensor:
         """Rulebook of a 3x3 submanifold convolution, cached on the site set.
 
@@ -144,12 +172,10 @@ class SparseMap:
         """
         if "nbr3" not in self._cache:
             h, w = self.spatial_shape
-            n = self.num_active
             dev = self.coords.device
             # A padded index map turns every neighbour lookup into one gather, no hashing.
-            table = torch.full((self.num_samples, h + 2, w + 2), n, dtype=torch.long, device=dev)
+            table = self.index_table()
             c = self.coords.long()
-            table[c[:, 0], c[:, 1] + 1, c[:, 2] + 1] = torch.arange(n, device=dev)
             base = (c[:, 0] * (h + 2) + c[:, 1] + 1) * (w + 2) + c[:, 2] + 1
             offsets = torch.tensor([dr * (w + 2) + dc for dr, dc in _OFFSETS_3X3], device=dev)
             self._cache["nbr3"] = table.view(-1)[base[:, None] + offsets[None, :]]

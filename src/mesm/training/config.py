@@ -33,6 +33,7 @@ class DataConfig:
     train_split: str = "train"
     valid_split: str = "valid"
     test_split: str = "test"
+    shuffle: bool = True
     # Fields of mesm.data.cache.PreprocessSettings (frame interval, mel settings, ...) selecting
     # the feature cache; empty = the paper's settings.
     preprocess: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +64,7 @@ class TrainerConfig:
     num_nodes: int = 1
     seed: int = 0
     deterministic: bool = False
+    sync_batchnorm: bool = False
     log_every_n_steps: int = 10
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0

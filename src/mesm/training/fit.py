@@ -141,6 +141,8 @@ def train(
         num_nodes=t.num_nodes,
         precision=_precision(t.precision, t.accelerator),
         deterministic=t.deterministic,
+        # Dense BN layers become SyncBatchNorm; MESM's sparse stages keep per-process statistics.
+        sync_batchnorm=t.sync_batchnorm,
         gradient_clip_val=config.optim.grad_clip or None,
         log_every_n_steps=t.log_every_n_steps,
         limit_train_batches=t.limit_train_batches,
@@ -161,7 +163,7 @@ def train(
     )
     trainer.fit(
         module,
-        _loader(train_set, config, shuffle=True),
+        _loader(train_set, config, shuffle=config.data.shuffle),
         _loader(valid_set, config, shuffle=False),
         ckpt_path=str(last) if resume else None,
     )

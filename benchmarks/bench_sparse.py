@@ -1,0 +1,269 @@
+"""Wall-clock vs FLOPs of the visual and audio feature extractors: FE2E (dense) vs MESM (sparse).
+
+Times ``Pathway.extract`` (low-level CNN, cross-modal attention + sparse stages, MLP) on one batch
+with one set of weights (MESM loads FE2E's state dict, ``strict=False``), forward (eval, no_grad)
+and forward+backward (train mode), for MESM at several p with the "torch" engine and, forward-only
+on CPU, the "spconv" engine. Each row gives the time, the time ratio to FE2E, the FLOPs ratio to
+FE2E (with and without the attention layers) and the goal check: time ratio <= 1.15 x FLOPs ratio.
+
+Inputs are random (faces randn, mel chunks rand >= 0) and the attention is untrained, so the
+selection is close to uniform over sites; that is fine for measuring cost.
+
+Example:
+    python benchmarks/bench_sparse.py --preset paper --frames 16 --chunks 16 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+import mesm.sparse as sparse_ops
+from mesm.analysis.flops import pathway_flops
+from mesm.models import create_model
+from mesm.models.pathways import Pathway
+from mesm.sparse import spconv_available
+
+GOAL = 1.15
+
+
+@dataclass
+class Row:
+    modality: str
+    mode: str  # "fwd" or "fwd+bwd"
+    model: str  # "fe2e" or "mesm"
+    backend: str
+    p: float | None
+    ms: float
+    time_ratio: float
+    flops: int
+    flops_ratio: float
+    flops_ratio_no_attention: float
+    kept: float  # sites processed by the sparse stages / sites of the dense stages
+
+    @property
+    def goal_ok(self) -> bool:
+        return self.model == "fe2e" or self.time_ratio <= GOAL * self.flops_ratio
+
+
+def machine() -> dict[str, str | int]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved_ms(
+    sparse: Pathway, runs: list[tuple], repeats: int, warmup: int, device: torch.device
+) -> list[float]:
+    """Median ms of each run; runs are interleaved (round-robin) so that drift and other load on
+    the machine hit every configuration alike."""
+    times: list[list[float]] = [[] for _ in runs]
+    for i in range(warmup + repeats):
+        for j, (model, backend, p, _, fn) in enumerate(runs):
+            if model == "mesm":
+                set_engine(sparse, p, backend)
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[j].append(1000 * (time.perf_counter() - start))
+    return [statistics.median(t) for t in times]
+
+
+def set_engine(pathway: Pathway, p: float, backend: str) -> None:
+    pathway.backend = backend
+    for layer in pathway.attention:
+        layer.p = p
+
+
+def forward_fn(pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None) -> Callable:
+    def run() -> None:
+        pathway.eval()
+        with torch.no_grad():
+            pathway.extract(frames, y)
+
+    return run
+
+
+def backward_fn(pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None) -> Callable:
+    def run() -> None:
+        pathway.train()
+        pathway.zero_grad(set_to_none=True)
+        pathway.extract(frames, y).square().mean().backward()
+
+    return run
+
+
+def kept_fraction(flops) -> float:
+    if not flops.sites:
+        return 1.0
+    return sum(a for a, _ in flops.sites.values()) / sum(b for _, b in flops.sites.values())
+
+
+def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    common = dict(preset=args.preset, text_pretrained=False)
+    fe2e = create_model("fe2e", **common).to(device)
+    mesm = create_model("mesm", p=1.0, **common).to(device)
+    missing = mesm.load_state_dict(fe2e.state_dict(), strict=False).missing_keys
+    assert all(".attention." in k for k in missing), missing
+    cfg = fe2e.config
+    g = torch.Generator().manual_seed(1)
+    inputs = {
+        "visual": torch.randn(
+            args.frames, cfg.face_channels, cfg.face_size, cfg.face_size, generator=g
+        ),
+        "audio": torch.rand(args.chunks, 1, *cfg.spec_shape, generator=g),
+    }
+    text_dim = mesm.text.hidden_size
+    backends = ["torch"]
+    if not args.no_spconv and spconv_available():
+        backends.append("spconv")
+    rows: list[Row] = []
+    for modality in args.modalities:
+        frames = inputs[modality].to(device)
+        y = torch.randn(frames.shape[0], text_dim, generator=g).to(device)
+        dense: Pathway = getattr(fe2e, modality)
+        sparse: Pathway = getattr(mesm, modality)
+        base_flops = pathway_flops(dense.eval(), frames)
+        configs = [("fe2e", "dense", None)]
+        configs += [("mesm", b, p) for b in backends for p in args.p]
+        for mode in args.modes:
+            runs = []  # (model, backend, p, flops, callable)
+            for model, backend, p in configs:
+                if mode == "fwd+bwd" and backend == "spconv" and device.type == "cpu":
+                    continue  # spconv 2.3's CPU build has no working backward
+                if model == "fe2e":
+                    pathway, y_in, flops = dense, None, base_flops
+                else:
+                    pathway, y_in = sparse, y
+                    set_engine(pathway, p, backend)
+                    flops = pathway_flops(pathway.eval(), frames, y_in)
+                make = forward_fn if mode == "fwd" else backward_fn
+                runs.append((model, backend, p, flops, make(pathway, frames, y_in)))
+            times = interleaved_ms(sparse, runs, args.repeats, args.warmup, device)
+            base_ms = times[0]
+            for (model, backend, p, flops, _), ms in zip(runs, times, strict=True):
+                rows.append(
+                    Row(
+                        modality=modality,
+                        mode=mode,
+                        model=model,
+                        backend=backend,
+                        p=p,
+                        ms=ms,
+                        time_ratio=ms / base_ms,
+                        flops=flops.total,
+                        flops_ratio=flops.total / base_flops.total,
+                        flops_ratio_no_attention=flops.features / base_flops.features,
+                        kept=kept_fraction(flops),
+                    )
+                )
+                print(_row_line(rows[-1]), flush=True)
+    return rows, machine()
+
+
+def _row_line(r: Row) -> str:
+    p = "-" if r.p is None else f"{r.p:.1f}"
+    goal = "-" if r.model == "fe2e" else ("yes" if r.goal_ok else "**no**")
+    return (
+        f"| {r.modality} | {r.mode} | {r.model} | {r.backend} | {p} | {r.kept:.2f} | {r.ms:.1f} | "
+        f"{r.time_ratio:.2f} | {r.flops_ratio:.2f} | {r.flops_ratio_no_attention:.2f} | "
+        f"{r.flops_ratio * GOAL:.2f} | {goal} |"
+    )
+
+
+HEADER = (
+    "| pathway | pass | model | engine | p | kept sites | ms | time / FE2E | FLOPs / FE2E | "
+    "FLOPs / FE2E (no attn) | goal: time <= | goal met |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=["paper", "tiny"], default="paper")
+    parser.add_argument("--frames", type=int, default=16, help="faces in the batch (all utts)")
+    parser.add_argument("--chunks", type=int, default=16, help="mel chunks in the batch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--p", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9, 1.0])
+    parser.add_argument(
+        "--modalities", nargs="+", choices=["visual", "audio"], default=["visual", "audio"]
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=["fwd", "fwd+bwd"], default=["fwd", "fwd+bwd"]
+    )
+    parser.add_argument("--no-spconv", action="store_true", help="skip the spconv engine")
+    parser.add_argument(
+        "--dense-above",
+        type=float,
+        default=None,
+        help="active fraction at which the torch engine's conv runs dense-masked "
+        "(default: the engine's; inf = always gather + GEMM)",
+    )
+    parser.add_argument("--json", help="also write the rows and the machine to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    info = machine()
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
+        f"{info['threads']} threads, device {args.device}; preset {args.preset}, "
+        f"{args.frames} faces, {args.chunks} mel chunks, median of {args.repeats} interleaved "
+        "runs, "
+        f"dense-masked above {getattr(sparse_ops, 'dense_fraction', lambda: '-')()}"
+        f"{'' if args.dense_above is None else f' (--dense-above {args.dense_above})'}\n"
+    )
+    print(HEADER, flush=True)
+    if args.dense_above is None or not hasattr(sparse_ops, "dense_above"):
+        rows, info = run(args)
+    else:
+        with sparse_ops.dense_above(args.dense_above):
+            rows, info = run(args)
+    print("\n" + HEADER)
+    for r in rows:
+        print(_row_line(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "machine": info,
+                    "args": vars(args),
+                    "rows": [asdict(r) | {"goal_ok": r.goal_ok} for r in rows],
+                },
+                f,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    main()

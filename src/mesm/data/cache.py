@@ -1,0 +1,296 @@
+"""Feature cache: per-utterance face crops and mel chunks, computed once, keyed by settings.
+
+Layout inside a dataset folder::
+
+    cache/<key>/settings.json           the PreprocessSettings that produced this folder
+    cache/<key>/items/<id>.safetensors  one entry per utterance
+    cache/<key>/report.json             counts written by `preprocess_dataset`
+
+``<key>`` is a hash of the settings (and of the cache format version), so changing any setting
+that changes the features uses a fresh folder and never mixes entries. An entry holds
+
+=============  =======================  ==================================================
+name           shape / dtype            meaning
+=============  =======================  ==================================================
+faces          (T, 3, 48, 48) uint8     RGB face crops (normalised only when batching)
+found          (T,) uint8               1 = MTCNN found a face, 0 = centre-crop fallback
+boxes          (T, 4) float32           detected box (x1, y1, x2, y2), NaN for fallbacks
+timestamps     (T,) float64             frame times in seconds on the source's clock
+specs          (S, 1, 128, 32) float32  mel-spectrogram chunks, the last zero-padded
+=============  =======================  ==================================================
+
+and string metadata (id, source fingerprint, counts). Entries are safetensors files (no pickle),
+written to a temporary name and renamed into place, so a crash never leaves a half-written file
+under a valid name. The source fingerprint (record fields + size and mtime of its media) lets a
+rerun of `preprocess_dataset` recompute entries whose media changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load, save_file
+
+from mesm.data.audio import (
+    check_waveform,
+    chunk_spectrogram,
+    load_audio,
+    load_video_audio,
+    mel_spectrogram,
+    resample,
+)
+from mesm.data.errors import DataError
+from mesm.data.faces import FaceCropper
+from mesm.data.manifest import Record, atomic_write_text, resolve
+from mesm.data.video import sample_frames
+
+CACHE_VERSION = 1
+CACHE_DIR = "cache"
+ENTRY_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Everything that changes the cached features (defaults: the paper's settings).
+
+    Attributes:
+        img_interval_ms: one frame every this many milliseconds.
+        face_size: side of the square face crops.
+        face_margin: MTCNN margin, in pixels of the crop.
+        min_face_size: smallest face MTCNN looks for, in frame pixels.
+        sample_rate: audio is resampled to this rate before the mel-spectrogram.
+        n_fft: FFT size.
+        win_length: window length in samples.
+        hop_length: hop between frames in samples.
+        n_mels: mel bands.
+        chunk_frames: spectrogram frames per chunk.
+        log_mel: store log(mel + log_eps) instead of the power mel-spectrogram.
+        log_eps: the floor added before the log.
+    """
+
+    img_interval_ms: float = 500
+    face_size: int = 48
+    face_margin: int = 2
+    min_face_size: int = 20
+    sample_rate: int = 16000
+    n_fft: int = 400
+    win_length: int = 400
+    hop_length: int = 200
+    n_mels: int = 128
+    chunk_frames: int = 32
+    log_mel: bool = False
+    log_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        positive = [f.name for f in fields(self) if f.name != "log_mel"]
+        bad = [name for name in positive if not getattr(self, name) > 0]
+        if bad:
+            raise ValueError(f"settings must be positive: {bad}")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length {self.win_length} > n_fft {self.n_fft}")
+        if self.face_margin >= self.face_size:
+            raise ValueError("face_margin must be smaller than face_size")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for JSON, checkpoints and `from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PreprocessSettings:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown preprocessing setting(s): {sorted(unknown)}")
+        return cls(**values)
+
+    def key(self) -> str:
+        """Short hash naming the cache folder of these settings."""
+        blob = json.dumps({"version": CACHE_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class FeatureCache:
+    """The cache folder of one dataset under one set of settings.
+
+    Args:
+        dataset_dir: the dataset folder.
+        settings: the preprocessing settings (default: the paper's).
+    """
+
+    def __init__(self, dataset_dir: str | os.PathLike, settings: PreprocessSettings | None = None):
+        self.root = Path(dataset_dir)
+        self.settings = settings or PreprocessSettings()
+        self.dir = self.root / CACHE_DIR / self.settings.key()
+        self.items = self.dir / "items"
+
+    def path(self, uid: str) -> Path:
+        """Where the entry of utterance `uid` lives."""
+        return self.items / f"{uid}{ENTRY_SUFFIX}"
+
+    def has(self, uid: str) -> bool:
+        """Whether a complete entry exists (temporary files never count)."""
+        return self.path(uid).is_file()
+
+    def prepare(self) -> None:
+        """Create the folders and record the settings; remove temporaries of killed runs."""
+        self.items.mkdir(parents=True, exist_ok=True)
+        settings_file = self.dir / "settings.json"
+        if not settings_file.is_file():
+            text = json.dumps({"version": CACHE_VERSION, **self.settings.to_dict()}, indent=2)
+            atomic_write_text(settings_file, text + "\n")
+        for stale in self.items.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def save(self, uid: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+        """Write an entry atomically (temporary file in the same folder, then rename)."""
+        self.items.mkdir(parents=True, exist_ok=True)
+        final = self.path(uid)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load(self, uid: str) -> dict[str, torch.Tensor]:
+        """Read an entry.
+
+        Raises:
+            DataError: missing or unreadable entry (the message says how to rebuild it).
+        """
+        path = self.path(uid)
+        try:
+            # Read into memory rather than mmap: a file changed under a mapping kills the reader.
+            tensors = load(path.read_bytes())
+        except FileNotFoundError:
+            raise DataError(
+                f"{path}: no cache entry for {uid!r} (run preprocess_dataset)"
+            ) from None
+        except (SafetensorError, OSError, ValueError) as err:
+            raise DataError(
+                f"{path}: unreadable cache entry for {uid!r} ({err}); "
+                "delete it and preprocess again"
+            ) from None
+        missing = {"faces", "found", "boxes", "timestamps", "specs"} - set(tensors)
+        if missing:
+            raise DataError(f"{path}: cache entry lacks {sorted(missing)}; preprocess again")
+        return tensors
+
+    def metadata(self, uid: str) -> dict[str, str] | None:
+        """An entry's metadata (reads only the header), or None if missing or unreadable."""
+        try:
+            with safe_open(str(self.path(uid)), framework="pt") as fh:
+                return dict(fh.metadata() or {})
+        except (SafetensorError, OSError, ValueError):
+            return None
+
+
+def source_fingerprint(root: Path, record: Record) -> str:
+    """Hash of a record and the size/mtime of its media: changes when the inputs change."""
+    parts: list[Any] = [record.to_json()]
+    for rel in (record.video, record.audio):
+        if rel is None:
+            continue
+        path = resolve(root, rel)
+        try:
+            st = path.stat()
+            parts.append([rel, st.st_size, st.st_mtime_ns])
+        except OSError:
+            parts.append([rel, None])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def compute_features(
+    root: Path, record: Record, settings: PreprocessSettings, cropper: FaceCropper
+) -> dict[str, torch.Tensor]:
+    """Decode, sample, detect and transform one utterance into cache tensors.
+
+    Args:
+        root: the dataset folder.
+        record: the utterance.
+        settings: the preprocessing settings.
+        cropper: the face detector (built once per process by the caller).
+
+    Returns:
+        The tensors of a cache entry (see the module docstring).
+
+    Raises:
+        DataError: naming the file and the record.
+    """
+    video = resolve(root, record.video)
+    try:
+        frames = sample_frames(
+            video,
+            interval_ms=settings.img_interval_ms,
+            start=record.start,
+            end=record.end,
+            fps=record.fps,
+            frame_pattern=record.frame_pattern,
+        )
+        crops = cropper(frames.images)
+        if record.audio is not None:
+            audio_path = resolve(root, record.audio)
+            waveform, sr = load_audio(audio_path, start=record.start, end=record.end)
+        elif video.is_dir():
+            raise DataError(f"{video}: a frame folder has no audio track; give an 'audio' file")
+        else:
+            audio_path = video
+            waveform, sr = load_video_audio(video, start=record.start, end=record.end)
+        check_waveform(waveform, audio_path)
+    except DataError as err:
+        raise DataError(f"record {record.id!r}: {err}") from None
+    wave = resample(torch.from_numpy(waveform), sr, settings.sample_rate)
+    mel = mel_spectrogram(
+        wave,
+        sample_rate=settings.sample_rate,
+        n_fft=settings.n_fft,
+        win_length=settings.win_length,
+        hop_length=settings.hop_length,
+        n_mels=settings.n_mels,
+        log=settings.log_mel,
+        log_eps=settings.log_eps,
+    )
+    return {
+        "faces": crops.faces,
+        "found": crops.found.to(torch.uint8),
+        "boxes": crops.boxes,
+        "timestamps": torch.from_numpy(frames.timestamps),
+        "specs": chunk_spectrogram(mel, settings.chunk_frames),
+    }
+
+
+def build_entry(
+    cache: FeatureCache, record: Record, cropper: FaceCropper, fingerprint: str | None = None
+) -> dict[str, str]:
+    """Compute one utterance's features and save them; returns the entry's metadata."""
+    tensors = compute_features(cache.root, record, cache.settings, cropper)
+    meta = {
+        "id": record.id,
+        "source": fingerprint or source_fingerprint(cache.root, record),
+        "frames": str(tensors["faces"].shape[0]),
+        "fallback_frames": str(int((tensors["found"] == 0).sum())),
+        "chunks": str(tensors["specs"].shape[0]),
+        "cache_version": str(CACHE_VERSION),
+    }
+    cache.save(record.id, tensors, meta)
+    return meta
+
+
+def make_cropper(
+    settings: PreprocessSettings, device: str = "cpu", batch_size: int = 32
+) -> FaceCropper:
+    """The face cropper matching `settings`."""
+    return FaceCropper(
+        image_size=settings.face_size,
+        margin=settings.face_margin,
+        min_face_size=settings.min_face_size,
+        device=device,
+        batch_size=batch_size,
+    )

@@ -1,0 +1,171 @@
+"""Face crops: MTCNN (facenet-pytorch) as the paper, 48×48 with margin 2, stored as uint8.
+
+Detection runs once, in preprocessing, batched over the frames of an utterance (frames of one
+size per batch), on the CPU unless told otherwise. The largest detected face of a frame is kept.
+A frame without a detected face gets a *centre crop*: the central square whose side is half the
+frame's shorter side, resized to 48×48 — where a talking head usually is. (The paper's code takes
+a raw 48-pixel centre patch, a sliver of a full-resolution frame.) Fallbacks are flagged per
+frame (`FaceCrops.found`) and counted per utterance by the cache, never silent.
+
+The crops stay uint8 here; `normalize_faces` applies the paper's normalisation (mean 159/111/102,
+std 37/33/32 per RGB channel on 0..255 values) when batches are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FACE_MEAN = (159.0, 111.0, 102.0)
+FACE_STD = (37.0, 33.0, 32.0)
+
+
+@dataclass
+class FaceCrops:
+    """Face crops of T frames.
+
+    Attributes:
+        faces: (T, 3, size, size) uint8 RGB.
+        found: (T,) bool, False where the centre-crop fallback was used.
+        boxes: (T, 4) float32 detected boxes (x1, y1, x2, y2) in frame pixels; NaN where none.
+    """
+
+    faces: torch.Tensor
+    found: torch.Tensor
+    boxes: torch.Tensor
+
+
+class FaceCropper:
+    """MTCNN face detector + cropper (weights come inside the facenet-pytorch wheel).
+
+    Args:
+        image_size: side of the square crops (the paper: 48).
+        margin: margin around the box, in pixels of the final crop (facenet-pytorch's meaning;
+            the paper: 2).
+        device: where MTCNN runs ("cpu" by default: preprocessing is a one-off).
+        batch_size: frames per MTCNN call (bounds memory on long utterances).
+        min_face_size: smallest face MTCNN looks for, in pixels.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 48,
+        margin: int = 2,
+        device: str = "cpu",
+        batch_size: int = 32,
+        min_face_size: int = 20,
+    ) -> None:
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as err:  # pragma: no cover - declared install step
+            raise RuntimeError(
+                "face detection needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0"
+            ) from err
+        self.image_size = image_size
+        self.margin = margin
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.min_face_size = min_face_size
+        self._mtcnn = MTCNN(
+            image_size=image_size,
+            margin=margin,
+            min_face_size=min_face_size,
+            post_process=False,
+            select_largest=True,
+            device=self.device,
+        ).eval()
+
+    @torch.no_grad()
+    def __call__(self, images: list[np.ndarray]) -> FaceCrops:
+        """Crop the largest face of each frame (centre crop where none is found).
+
+        Args:
+            images: T frames (H, W, 3) uint8 RGB.
+
+        Returns:
+            The T crops, found flags and boxes.
+        """
+        count = len(images)
+        faces = torch.zeros(count, 3, self.image_size, self.image_size, dtype=torch.uint8)
+        found = torch.zeros(count, dtype=torch.bool)
+        boxes = torch.full((count, 4), float("nan"), dtype=torch.float32)
+        for group in _same_size_batches(images, self.batch_size):
+            frames = torch.from_numpy(np.stack([images[i] for i in group]))  # (n, H, W, 3)
+            if min(frames.shape[1:3]) < self.min_face_size:
+                detected = [None] * len(group)  # MTCNN cannot look at frames this small
+            else:
+                detected, _ = self._mtcnn.detect(frames.to(self.device))
+            for j, i in enumerate(group):
+                box = None if detected[j] is None else np.asarray(detected[j][0], dtype=np.float64)
+                crop = None if box is None else self._crop_box(frames[j], box)
+                if crop is None:
+                    faces[i] = centre_crop(frames[j], self.image_size)
+                else:
+                    faces[i], found[i] = crop, True
+                    boxes[i] = torch.from_numpy(box.astype(np.float32))
+        return FaceCrops(faces=faces, found=found, boxes=boxes)
+
+    def _crop_box(self, frame: torch.Tensor, box: np.ndarray) -> torch.Tensor | None:
+        """The box widened by the margin (as facenet-pytorch's `extract_face`), resized."""
+        height, width = frame.shape[:2]
+        size = self.image_size
+        pad_x = self.margin * (box[2] - box[0]) / (size - self.margin)
+        pad_y = self.margin * (box[3] - box[1]) / (size - self.margin)
+        x1, y1 = int(max(box[0] - pad_x / 2, 0)), int(max(box[1] - pad_y / 2, 0))
+        x2, y2 = int(min(box[2] + pad_x / 2, width)), int(min(box[3] + pad_y / 2, height))
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            return None  # a box on the frame's edge; the fallback is safer than a 1-pixel crop
+        return _resize(frame[y1:y2, x1:x2], size)
+
+
+def centre_crop(frame: torch.Tensor, size: int = 48) -> torch.Tensor:
+    """The central square (side = half the shorter side) resized to size × size.
+
+    Args:
+        frame: (H, W, 3) uint8.
+
+    Returns:
+        (3, size, size) uint8.
+    """
+    height, width = frame.shape[:2]
+    side = max(1, min(height, width) // 2)
+    top, left = (height - side) // 2, (width - side) // 2
+    return _resize(frame[top : top + side, left : left + side], size)
+
+
+def _resize(patch: torch.Tensor, size: int) -> torch.Tensor:
+    """(h, w, 3) uint8 → (3, size, size) uint8 by area averaging (MTCNN's own resampling)."""
+    x = patch.permute(2, 0, 1).unsqueeze(0).float()
+    mode = "area" if patch.shape[0] >= size and patch.shape[1] >= size else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    out = F.interpolate(x, size=(size, size), mode=mode, **kwargs)
+    return out[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def normalize_faces(faces: torch.Tensor) -> torch.Tensor:
+    """The paper's per-channel normalisation of uint8 RGB crops.
+
+    Args:
+        faces: (T, 3, H, W) uint8 (or float on the 0..255 scale).
+
+    Returns:
+        (T, 3, H, W) float32, (x - mean) / std with mean 159/111/102 and std 37/33/32.
+    """
+    mean = torch.tensor(FACE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(FACE_STD).view(1, 3, 1, 1)
+    return (faces.float() - mean) / std
+
+
+def _same_size_batches(images: list[np.ndarray], batch_size: int) -> list[list[int]]:
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, img in enumerate(images):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"frame {i}: expected (H, W, 3) uint8, got {img.shape} {img.dtype}")
+        by_shape.setdefault(img.shape, []).append(i)
+    return [
+        ids[k : k + batch_size] for ids in by_shape.values() for k in range(0, len(ids), batch_size)
+    ]

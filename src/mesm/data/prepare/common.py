@@ -1,0 +1,146 @@
+"""Bookkeeping shared by the preparers: the report and the per-recording worker pool."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mesm.data.errors import DataError
+from mesm.data.manifest import SPLITS, Record, read_id_list
+from mesm.resources import split_file
+
+
+@dataclass
+class PrepareReport:
+    """What a `prepare_*` run kept, dropped and why (also stored in dataset.json).
+
+    Attributes:
+        kept: utterances written to the manifest.
+        dropped: reason -> number of utterances left out.
+        splits: split -> utterances kept in it.
+        absent_from_release: split -> listed ids not found in the release.
+        failed: recording -> error for recordings whose media could not be cut (their
+            utterances are left out and counted under "media error").
+        reused: clips already present from an earlier run and not cut again.
+    """
+
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+    absent_from_release: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    reused: int = 0
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        """Count `count` utterances left out for `reason`."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def summary(self) -> str:
+        """One paragraph for the command line."""
+        dropped = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
+        absent = sum(self.absent_from_release.values())
+        return (
+            f"kept {self.kept} utterances {self.splits}; dropped: {dropped}; "
+            f"{absent} split-list ids not in this release; {len(self.failed)} recording(s) "
+            f"failed; {self.reused} clips reused"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "kept": self.kept,
+            "dropped": dict(self.dropped),
+            "splits": dict(self.splits),
+            "absent_from_release": dict(self.absent_from_release),
+            "failed": dict(self.failed),
+            "reused": self.reused,
+        }
+
+
+def paper_split_lists(dataset: str) -> dict[str, set[str]]:
+    """The paper's train/valid/test id lists shipped with mesm."""
+    return {split: set(read_id_list(split_file(dataset, split))) for split in SPLITS}
+
+
+def split_of(uid: str, lists: dict[str, set[str]]) -> str | None:
+    """The split listing `uid`, or None."""
+    for split, ids in lists.items():
+        if uid in ids:
+            return split
+    return None
+
+
+def count_absent(report: PrepareReport, lists: dict[str, set[str]], found: set[str]) -> None:
+    """Record how many listed ids the release did not contain."""
+    for split, ids in lists.items():
+        missing = len(ids - found)
+        if missing:
+            report.absent_from_release[split] = missing
+
+
+def run_jobs(
+    jobs: dict[str, tuple],
+    worker: Callable[..., Any],
+    *,
+    num_workers: int,
+    progress: bool,
+    desc: str,
+) -> dict[str, tuple[str | None, Any]]:
+    """Run `worker(*args)` for each job (in spawned processes if num_workers > 0).
+
+    Returns:
+        job name -> (None, the worker's result) on success, or (the DataError's message, None).
+    """
+    results: dict[str, tuple[str | None, Any]] = {}
+    bar = tqdm(total=len(jobs), desc=desc, unit="rec", disable=not progress)
+    try:
+        if num_workers <= 0 or len(jobs) <= 1:
+            for name, args in jobs.items():
+                results[name] = _guarded(worker, args)
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+                futures = {pool.submit(_guarded, worker, args): name for name, args in jobs.items()}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def collect(
+    records: dict[str, list[Record]],
+    results: dict[str, tuple[str | None, Any]],
+    out: Path,
+    report: PrepareReport,
+) -> list[Record]:
+    """Keep the records whose recording was cut and whose clip has frames; count the rest."""
+    final: list[Record] = []
+    for name, kept in records.items():
+        error, empty = results.get(name, (None, []))
+        if error is not None:
+            report.failed[name] = error
+            report.drop("media error", len(kept))
+            continue
+        empty = set(empty or [])
+        for record in kept:
+            if str(out / record.video) in empty:
+                report.drop("no frames in span")
+            else:
+                final.append(record)
+    return final
+
+
+def _guarded(worker: Callable[..., Any], args: tuple) -> tuple[str | None, Any]:
+    try:
+        return None, worker(*args)
+    except DataError as err:
+        return str(err), None

@@ -1,0 +1,244 @@
+"""`preprocess_dataset`: fill a dataset's feature cache once, in parallel, resumably.
+
+Each utterance is decoded, sampled, face-detected and turned into mel chunks by
+`mesm.data.cache.compute_features`, in worker processes (spawned, one MTCNN and one torch thread
+each), and saved atomically. Entries already present with an unchanged source fingerprint are
+kept, so an interrupted run continues where it stopped. Failures do not stop the other
+utterances; they are all listed in one `PreprocessError` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from mesm.data.cache import (
+    FeatureCache,
+    PreprocessSettings,
+    build_entry,
+    make_cropper,
+    source_fingerprint,
+)
+from mesm.data.errors import DataError, PreprocessError
+from mesm.data.faces import FaceCropper
+from mesm.data.manifest import Record, atomic_write_text, read_dataset
+
+
+@dataclass
+class PreprocessReport:
+    """What a `preprocess_dataset` run did and what the cache now holds.
+
+    Attributes:
+        cache_dir: the cache folder of these settings.
+        computed: utterances computed by this run.
+        reused: utterances whose entry was already there and up to date.
+        failed: id -> reason for utterances that failed (also raised as `PreprocessError`).
+        frames: total sampled frames over the selected utterances.
+        chunks: total spectrogram chunks over the selected utterances.
+        fallback_frames: id -> frames without a detected face (centre crop), where > 0.
+        seconds: wall time of the run.
+    """
+
+    cache_dir: str
+    computed: int = 0
+    reused: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    frames: int = 0
+    chunks: int = 0
+    fallback_frames: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One paragraph for the command line."""
+        fallback = sum(self.fallback_frames.values())
+        share = f"{100 * fallback / self.frames:.1f}%" if self.frames else "n/a"
+        return (
+            f"cache {self.cache_dir}: {self.computed} computed, {self.reused} reused, "
+            f"{len(self.failed)} failed in {self.seconds:.1f} s; {self.frames} frames, "
+            f"{self.chunks} spectrogram chunks; no face found in {fallback} frames ({share}) "
+            f"of {len(self.fallback_frames)} utterance(s) (centre crop used)"
+        )
+
+
+def preprocess_dataset(
+    dataset_dir: str | os.PathLike,
+    settings: PreprocessSettings | None = None,
+    *,
+    num_workers: int = 0,
+    device: str = "cpu",
+    face_batch_size: int = 32,
+    split: str | None = None,
+    ids: Iterable[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PreprocessReport:
+    """Compute and cache faces and mel chunks for every (selected) utterance of a dataset.
+
+    Args:
+        dataset_dir: the dataset folder (see `mesm.data.manifest`).
+        settings: preprocessing settings (default: the paper's).
+        num_workers: worker processes (0: in this process).
+        device: where MTCNN runs ("cpu" by default; "cuda" works with num_workers 0).
+        face_batch_size: frames per MTCNN call.
+        split: only utterances of this split (None: all).
+        ids: only these utterance ids (None: all).
+        overwrite: recompute entries that are already cached.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The report (also written to ``report.json`` in the cache folder).
+
+    Raises:
+        ManifestError: the manifest is invalid (nothing is computed then).
+        PreprocessError: some utterances failed; the others are cached.
+    """
+    began = time.perf_counter()
+    root = Path(dataset_dir)
+    settings = settings or PreprocessSettings()
+    _, records = read_dataset(root)
+    records = _select(records, split, ids)
+    cache = FeatureCache(root, settings)
+    cache.prepare()
+    report = PreprocessReport(cache_dir=str(cache.dir))
+
+    todo: list[tuple[Record, str]] = []
+    for record in records:
+        fingerprint = source_fingerprint(root, record)
+        meta = None if overwrite else cache.metadata(record.id)
+        if meta is not None and meta.get("source") == fingerprint:
+            report.reused += 1
+        else:
+            todo.append((record, fingerprint))
+
+    bar = tqdm(total=len(todo), desc="preprocess", unit="utt", disable=not progress)
+    try:
+        if num_workers <= 0 or len(todo) <= 1:
+            cropper = make_cropper(settings, device, face_batch_size)
+            for record, fingerprint in todo:
+                _record_outcome(report, record.id, _run_one(cache, record, fingerprint, cropper))
+                bar.update()
+        else:
+            _run_parallel(cache, todo, report, bar, num_workers, device, face_batch_size)
+    finally:
+        bar.close()
+
+    _tally(cache, records, report)
+    report.seconds = time.perf_counter() - began
+    atomic_write_text(cache.dir / "report.json", json.dumps(asdict(report), indent=2) + "\n")
+    if report.failed:
+        raise PreprocessError(report.failed, str(cache.dir))
+    return report
+
+
+def _select(records: list[Record], split: str | None, ids: Iterable[str] | None) -> list[Record]:
+    if split is not None:
+        records = [r for r in records if r.split == split]
+    if ids is not None:
+        wanted = set(ids)
+        unknown = wanted - {r.id for r in records}
+        if unknown:
+            raise DataError(
+                f"ids not in the dataset (or not in split {split!r}): {sorted(unknown)}"
+            )
+        records = [r for r in records if r.id in wanted]
+    return records
+
+
+def _run_one(
+    cache: FeatureCache, record: Record, fingerprint: str, cropper: FaceCropper
+) -> str | None:
+    """Build one entry; returns None on success or the failure's message."""
+    try:
+        build_entry(cache, record, cropper, fingerprint)
+    except DataError as err:
+        return str(err)
+    return None
+
+
+def _record_outcome(report: PreprocessReport, uid: str, failure: str | None) -> None:
+    if failure is None:
+        report.computed += 1
+    else:
+        report.failed[uid] = failure
+
+
+# Worker-process state: one cropper per process, built by the pool initialiser.
+_WORKER: dict[str, object] = {}
+
+
+def _init_worker(root: str, settings: dict, device: str, batch_size: int) -> None:
+    torch.set_num_threads(1)  # the pool is the parallelism; nested threads only contend
+    parsed = PreprocessSettings.from_dict(settings)
+    _WORKER["cache"] = FeatureCache(root, parsed)
+    _WORKER["cropper"] = make_cropper(parsed, device, batch_size)
+
+
+def _work(record: dict, fingerprint: str) -> str | None:
+    fields = dict(record)
+    fields["labels"] = tuple(fields["labels"])
+    return _run_one(_WORKER["cache"], Record(**fields), fingerprint, _WORKER["cropper"])  # type: ignore[arg-type]
+
+
+def _run_parallel(
+    cache: FeatureCache,
+    todo: list[tuple[Record, str]],
+    report: PreprocessReport,
+    bar: tqdm,
+    num_workers: int,
+    device: str,
+    batch_size: int,
+) -> None:
+    # Spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock.
+    context = multiprocessing.get_context("spawn")
+    init = (str(cache.root), cache.settings.to_dict(), device, batch_size)
+    with ProcessPoolExecutor(
+        num_workers, mp_context=context, initializer=_init_worker, initargs=init
+    ) as pool:
+        pending: dict[Future, str] = {}
+        queue = iter(todo)
+        try:
+            # Bounded submission keeps memory flat on 20k-utterance datasets.
+            for record, fingerprint in queue:
+                pending[pool.submit(_work, record.to_json(), fingerprint)] = record.id
+                if len(pending) >= 4 * num_workers:
+                    _drain(pending, report, bar)
+            while pending:
+                _drain(pending, report, bar)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _drain(pending: dict[Future, str], report: PreprocessReport, bar: tqdm) -> None:
+    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+    for future in done:
+        uid = pending.pop(future)
+        try:
+            failure = future.result()
+        except Exception as err:  # a crash inside a worker (not a DataError): report, go on
+            failure = f"{type(err).__name__}: {err}"
+        _record_outcome(report, uid, failure)
+        bar.update()
+
+
+def _tally(cache: FeatureCache, records: list[Record], report: PreprocessReport) -> None:
+    """Counts over the whole selection, including entries reused from earlier runs."""
+    for record in records:
+        meta = cache.metadata(record.id)
+        if meta is None:
+            continue
+        report.frames += int(meta.get("frames", 0))
+        report.chunks += int(meta.get("chunks", 0))
+        fallback = int(meta.get("fallback_frames", 0))
+        if fallback:
+            report.fallback_frames[record.id] = fallback
