@@ -89,6 +89,45 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from mesm.data import prepare_iemocap, prepare_mosei, prepare_released
+
+    common = {"keep_unlisted": args.keep_unlisted}
+    if args.dataset != "released" and not args.out:
+        raise ValueError(f"prepare {args.dataset} needs --out DIR")
+    if args.dataset == "released":
+        report = prepare_released(args.release, args.kind, args.out, **common)
+    else:
+        prepare = prepare_iemocap if args.dataset == "iemocap" else prepare_mosei
+        report = prepare(
+            args.release,
+            args.out,
+            num_workers=args.workers,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            **common,
+        )
+    print(report.summary())
+    return 0
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from mesm.data import PreprocessSettings, preprocess_dataset
+
+    settings = PreprocessSettings(img_interval_ms=args.img_interval, log_mel=args.log_mel)
+    report = preprocess_dataset(
+        args.dataset,
+        settings,
+        num_workers=args.workers,
+        device=args.device,
+        split=args.split,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesm",
@@ -113,6 +152,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
+
+    prep = sub.add_parser(
+        "prepare",
+        help="reorganise an official release into a dataset folder (manifest + clips + splits)",
+        description="iemocap/mosei: cut every utterance from the official release (IEMOCAP: the "
+        "speaker's half of the dialog video, its transcript and label; CMU-MOSEI: segments with "
+        "emotions present when the annotators' sum > 0) and apply the paper's split lists "
+        "(Dai et al. 2021, CC BY 4.0). released: a manifest for the authors' processed data "
+        "(meta.pkl read by a restricted unpickler).",
+    )
+    prep.add_argument("dataset", choices=["iemocap", "mosei", "released"])
+    prep.add_argument("--release", required=True, metavar="DIR", help="the release folder")
+    prep.add_argument("--out", metavar="DIR", help="dataset folder to write")
+    prep.add_argument(
+        "--kind", choices=["iemocap", "mosei"], default="iemocap", help="for `released`"
+    )
+    prep.add_argument("--keep-unlisted", action="store_true", help="keep ids in no split list")
+    prep.add_argument("--workers", type=int, default=0, help="parallel processes for cutting")
+    prep.add_argument("--overwrite", action="store_true", help="cut clips again")
+    prep.add_argument("--no-progress", action="store_true")
+    prep.set_defaults(func=_cmd_prepare)
+
+    pre = sub.add_parser(
+        "preprocess",
+        help="compute face crops and mel chunks once into the dataset's feature cache",
+        description="Decodes every clip, samples a frame every --img-interval ms, crops faces "
+        "with MTCNN (centre crop when none is found: counted and reported), computes the mel "
+        "chunks and stores them in a cache keyed by these settings. Resumable: finished entries "
+        "are kept.",
+    )
+    pre.add_argument("dataset", metavar="DATASET", help="a prepared dataset folder")
+    pre.add_argument("--img-interval", type=float, default=500, help="ms between frames")
+    pre.add_argument("--log-mel", action="store_true", help="store log-mel instead of power mel")
+    pre.add_argument("--workers", type=int, default=0, help="parallel processes")
+    pre.add_argument("--device", default="cpu", help="where MTCNN runs")
+    pre.add_argument("--split", help="only this split")
+    pre.add_argument("--overwrite", action="store_true", help="recompute cached entries")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.set_defaults(func=_cmd_preprocess)
 
     tr = sub.add_parser(
         "train",
@@ -166,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mesm.data.errors import DataError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except (DataError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"mesm {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -166,3 +166,34 @@ def test_missing_dialog_media_is_reported_not_silent(release, tmp_path):
     report = prepare_iemocap(release, tmp_path / "out", progress=False)
     assert report.kept == 3 and report.dropped["media error"] == 2
     assert "Ses02M_impro02.avi: missing" in report.failed["Ses02M_impro02"]
+
+
+def test_cli_prepare_then_preprocess(release, tmp_path, capsys):
+    from mesm.cli import main
+
+    out = tmp_path / "iemocap"
+    assert (
+        main(["prepare", "iemocap", "--release", str(release), "--out", str(out), "--no-progress"])
+        == 0
+    )
+    assert "kept 5 utterances {'train': 2, 'valid': 1, 'test': 2}" in capsys.readouterr().out
+    _, records = read_dataset(out)
+    assert {r.id for r in records} == {
+        "Ses01F_impro01_F000",
+        "Ses01F_impro01_M005",
+        "Ses01F_impro01_F014",
+        "Ses02M_impro02_F000",
+        "Ses02M_impro02_M000",
+    }
+    assert main(["preprocess", str(out), "--no-progress"]) == 0
+    assert "0 failed" in capsys.readouterr().out
+    # The prepare command needs --out for official releases; a missing release is one clear line.
+    assert main(["prepare", "iemocap", "--release", str(release)]) == 2
+    assert "needs --out" in capsys.readouterr().err
+    assert (
+        main(
+            ["prepare", "mosei", "--release", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
+        )
+        == 2
+    )
+    assert "nope" in capsys.readouterr().err
