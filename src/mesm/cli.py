@@ -128,6 +128,91 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_flops(report: dict) -> None:
+    for key in ("model", "fe2e"):
+        entry = report[key]
+        g = entry["gflops_per_utterance"]
+        name = entry["arch"].upper() + (f" (p={entry['p']})" if entry.get("p") else "")
+        print(
+            f"{name:<18} {g['features']:9.4f} GFLOPs/utterance (visual {g['visual']:.4f}, "
+            f"audio {g['audio']:.4f}) + attention {g['attention']:.4f}"
+        )
+    kept = report["model"].get("sites_kept") or {}
+    if kept:
+        print("sites kept: " + ", ".join(f"{k} {v:.0%}" for k, v in kept.items()))
+    print(
+        f"ratio to FE2E: {report['ratio']:.3f} ({report['ratio_with_attention']:.3f} with the "
+        f"attention layers); text encoder {report['text_gflops_per_utterance']:.4f} GFLOPs/utt."
+    )
+
+
+def _cmd_flops(args: argparse.Namespace) -> int:
+    from mesm.analysis.flops import dataset_flops, preset_flops
+
+    if args.checkpoint:
+        if not args.data:
+            raise ValueError("--checkpoint needs --data DATASET")
+        report = dataset_flops(args.checkpoint, args.data, args.split, p=args.p)
+        print(f"{report['split']} split of {report['data']}: {report['num_utterances']} utterances")
+    else:
+        p = 0.7 if args.p is None else args.p
+        report = preset_flops(args.arch, args.preset, p, args.frames, args.chunks)
+        print(f"untrained {args.preset!r} preset, {args.frames} faces + {args.chunks} mel chunks")
+    _print_flops(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"written to {args.json}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from mesm.analysis.sweep import sweep_p
+
+    ps = tuple(float(v) for v in args.p.split(","))
+    result = sweep_p(args.checkpoint, args.data, ps, args.split, out_dir=args.out)
+    metric = result["metric"]
+    print(f"{'p':>5} {metric:>7} {'F1':>7} {'GFLOPs':>9}")
+    for point in result["points"]:
+        print(
+            f"{point['p']:5.2f} {100 * point[metric]:7.1f} {100 * point['f1']:7.1f} "
+            f"{point['gflops_per_utterance']:9.4f}"
+        )
+    fe2e = result["fe2e"]
+    print(
+        f"{'FE2E':>5} {100 * fe2e[metric]:7.1f} {100 * fe2e['f1']:7.1f} "
+        f"{fe2e['gflops_per_utterance']:9.4f}"
+    )
+    print("written: " + ", ".join(str(f) for f in result["files"].values()))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from mesm.analysis.attention_maps import explain
+
+    source = args.clip
+    if args.utterance is None:
+        from mesm.data.cache import PreprocessSettings
+        from mesm.training.checkpoint import read_checkpoint_meta
+        from mesm.training.predict import clip_batch, read_transcript
+
+        meta = read_checkpoint_meta(args.checkpoint)
+        settings = PreprocessSettings(**meta["preprocessing"]) if meta["preprocessing"] else None
+        source, _ = clip_batch(
+            args.clip,
+            read_transcript(args.transcript),
+            audio=args.audio,
+            settings=settings,
+            text_model=meta["model"].get("text_model"),
+            num_classes=len(meta["label_names"]),
+        )
+    result = explain(args.checkpoint, source, args.out, utterance_id=args.utterance, p=args.p)
+    print(f"attention maps written to {args.out} (overview: {Path(args.out) / 'overview.png'})")
+    for pathway, entry in result["pathways"].items():
+        kept = ", ".join(f"layer {e['layer']} {e['kept_fraction']:.0%}" for e in entry["layers"])
+        print(f"{pathway} ({entry['frames']} frames/chunks), sites kept: {kept}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesm",
@@ -137,6 +222,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"mesm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fl = sub.add_parser(
+        "flops",
+        help="feature-extraction FLOPs of MESM vs FE2E (a checkpoint on data, or a preset)",
+        description="Counts the visual and audio feature extractors (up to the sequence "
+        "transformers): dense ops with torch's FlopCounterMode, sparse convolutions from the "
+        "sites processed; the attention layers and the text encoder separately. With "
+        "--checkpoint and --data: averaged per utterance over a split, against FE2E with the "
+        "same weights. Without: an untrained preset on generated inputs.",
+    )
+    fl.add_argument("--checkpoint", metavar="CKPT")
+    fl.add_argument("--data", metavar="DATASET")
+    fl.add_argument("--split", default="test")
+    fl.add_argument("--p", type=float, help="measure at this nucleus mass")
+    fl.add_argument("--arch", default="mesm", choices=["fe2e", "mesm"], help="preset mode")
+    fl.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="preset mode")
+    fl.add_argument("--frames", type=int, default=8, help="faces per utterance (preset mode)")
+    fl.add_argument("--chunks", type=int, default=8, help="mel chunks per utterance (preset)")
+    fl.add_argument("--json", metavar="OUT")
+    fl.set_defaults(func=_cmd_flops)
+
+    sw = sub.add_parser(
+        "sweep-p",
+        help="accuracy and FLOPs of a MESM checkpoint for several p (the paper's figure)",
+        description="For each p: thresholds tuned on the valid split, metrics on --split, "
+        "feature-extraction GFLOPs per utterance; writes sweep.json and sweep.png (metrics above,"
+        " FLOPs below, FE2E with the same weights as the reference line).",
+    )
+    sw.add_argument("--checkpoint", required=True, metavar="CKPT")
+    sw.add_argument("--data", required=True, metavar="DATASET")
+    sw.add_argument("--p", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
+    sw.add_argument("--split", default="test")
+    sw.add_argument("--out", default="sweep", metavar="DIR")
+    sw.set_defaults(func=_cmd_sweep)
+
+    ex = sub.add_parser(
+        "explain",
+        help="attention maps of a MESM checkpoint over each face and mel chunk",
+        description="For each sparse layer: the attention heat-map and the kept positions over "
+        "every face frame and mel chunk of a clip (or of an utterance of a prepared dataset with "
+        "--utterance), as PNGs, plus overview.png and attention.json.",
+    )
+    ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
+    ex.add_argument("--checkpoint", required=True, metavar="CKPT")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    ex.add_argument("--transcript", metavar="TEXT_OR_FILE")
+    ex.add_argument("--audio", metavar="WAV")
+    ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
+    ex.add_argument("--p", type=float, help="run at this nucleus mass")
+    ex.set_defaults(func=_cmd_explain)
 
     demo = sub.add_parser(
         "demo",

@@ -85,6 +85,16 @@ def test_every_modality_subset_builds_and_runs(arch, modalities, batch):
     assert torch.allclose(logits, fused, atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["fe2e", "mesm"])
+def test_a_batch_without_any_face_or_chunk_runs(arch):
+    batch = make_batch([0, 0], [0, 0], [4, 6])
+    model = tiny_model(arch)
+    for mode in (model.eval, model.train):
+        mode()
+        logits = model(**model_inputs(batch))
+        assert logits.shape == (2, 6) and torch.isfinite(logits).all()
+
+
 def _grad_status(model, batch):
     model.train()
     logits = model(**model_inputs(batch))

@@ -10,8 +10,11 @@ layers' own cost is reported separately, so MESM at p = 1 costs exactly FE2E's F
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,11 +34,14 @@ class PathwayFlops:
     Attributes:
         features: FLOPs of the extractor without the attention layers (the FE2E-comparable part).
         attention: FLOPs of the cross-modal attention layers (0 for FE2E).
-        sparse: FLOPs of the sparse stages counted from processed sites (0 for FE2E).
+        sparse: FLOPs of the sparse stages counted from processed sites (0 for FE2E); a conv
+            the torch engine ran dense-masked (active fraction >= ``mesm.sparse.dense_fraction``)
+            counts every site of its map, because every site was computed.
         sparse_counted: what FlopCounterMode saw of the sparse stages: equals ``sparse`` for the
-            torch engine (one GEMM over each site's full 3x3 neighbourhood); for spconv only the
-            part its CPU path runs through torch (per-offset GEMMs over active pairs) or nothing.
-        sites: per sparse layer name, (active sites processed, sites of the dense map).
+            torch engine (GEMMs over each site's full 3x3 neighbourhood, or the dense-masked
+            ``conv2d``); for spconv only the part its CPU path runs through torch (per-offset
+            GEMMs over active pairs) or nothing.
+        sites: per sparse layer name, (active sites of its first conv, sites of the dense map).
         frames: number of frames/chunks measured.
     """
 
@@ -126,3 +132,256 @@ def model_feature_flops(model: FE2E, batch: dict[str, Tensor]) -> dict[str, Path
             y_frames = None if y is None else y.repeat_interleave(batch[lengths], dim=0)
             out[m] = pathway_flops(getattr(model, pathway), batch[frames], y_frames)
     return out
+
+
+# -- Per split and per preset (analysis entry points; built only on the two functions above) ----
+_PATHWAY_NAMES = {"v": "visual", "a": "audio"}
+_COUNTS = ("features", "attention", "sparse", "sparse_counted", "frames")  # PathwayFlops fields
+_GIGA = 1e9
+
+
+@torch.no_grad()
+def text_flops(model: FE2E, text_ids: Tensor, text_mask: Tensor) -> int:
+    """FLOPs of the text encoder (``FlopCounterMode`` on ``model.text``), reported apart from the
+    feature extractors.
+
+    Each utterance is counted on its own tokens, without the padding its batch added, so the
+    figure does not depend on how the split was batched.
+
+    Args:
+        model: a model with the text modality.
+        text_ids: (B, L) token ids.
+        text_mask: (B, L) bool, True = token.
+
+    Returns:
+        The FLOPs summed over the B utterances (0 for a model without text).
+    """
+    if "t" not in model.modalities:
+        return 0
+    total = 0
+    for ids, mask in zip(text_ids, text_mask, strict=True):
+        length = max(1, int(mask.sum()))
+        with FlopCounterMode(display=False) as counter:
+            model.text(ids[None, :length], mask[None, :length])
+        total += counter.get_total_flops()
+    return total
+
+
+@dataclass
+class _Tally:
+    """Running sums of :func:`model_feature_flops` over the batches of a split, for one model."""
+
+    flops: dict[str, dict[str, int]] = field(default_factory=dict)
+    sites: dict[str, list[int]] = field(default_factory=dict)
+    utterances: int = 0
+
+    def add(self, model: FE2E, batch: dict[str, Tensor]) -> None:
+        self.utterances += _batch_size(batch)
+        for m, counts in model_feature_flops(model, batch).items():
+            name = _PATHWAY_NAMES[m]
+            sums = self.flops.setdefault(name, dict.fromkeys(_COUNTS, 0))
+            for key in _COUNTS:
+                sums[key] += getattr(counts, key)
+            for layer, (active, dense) in counts.sites.items():
+                acc = self.sites.setdefault(f"{name}.{layer}", [0, 0])
+                acc[0] += active
+                acc[1] += dense
+
+    def report(self, model: FE2E) -> dict[str, Any]:
+        n = max(1, self.utterances)
+        per = {name: sums["features"] / n / _GIGA for name, sums in self.flops.items()}
+        features = sum(s["features"] for s in self.flops.values())
+        attention = sum(s["attention"] for s in self.flops.values())
+        c = model.config
+        return {
+            "arch": c.arch,
+            "p": _model_p(model),
+            "gating": c.gating if c.mesm else None,
+            "gflops_per_utterance": {
+                **per,
+                "features": features / n / _GIGA,
+                "attention": attention / n / _GIGA,
+                "total": (features + attention) / n / _GIGA,
+            },
+            # Weighted over the split: kept sites / sites of the dense maps, per sparse layer.
+            "sites_kept": {k: a / d if d else 0.0 for k, (a, d) in sorted(self.sites.items())},
+            "flops": {name: dict(sums) for name, sums in self.flops.items()},
+        }
+
+
+def _batch_size(batch: dict[str, Tensor]) -> int:
+    for key in ("text_ids", "face_lengths", "spec_lengths"):
+        if key in batch:
+            return int(batch[key].shape[0])
+    raise ValueError("a batch needs text_ids or face/spec lengths to count its utterances")
+
+
+def _model_p(model: FE2E) -> float | None:
+    # The p actually used: the attention layers' (a sweep changes it there), not the config's.
+    for name in ("visual", "audio"):
+        pathway = getattr(model, name, None)
+        if pathway is not None and pathway.sparse:
+            return float(pathway.attention[0].p)
+    return None
+
+
+def _compare(model_tally: _Tally, model: FE2E, twin_tally: _Tally, twin: FE2E) -> dict[str, Any]:
+    """The report shared by :func:`dataset_flops` and :func:`preset_flops`."""
+    entry = model_tally.report(model)
+    dense = twin_tally.report(twin)
+    fe2e_features = dense["gflops_per_utterance"]["features"]
+    g = entry["gflops_per_utterance"]
+    frames = {
+        name: sums["frames"] / max(1, model_tally.utterances)
+        for name, sums in model_tally.flops.items()
+    }
+    return {
+        "num_utterances": model_tally.utterances,
+        "frames_per_utterance": frames,
+        "model": entry,
+        "fe2e": dense,
+        # Feature extraction of the model over FE2E's; attention layers excluded, then included.
+        "ratio": g["features"] / fe2e_features if fe2e_features else None,
+        "ratio_with_attention": g["total"] / fe2e_features if fe2e_features else None,
+    }
+
+
+def average_feature_flops(model: FE2E, batches: Iterable[dict[str, Tensor]]) -> dict[str, Any]:
+    """Feature-extraction FLOPs of `model` averaged per utterance over `batches`.
+
+    Args:
+        model: FE2E or MESM in eval mode.
+        batches: model inputs in the Batch contract (see :func:`model_feature_flops`).
+
+    Returns:
+        {"arch", "p", "gating", "gflops_per_utterance": {"visual", "audio", "features",
+        "attention", "total"}, "sites_kept": {"visual.stages.0": fraction, ...}, "flops": raw
+        integer sums per pathway, "num_utterances"}.
+    """
+    tally = _Tally()
+    for batch in batches:
+        tally.add(model, batch)
+    return {**tally.report(model), "num_utterances": tally.utterances}
+
+
+@torch.no_grad()
+def dataset_flops(
+    checkpoint_or_model: str | os.PathLike | FE2E,
+    data_dir: str | os.PathLike,
+    split: str = "test",
+    *,
+    batch_size: int = 8,
+    p: float | None = None,
+) -> dict[str, Any]:
+    """Feature-extraction FLOPs per utterance of a model and its dense twin over a dataset split.
+
+    The "fe2e" entry is FE2E with the model's weights (for an FE2E model, the model itself). The
+    feature extractor is the visual and audio pathways up to their sequence transformers; the
+    cross-modal attention layers and the text encoder are reported separately.
+
+    Args:
+        checkpoint_or_model: a ``.safetensors`` checkpoint or a model in memory.
+        data_dir: the prepared dataset folder.
+        split: the split to average over.
+        batch_size: utterances per forward pass (does not change the counts).
+        p: measure a MESM model at this nucleus mass instead of its own.
+
+    Returns:
+        A JSON-serialisable dict: "source", "data", "split", "num_utterances",
+        "frames_per_utterance", "model" and "fe2e" (see :func:`average_feature_flops`),
+        "ratio" (model features / FE2E features), "ratio_with_attention",
+        "text_gflops_per_utterance".
+    """
+    from mesm.analysis import loading  # reads checkpoints: kept out of `mesm demo`'s imports
+
+    model, meta = loading.resolve_model(checkpoint_or_model)
+    twin = loading.dense_twin(model)
+    dataset = loading.open_split(data_dir, split, model, meta)
+    ours, dense = _Tally(), _Tally()
+    text = 0
+    with loading.nucleus_mass(model, p):
+        for batch in loading.batches(dataset, batch_size):
+            inputs = loading.inputs_on(model, batch)
+            ours.add(model, inputs)
+            if twin is not model:
+                dense.add(twin, inputs)
+            if "t" in model.modalities:
+                text += text_flops(model, inputs["text_ids"], inputs["text_mask"])
+        report = _compare(ours, model, dense if twin is not model else ours, twin)
+    source = None if isinstance(checkpoint_or_model, FE2E) else str(checkpoint_or_model)
+    return {
+        "source": source,
+        "data": str(data_dir),
+        "split": split,
+        **report,
+        "text_gflops_per_utterance": text / max(1, ours.utterances) / _GIGA,
+    }
+
+
+@torch.no_grad()
+def preset_flops(
+    arch: str = "mesm",
+    preset: str = "paper",
+    p: float = 0.7,
+    frames: int = 8,
+    chunks: int = 8,
+    *,
+    num_utterances: int = 2,
+    text_length: int = 16,
+    seed: int = 0,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Feature-extraction FLOPs of an untrained preset on generated inputs (no dataset needed).
+
+    Every utterance gets `frames` random face crops, `chunks` random mel chunks and
+    `text_length` random tokens. Untrained attention scores decide MESM's selection, so the
+    figures show the cost at p, not a trained model's.
+
+    Args:
+        arch: "fe2e" or "mesm".
+        preset: model preset ("paper", "tiny").
+        p: MESM's nucleus mass.
+        frames: face crops per utterance.
+        chunks: mel chunks per utterance.
+        num_utterances: utterances generated.
+        text_length: tokens per transcript.
+        seed: seeds the weights and the inputs.
+        **overrides: model config overrides (e.g. ``text_pretrained=False``).
+
+    Returns:
+        The :func:`dataset_flops` layout with "preset", "frames", "chunks" instead of the data
+        fields.
+    """
+    from mesm.analysis.loading import dense_twin
+    from mesm.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(arch, preset, **({"p": p} if arch == "mesm" else {}), **overrides).eval()
+    twin = dense_twin(model)
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    vocab = model.text.model.config.vocab_size if "t" in model.modalities else 2
+    ids = torch.randint(1, vocab, (num_utterances, text_length), generator=g)
+    batch = {
+        "text_ids": ids,
+        "text_mask": torch.ones_like(ids, dtype=torch.bool),
+        "faces": torch.randn(
+            num_utterances * frames, c.face_channels, c.face_size, c.face_size, generator=g
+        ),
+        "face_lengths": torch.full((num_utterances,), frames, dtype=torch.long),
+        "specs": torch.rand(num_utterances * chunks, 1, *c.spec_shape, generator=g),
+        "spec_lengths": torch.full((num_utterances,), chunks, dtype=torch.long),
+    }
+    ours, dense = _Tally(), _Tally()
+    ours.add(model, batch)
+    if twin is not model:
+        dense.add(twin, batch)
+    report = _compare(ours, model, dense if twin is not model else ours, twin)
+    text = text_flops(model, batch["text_ids"], batch["text_mask"])
+    return {
+        "preset": preset,
+        "frames": frames,
+        "chunks": chunks,
+        **report,
+        "text_gflops_per_utterance": text / num_utterances / _GIGA,
+    }

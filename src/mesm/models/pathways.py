@@ -87,6 +87,8 @@ class Pathway(nn.Module):
         Returns:
             (F, d) one feature vector per frame/chunk.
         """
+        if frames.shape[0] == 0:  # a batch whose utterances have no frames: only CLS tokens
+            return frames.new_zeros(0, self.mlp[-1].out_features)
         h = self.low_level(frames)
         if not self.sparse:
             for stage in self.stages:
