@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 
-from mesm.cli import main
 
-
-def test_quick_demo_beats_chance_for_both_models(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--quick", "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+def test_quick_demo_beats_chance_for_both_models(quick_demo):
+    root, printed = quick_demo
+    out = root / "mesm-demo"
     assert "FE2E on the test split" in printed and "MESM / FE2E feature-extraction FLOPs" in printed
     report = json.loads((out / "report.json").read_text())
     assert set(report["models"]) == {"FE2E", "MESM"}
@@ -27,3 +24,6 @@ def test_quick_demo_beats_chance_for_both_models(tmp_path, capsys):
     fe2e, mesm = (report["models"][n]["gflops_per_utterance"] for n in ("FE2E", "MESM"))
     assert fe2e["attention"] == 0 < mesm["attention"]
     assert report["flops_ratio"] == mesm["total"] / fe2e["total"] < 1
+    overview = out / "attention" / "overview.png"
+    assert report["attention_maps"]["overview"] == str(overview) and overview.stat().st_size > 0
+    assert "attention maps" in printed

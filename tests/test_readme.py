@@ -25,3 +25,22 @@ def test_readme_python_blocks_run(capsys):
     for code in python_blocks:
         exec(compile(code, "README.md", "exec"), {})
     assert "torch.Size([1, 6])" in capsys.readouterr().out
+
+
+def test_readme_tour_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
+    import shlex
+
+    from mesm.cli import main
+
+    root, _ = quick_demo
+    monkeypatch.chdir(root)
+    tour = next(code for lang, code in BLOCKS if lang == "bash" and "mesm predict" in code)
+    commands = [shlex.split(line) for line in tour.splitlines() if line.strip()]
+    assert [c[1] for c in commands] == ["predict", "evaluate", "flops", "sweep-p", "explain"]
+    for command in commands:
+        assert command[0] == "mesm"
+        assert main(command[1:]) == 0, command
+    printed = capsys.readouterr().out
+    assert "most likely" in printed and "ratio to FE2E" in printed
+    assert (root / "mesm-demo" / "sweep" / "sweep.png").is_file()
+    assert (root / "mesm-demo" / "explain" / "overview.png").is_file()

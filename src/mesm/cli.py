@@ -28,6 +28,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             + (f", + attention {gf['attention']:.4f})" if gf["attention"] else ")")
         )
     print(f"\nMESM / FE2E feature-extraction FLOPs: {report['flops_ratio']:.3f}")
+    maps = report["attention_maps"]
+    print(f"MESM attention maps of test clip {maps['utterance']}: {maps['overview']}")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
     return 0
 
@@ -223,56 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mesm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    fl = sub.add_parser(
-        "flops",
-        help="feature-extraction FLOPs of MESM vs FE2E (a checkpoint on data, or a preset)",
-        description="Counts the visual and audio feature extractors (up to the sequence "
-        "transformers): dense ops with torch's FlopCounterMode, sparse convolutions from the "
-        "sites processed; the attention layers and the text encoder separately. With "
-        "--checkpoint and --data: averaged per utterance over a split, against FE2E with the "
-        "same weights. Without: an untrained preset on generated inputs.",
-    )
-    fl.add_argument("--checkpoint", metavar="CKPT")
-    fl.add_argument("--data", metavar="DATASET")
-    fl.add_argument("--split", default="test")
-    fl.add_argument("--p", type=float, help="measure at this nucleus mass")
-    fl.add_argument("--arch", default="mesm", choices=["fe2e", "mesm"], help="preset mode")
-    fl.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="preset mode")
-    fl.add_argument("--frames", type=int, default=8, help="faces per utterance (preset mode)")
-    fl.add_argument("--chunks", type=int, default=8, help="mel chunks per utterance (preset)")
-    fl.add_argument("--json", metavar="OUT")
-    fl.set_defaults(func=_cmd_flops)
-
-    sw = sub.add_parser(
-        "sweep-p",
-        help="accuracy and FLOPs of a MESM checkpoint for several p (the paper's figure)",
-        description="For each p: thresholds tuned on the valid split, metrics on --split, "
-        "feature-extraction GFLOPs per utterance; writes sweep.json and sweep.png (metrics above,"
-        " FLOPs below, FE2E with the same weights as the reference line).",
-    )
-    sw.add_argument("--checkpoint", required=True, metavar="CKPT")
-    sw.add_argument("--data", required=True, metavar="DATASET")
-    sw.add_argument("--p", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
-    sw.add_argument("--split", default="test")
-    sw.add_argument("--out", default="sweep", metavar="DIR")
-    sw.set_defaults(func=_cmd_sweep)
-
-    ex = sub.add_parser(
-        "explain",
-        help="attention maps of a MESM checkpoint over each face and mel chunk",
-        description="For each sparse layer: the attention heat-map and the kept positions over "
-        "every face frame and mel chunk of a clip (or of an utterance of a prepared dataset with "
-        "--utterance), as PNGs, plus overview.png and attention.json.",
-    )
-    ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
-    ex.add_argument("--checkpoint", required=True, metavar="CKPT")
-    ex.add_argument("--out", required=True, metavar="DIR")
-    ex.add_argument("--transcript", metavar="TEXT_OR_FILE")
-    ex.add_argument("--audio", metavar="WAV")
-    ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
-    ex.add_argument("--p", type=float, help="run at this nucleus mass")
-    ex.set_defaults(func=_cmd_explain)
-
     demo = sub.add_parser(
         "demo",
         help="synthetic corpus → prepare → train FE2E and MESM → test tables and FLOPs",
@@ -375,6 +327,56 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     pr.set_defaults(func=_cmd_predict)
+
+    fl = sub.add_parser(
+        "flops",
+        help="feature-extraction FLOPs of MESM vs FE2E (a checkpoint on data, or a preset)",
+        description="Counts the visual and audio feature extractors (up to the sequence "
+        "transformers): dense ops with torch's FlopCounterMode, sparse convolutions from the "
+        "sites processed; the attention layers and the text encoder separately. With "
+        "--checkpoint and --data: averaged per utterance over a split, against FE2E with the "
+        "same weights. Without: an untrained preset on generated inputs.",
+    )
+    fl.add_argument("--checkpoint", metavar="CKPT")
+    fl.add_argument("--data", metavar="DATASET")
+    fl.add_argument("--split", default="test")
+    fl.add_argument("--p", type=float, help="measure at this nucleus mass")
+    fl.add_argument("--arch", default="mesm", choices=["fe2e", "mesm"], help="preset mode")
+    fl.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="preset mode")
+    fl.add_argument("--frames", type=int, default=8, help="faces per utterance (preset mode)")
+    fl.add_argument("--chunks", type=int, default=8, help="mel chunks per utterance (preset)")
+    fl.add_argument("--json", metavar="OUT")
+    fl.set_defaults(func=_cmd_flops)
+
+    sw = sub.add_parser(
+        "sweep-p",
+        help="accuracy and FLOPs of a MESM checkpoint for several p (the paper's figure)",
+        description="For each p: thresholds tuned on the valid split, metrics on --split, "
+        "feature-extraction GFLOPs per utterance; writes sweep.json and sweep.png (metrics above,"
+        " FLOPs below, FE2E with the same weights as the reference line).",
+    )
+    sw.add_argument("--checkpoint", required=True, metavar="CKPT")
+    sw.add_argument("--data", required=True, metavar="DATASET")
+    sw.add_argument("--p", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
+    sw.add_argument("--split", default="test")
+    sw.add_argument("--out", default="sweep", metavar="DIR")
+    sw.set_defaults(func=_cmd_sweep)
+
+    ex = sub.add_parser(
+        "explain",
+        help="attention maps of a MESM checkpoint over each face and mel chunk",
+        description="For each sparse layer: the attention heat-map and the kept positions over "
+        "every face frame and mel chunk of a clip (or of an utterance of a prepared dataset with "
+        "--utterance), as PNGs, plus overview.png and attention.json.",
+    )
+    ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
+    ex.add_argument("--checkpoint", required=True, metavar="CKPT")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    ex.add_argument("--transcript", metavar="TEXT_OR_FILE")
+    ex.add_argument("--audio", metavar="WAV")
+    ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
+    ex.add_argument("--p", type=float, help="run at this nucleus mass")
+    ex.set_defaults(func=_cmd_explain)
     return parser
 
 

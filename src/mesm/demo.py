@@ -7,7 +7,7 @@
 3. trains FE2E and MESM (``tiny`` preset, the offline MiniLM text encoder) with the paper's
    procedure (validation-tuned thresholds, best epoch by average F1);
 4. reports each model's per-emotion test table, top-1 accuracy and feature-extraction FLOPs per
-   utterance, and writes ``report.json``.
+   utterance, draws MESM's attention maps for one test clip, and writes ``report.json``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
-
-from mesm.analysis.flops import model_feature_flops
+from mesm.analysis.attention_maps import explain
+from mesm.analysis.flops import dataset_flops
 from mesm.data.dataset import EmotionDataset
 from mesm.data.demo_corpus import write_demo_corpus
 from mesm.data.preprocess import preprocess_dataset
 from mesm.evaluation import json_safe
-from mesm.training.checkpoint import load_checkpoint
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 
@@ -56,20 +53,10 @@ def demo_config(arch: str, data_dir: str | os.PathLike, epochs: int, patience: i
     )
 
 
-@torch.no_grad()
-def feature_gflops(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, split: str) -> dict:
-    """Mean feature-extraction GFLOPs per utterance of a checkpoint over a split."""
-    model, _ = load_checkpoint(checkpoint)
-    dataset = EmotionDataset(data_dir, split)
-    totals: dict[str, float] = {"a": 0.0, "v": 0.0, "attention": 0.0}
-    for batch in DataLoader(dataset, batch_size=16, collate_fn=dataset.collate):
-        for m, f in model_feature_flops(model, batch).items():
-            totals[m] += f.features
-            totals["attention"] += f.attention
-    n = len(dataset)
-    out = {k: v / n / 1e9 for k, v in totals.items()}
-    out["total"] = out["a"] + out["v"]
-    return out
+def _gflops(checkpoint: Path, data: Path) -> dict[str, float]:
+    """Mean feature-extraction GFLOPs per test utterance (visual, audio, their sum, attention)."""
+    g = dataset_flops(checkpoint, data, "test")["model"]["gflops_per_utterance"]
+    return {"v": g["visual"], "a": g["audio"], "total": g["features"], "attention": g["attention"]}
 
 
 def run_demo(
@@ -104,9 +91,14 @@ def run_demo(
             "checkpoint": str(result.checkpoint),
             "test": test,
             "top1_accuracy": test.get("top1_accuracy"),
-            "gflops_per_utterance": feature_gflops(result.checkpoint, data, "test"),
+            "gflops_per_utterance": _gflops(result.checkpoint, data),
             "train_seconds": time.perf_counter() - started,
         }
+    # Attention maps of MESM on the first test utterance (the paper's case study, on our data).
+    maps = out / "attention"
+    test_id = EmotionDataset(data, "test").ids[0]
+    explain(report["models"]["MESM"]["checkpoint"], data, maps, utterance_id=test_id)
+    report["attention_maps"] = {"utterance": test_id, "overview": str(maps / "overview.png")}
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]
     report["seconds"] = time.perf_counter() - began
