@@ -28,7 +28,7 @@ from mesm.training.config import RunConfig
 from mesm.training.fit import train
 
 # Sizes of the full demo and of --quick (the latter is what the tests run).
-FULL = {"utterances": 192, "epochs": 8, "patience": 4}
+FULL = {"utterances": 240, "epochs": 14, "patience": 5}
 QUICK = {"utterances": 96, "epochs": 6, "patience": 6}
 
 
