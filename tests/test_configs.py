@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mesm.data.cache import PreprocessSettings
-from mesm.models import MESM, build_model
+from mesm.data.features import FeatureSettings
+from mesm.models import BASELINE_ARCHS, MESM, build_model
 from mesm.training.config import load_run_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -25,7 +26,12 @@ def test_config_loads_and_builds(path):
     model = build_model(model_config)
     assert isinstance(model, MESM) == (model_config.arch == "mesm")
     PreprocessSettings(**config.data.preprocess)  # valid preprocessing fields
-    if path.stem.startswith(("iemocap", "mosei")):
+    if model_config.arch in BASELINE_ARCHS:
+        FeatureSettings.from_dict(config.data.features)  # valid feature fields
+        # The paper's two-phase baselines: lr 5e-4, batch 32, 60 epochs, early stop 8, clip 2.
+        assert (config.optim.lr, config.data.batch_size, config.optim.grad_clip) == (5e-4, 32, 2)
+        assert (config.trainer.max_epochs, config.trainer.patience) == (60, 8)
+    elif path.stem.startswith(("iemocap", "mosei")):
         assert config.optim.lr == 5e-5 and config.optim.text_lr_factor == 10
         assert (model_config.d_model, model_config.num_layers, model_config.num_heads) == (64, 4, 4)
         assert config.data.max_text_length == 100

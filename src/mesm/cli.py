@@ -34,6 +34,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    from mesm.data.features import FeatureSettings, extract_features
+
+    settings = FeatureSettings(audio_set=args.audio_set, glove=args.glove)
+    report = extract_features(
+        args.dataset,
+        settings,
+        num_workers=args.workers,
+        split=args.split,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(report.summary())
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mesm.evaluation.compare import compare_runs
+
+    print(compare_runs(args.runs, split=args.split))
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from mesm.training.config import load_run_config
     from mesm.training.fit import train
@@ -279,6 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-progress", action="store_true")
     pre.set_defaults(func=_cmd_preprocess)
 
+    fe = sub.add_parser(
+        "features",
+        help="hand-crafted feature sequences for the two-phase baselines",
+        description="Extracts fixed features per utterance into the dataset's cache: openSMILE "
+        "low-level descriptors (eGeMAPS, or ComParE_2016) for audio; per sampled frame the MTCNN "
+        "box, landmarks and a HOG descriptor of the face for video; static word vectors (the "
+        "text model's input embeddings, or a GloVe file) for text. Used by the lf_lstm, "
+        "lf_transformer, mult and emoembs models.",
+    )
+    fe.add_argument("dataset", metavar="DATASET", help="a prepared dataset folder")
+    fe.add_argument("--audio-set", default="egemaps", choices=["egemaps", "compare"])
+    fe.add_argument("--glove", metavar="FILE", help="GloVe text file for the word vectors")
+    fe.add_argument("--workers", type=int, default=0)
+    fe.add_argument("--split", help="only this split")
+    fe.add_argument("--overwrite", action="store_true")
+    fe.add_argument("--no-progress", action="store_true")
+    fe.set_defaults(func=_cmd_features)
+
     tr = sub.add_parser(
         "train",
         help="train FE2E or MESM on a prepared dataset",
@@ -312,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     ev.set_defaults(func=_cmd_evaluate)
+
+    co = sub.add_parser(
+        "compare",
+        help="one table of several runs in the paper's layout",
+        description="Rows: the runs' models; columns: each emotion's Acc/F1 (or WAcc/F1) and the "
+        "averages, from each RUN_DIR's metrics.json and config.yaml.",
+    )
+    co.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    co.add_argument("--split", default="test", choices=["valid", "test"])
+    co.set_defaults(func=_cmd_compare)
 
     pr = sub.add_parser(
         "predict",

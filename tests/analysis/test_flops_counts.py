@@ -101,9 +101,15 @@ def test_mesm_at_p_one_costs_exactly_fe2e_plus_attention(pathway):
     sparse = pathway_flops(getattr(model, pathway), frames, torch.randn(3, D))
     dense = pathway_flops(getattr(twin, pathway), frames)
     assert sparse.features == dense.features == 3 * (FACE if pathway == "visual" else CHUNK)
-    assert dense.attention == 0 < sparse.attention
+    # Nothing is pruned at p = 1, so the paper's (ungated) attention is not even computed ...
+    assert dense.attention == sparse.attention == 0
     assert sparse.sparse_counted == sparse.sparse > 0
     assert all(active == total for active, total in sparse.sites.values())
+    # ... while the gated mode needs its scores; they are reported apart from the features.
+    for layer in getattr(model, pathway).attention:
+        layer.gating = "gated"
+    gated = pathway_flops(getattr(model, pathway), frames, torch.randn(3, D))
+    assert gated.features == dense.features and gated.attention > 0
 
 
 def test_text_flops_ignore_padding():

@@ -1,35 +1,69 @@
-"""FE2E and MESM as plain ``nn.Module``s built from a typed config."""
+"""FE2E, MESM and the two-phase baselines as plain ``nn.Module``s built from typed configs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from mesm.models.baselines import (
+    BASELINE_ARCHS,
+    BASELINE_PRESETS,
+    BaselineConfig,
+    BaselineModel,
+    build_baseline,
+    make_baseline_config,
+)
 from mesm.models.config import PRESETS, TINY_TEXT, ModelConfig, make_config
 from mesm.models.fe2e import FE2E
 from mesm.models.mesm import MESM
 
 
-def build_model(config: ModelConfig) -> FE2E:
-    """The model a config describes (FE2E or MESM)."""
+def build_model(config: ModelConfig | BaselineConfig) -> FE2E | BaselineModel:
+    """The model a config describes (FE2E or MESM; a baseline for a `BaselineConfig`)."""
+    if isinstance(config, BaselineConfig):
+        return build_baseline(config)
     return MESM(config) if config.mesm else FE2E(config)
 
 
-def create_model(arch: str = "fe2e", preset: str = "paper", **overrides: Any) -> FE2E:
-    """Builds "fe2e" or "mesm" from a named preset ("paper", "tiny") plus config overrides.
+def create_model(
+    arch: str = "fe2e", preset: str = "paper", **overrides: Any
+) -> FE2E | BaselineModel:
+    """Builds "fe2e", "mesm" or a baseline ("lf_lstm", "lf_transformer", "mult", "emoembs")
+    from a named preset ("paper", "tiny") plus config overrides.
 
     Example:
         >>> model = create_model("mesm", preset="tiny", modalities="tav", p=0.7)  # doctest: +SKIP
     """
+    if arch in BASELINE_ARCHS:
+        return build_baseline(make_baseline_config(arch, preset, **overrides))
     return build_model(make_config(arch, preset, **overrides))
 
 
+def config_from_dict(d: dict[str, Any], preset: str | None = None) -> ModelConfig | BaselineConfig:
+    """The config a dict describes: a `BaselineConfig` when its arch is a baseline's.
+
+    Args:
+        d: config fields (as `to_dict` writes them, or a run config's model section).
+        preset: named preset applied first ("paper", "tiny"); None = none.
+    """
+    baseline = d.get("arch") in BASELINE_ARCHS
+    presets = BASELINE_PRESETS if baseline else PRESETS
+    if preset is not None and preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(presets)}")
+    fields = {**(presets[preset] if preset is not None else {}), **d}
+    return (BaselineConfig if baseline else ModelConfig).from_dict(fields)
+
+
 __all__ = [
+    "BASELINE_ARCHS",
     "FE2E",
     "MESM",
     "PRESETS",
     "TINY_TEXT",
+    "BaselineConfig",
+    "BaselineModel",
     "ModelConfig",
     "build_model",
+    "config_from_dict",
     "create_model",
     "make_config",
 ]

@@ -91,6 +91,10 @@ class CrossModalAttention(nn.Module):
         self.gating = gating
         self.capture = AttentionCapture()
 
+    def _recorded(self) -> bool:
+        # Hooks on `capture` (attention maps, analysis) need the probabilities even at p >= 1.
+        return bool(self.capture._forward_hooks or self.capture._forward_pre_hooks)
+
     def forward(self, x: SparseMap, y: Tensor) -> SparseMap:
         """Scores, selects and (optionally) gates the active sites.
 
@@ -101,6 +105,8 @@ class CrossModalAttention(nn.Module):
         Returns:
             The kept sites (a subset of x, at least one per frame that had any).
         """
+        if self.p >= 1.0 and self.gating == "none" and not self._recorded():
+            return x  # nothing is pruned and nobody reads the scores: do not compute them
         sample = x.sample_index
         # W_x x + b_x + W_y y with one fused GEMM: the per-frame term (b_x folded in) is its input.
         per_frame = self.proj_y(y)

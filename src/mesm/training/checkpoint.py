@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mesm.models import FE2E, ModelConfig, build_model
+from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 
 FORMAT_VERSION = 1
 _META_KEY = "mesm"
@@ -25,7 +25,7 @@ _META_KEY = "mesm"
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: FE2E,
+    model: FE2E | BaselineModel,
     *,
     label_names: list[str] | tuple[str, ...],
     task: str,
@@ -81,7 +81,7 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[FE2E, dict[str, Any]]:
+) -> tuple[FE2E | BaselineModel, dict[str, Any]]:
     """Rebuilds the model from a checkpoint (weights only; no pickle) and returns it in eval mode.
 
     Returns:
@@ -91,7 +91,8 @@ def load_checkpoint(
 
     meta = read_checkpoint_meta(path)
     # The architecture comes from the config; the text weights come from the checkpoint.
-    config = ModelConfig.from_dict({**meta["model"], "text_pretrained": False})
+    # (A baseline's "model" header is its BaselineConfig; `config_from_dict` tells them apart.)
+    config = config_from_dict({**meta["model"], "text_pretrained": False})
     model = build_model(config)
     state = load_file(str(path), device=str(map_location))
     result = model.load_state_dict(state, strict=False)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mesm.models import PRESETS, ModelConfig
+from mesm.models import BaselineConfig, ModelConfig, config_from_dict
 
 
 @dataclass
@@ -37,6 +37,9 @@ class DataConfig:
     # Fields of mesm.data.cache.PreprocessSettings (frame interval, mel settings, ...) selecting
     # the feature cache; empty = the paper's settings.
     preprocess: dict[str, Any] = field(default_factory=dict)
+    # Baselines only: fields of mesm.data.features.FeatureSettings selecting the hand-crafted
+    # feature cache (`mesm features`); empty = the defaults.
+    features: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,13 +82,12 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
-    def model_config(self, **extra: Any) -> ModelConfig:
-        """The validated model config: preset first, then the section's fields, then `extra`."""
+    def model_config(self, **extra: Any) -> ModelConfig | BaselineConfig:
+        """The validated model config: preset first, then the section's fields, then `extra`
+        (a `BaselineConfig` when the arch is a baseline's)."""
         fields = dict(self.model)
         preset = fields.pop("preset", "paper")
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-        return ModelConfig.from_dict({**PRESETS[preset], **fields, **extra})
+        return config_from_dict({**fields, **extra}, preset=preset)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,7 +11,10 @@ from torch.utils.data import DataLoader
 
 from mesm.data.cache import PreprocessSettings
 from mesm.data.dataset import EmotionDataset
+from mesm.data.feature_dataset import FeatureDataset
+from mesm.data.features import FeatureSettings
 from mesm.evaluation import evaluate
+from mesm.models import BASELINE_ARCHS
 from mesm.training.checkpoint import load_checkpoint
 from mesm.training.module import model_inputs
 
@@ -35,14 +38,20 @@ def evaluate_checkpoint(
         The :func:`mesm.evaluation.evaluate` report plus "checkpoint", "data" and "split".
     """
     model, meta = load_checkpoint(checkpoint, map_location=device)
-    settings = PreprocessSettings(**meta["preprocessing"]) if meta["preprocessing"] else None
-    dataset = EmotionDataset(
-        data,
-        split,
-        settings=settings,
-        text_model=meta["model"].get("text_model"),
-        max_text_length=meta["extra"].get("max_text_length", 100),
-    )
+    if meta["model"].get("arch") in BASELINE_ARCHS:
+        # A baseline's "preprocessing" header holds the FeatureSettings of its feature cache.
+        dataset = FeatureDataset(
+            data, split, settings=FeatureSettings.from_dict(meta["preprocessing"])
+        )
+    else:
+        settings = PreprocessSettings(**meta["preprocessing"]) if meta["preprocessing"] else None
+        dataset = EmotionDataset(
+            data,
+            split,
+            settings=settings,
+            text_model=meta["model"].get("text_model"),
+            max_text_length=meta["extra"].get("max_text_length", 100),
+        )
     if list(dataset.label_names) != meta["label_names"]:
         raise ValueError(
             f"{data}: labels {list(dataset.label_names)} differ from the checkpoint's "

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
-from mesm.models import build_model
+from mesm.models import BASELINE_ARCHS, build_model
 from mesm.training.checkpoint import save_checkpoint
 from mesm.training.config import RunConfig, save_run_config
 from mesm.training.module import EmotionModule
@@ -48,6 +48,8 @@ def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
 
     if not config.data.path:
         raise ValueError("data.path is not set: point it at a prepared dataset folder")
+    if config.model.get("arch") in BASELINE_ARCHS:
+        return _feature_datasets(config)
     try:
         settings = PreprocessSettings(**config.data.preprocess)
     except TypeError as err:
@@ -62,6 +64,25 @@ def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
     try:
         test = EmotionDataset(config.data.path, config.data.test_split, **kwargs)
     except ValueError:  # a dataset without a test split still trains
+        test = None
+    return train, valid, test
+
+
+def _feature_datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
+    """The baselines read hand-crafted feature sequences (`mesm.data.features`)."""
+    from mesm.data.feature_dataset import FeatureDataset
+    from mesm.data.features import FeatureSettings
+
+    try:
+        settings = FeatureSettings.from_dict(config.data.features)
+    except TypeError as err:
+        raise ValueError(f"data.features: {err}") from err
+    path, data = config.data.path, config.data
+    train = FeatureDataset(path, data.train_split, settings=settings)
+    valid = FeatureDataset(path, data.valid_split, settings=settings)
+    try:
+        test = FeatureDataset(path, data.test_split, settings=settings)
+    except ValueError:
         test = None
     return train, valid, test
 
@@ -116,7 +137,9 @@ def train(
     train_set, valid_set, test_set = datasets or _datasets(config)
     label_names = list(train_set.label_names)
     task = train_set.info.task
-    model = build_model(config.model_config(num_classes=len(label_names)))
+    # Feature datasets fix the baselines' input widths and emotion names.
+    overrides = train_set.model_overrides() if hasattr(train_set, "model_overrides") else {}
+    model = build_model(config.model_config(num_classes=len(label_names), **overrides))
     module = EmotionModule(
         model,
         label_names=label_names,

@@ -19,13 +19,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mesm.evaluation import evaluate, tune_thresholds
-from mesm.models import FE2E
+from mesm.models import FE2E, BaselineModel
+from mesm.models.baselines import input_keys
 
 MODEL_INPUTS = ("text_ids", "text_mask", "faces", "face_lengths", "specs", "spec_lengths")
 
 
 def model_inputs(batch: dict[str, Any], modalities: str) -> dict[str, Tensor]:
-    """The batch entries the model's modalities need."""
+    """The batch entries the model's modalities need (feature sequences for the baselines,
+    recognised by their ``*_feats`` keys)."""
+    if any(k.endswith("_feats") for k in batch):
+        return {k: batch[k] for k in input_keys(modalities)}
     needed = {"t": MODEL_INPUTS[:2], "v": MODEL_INPUTS[2:4], "a": MODEL_INPUTS[4:]}
     return {k: batch[k] for m in modalities for k in needed[m]}
 
@@ -34,7 +38,7 @@ class EmotionModule(pl.LightningModule):
     """Trains and validates a model from :mod:`mesm.models`.
 
     Args:
-        model: FE2E or MESM.
+        model: FE2E, MESM or a baseline.
         label_names: K emotion names.
         task: "single_label" (accuracy) or "multi_label" (weighted accuracy).
         pos_weight: (K,) BCE positive weights.
@@ -46,7 +50,7 @@ class EmotionModule(pl.LightningModule):
 
     def __init__(
         self,
-        model: FE2E,
+        model: FE2E | BaselineModel,
         *,
         label_names: list[str] | tuple[str, ...],
         task: str,

@@ -1,0 +1,374 @@
+"""Hand-crafted feature sequences for the two-phase baselines: settings, cache, dataset, batches.
+
+`extract_features` fills a feature cache once (the extractors are described in
+`mesm.data.handcrafted`); the readers in `mesm.data.feature_import` fill the same format from
+pre-extracted CMU-MOSEI files. Layout inside the dataset folder (`mesm.data.cache` helpers)::
+
+    cache/features-<key>/settings.json           the FeatureSettings of this folder
+    cache/features-<key>/items/<id>.safetensors  one entry per utterance
+    cache/features-<key>/report.json             counts written by `extract_features`
+
+=============  ==================  ===================================================
+name           shape / dtype       meaning
+=============  ==================  ===================================================
+audio          (Ta, Da) float32    audio descriptors per frame
+audio_times    (Ta,) float64       frame start times in seconds (from the span start)
+visual         (Tv, Dv) float32    face descriptors per sampled frame
+visual_times   (Tv,) float64       frame times in seconds on the source's clock
+text           (Lt, Dt) float32    one static vector per token
+=============  ==================  ===================================================
+
+`FeatureDataset` + `collate_features` turn entries into padded batches
+(``{audio,visual,text}_feats`` (B, T, D) float32 with ``..._mask`` (B, T) bool, True = valid).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load
+from tqdm.auto import tqdm
+
+from mesm.data.cache import CACHE_DIR, FeatureCache, source_fingerprint
+from mesm.data.errors import DataError, PreprocessError
+from mesm.data.manifest import Record, atomic_write_text, read_dataset, resolve
+
+FEATURES_VERSION = 1
+MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
+_ENTRY_KEYS = ("audio", "audio_times", "visual", "visual_times", "text")
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that changes the hand-crafted features (defaults: as documented).
+
+    Attributes:
+        source: "extracted" (by `extract_features`) or "imported" (by a reader of
+            pre-extracted files; then only `name` selects the cache).
+        name: the name of an imported feature set (e.g. "mosei_unaligned").
+        audio_set: openSMILE LLD set, "egemaps" (25) or "compare" (65).
+        sample_rate: audio rate the descriptors are computed at.
+        img_interval_ms: one frame every this many milliseconds.
+        face_size: side of the face crop the HOG reads.
+        face_margin: MTCNN margin in crop pixels.
+        min_face_size: smallest face MTCNN looks for.
+        hog_cell: HOG pixels per cell side.
+        hog_block: HOG cells per block side.
+        hog_orientations: HOG orientation bins.
+        glove: a GloVe text file for the text vectors (None: the text model's embeddings).
+        text_model: tokenizer + embedding table (None: the offline MiniLM-L6 default).
+        max_text_length: most tokens per transcript.
+    """
+
+    source: Literal["extracted", "imported"] = "extracted"
+    name: str = ""
+    audio_set: Literal["egemaps", "compare"] = "egemaps"
+    sample_rate: int = 16000
+    img_interval_ms: float = 500
+    face_size: int = 48
+    face_margin: int = 2
+    min_face_size: int = 20
+    hog_cell: int = 8
+    hog_block: int = 2
+    hog_orientations: int = 9
+    glove: str | None = None
+    text_model: str | None = None
+    max_text_length: int = 100
+
+    def __post_init__(self) -> None:
+        if self.source not in ("extracted", "imported"):
+            raise ValueError(f"source must be 'extracted' or 'imported', got {self.source!r}")
+        if self.source == "imported" and not self.name:
+            raise ValueError("imported features need a name")
+        if self.audio_set not in ("egemaps", "compare"):
+            raise ValueError(f"audio_set must be 'egemaps' or 'compare', got {self.audio_set!r}")
+        numbers = ("sample_rate", "img_interval_ms", "face_size", "min_face_size", "hog_cell")
+        bad = [n for n in (*numbers, "hog_block", "hog_orientations", "max_text_length")]
+        bad = [n for n in bad if not getattr(self, n) > 0]
+        if bad:
+            raise ValueError(f"settings must be positive: {bad}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureSettings:
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown feature setting(s): {sorted(unknown)}")
+        return cls(**values)
+
+    def key(self) -> str:
+        """Short hash naming the cache folder (imported sets: of the source and name only)."""
+        if self.source == "imported":
+            values: dict[str, Any] = {"source": self.source, "name": self.name}
+        else:
+            values = self.to_dict()
+        blob = json.dumps({"version": FEATURES_VERSION, **values}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class FeatureStore(FeatureCache):
+    """The hand-crafted feature cache of one dataset under one `FeatureSettings`.
+
+    Reuses `FeatureCache`'s atomic saving, settings file and entry paths.
+
+    Args:
+        dataset_dir: the dataset folder.
+        settings: the feature settings (default: the documented defaults).
+    """
+
+    def __init__(self, dataset_dir: str | os.PathLike, settings: FeatureSettings | None = None):
+        self.root = Path(dataset_dir)
+        self.settings = settings or FeatureSettings()  # type: ignore[assignment]
+        self.dir = self.root / CACHE_DIR / f"features-{self.settings.key()}"
+        self.items = self.dir / "items"
+
+    def load(self, uid: str) -> dict[str, torch.Tensor]:
+        """Read an entry.
+
+        Raises:
+            DataError: missing or unreadable entry (the message says how to rebuild it).
+        """
+        path = self.path(uid)
+        try:
+            tensors = load(path.read_bytes())
+        except FileNotFoundError:
+            raise DataError(
+                f"{path}: no feature entry for {uid!r} (run `mesm features` on the dataset)"
+            ) from None
+        except (SafetensorError, OSError, ValueError) as err:
+            raise DataError(f"{path}: unreadable feature entry for {uid!r} ({err})") from None
+        missing = set(_ENTRY_KEYS) - set(tensors)
+        if missing:
+            raise DataError(f"{path}: feature entry lacks {sorted(missing)}; extract again")
+        return tensors
+
+    def dims(self) -> dict[str, int]:
+        """{"audio_dim", "visual_dim", "text_dim"} recorded when the cache was filled."""
+        path = self.dir / "dims.json"
+        if not path.is_file():
+            raise DataError(f"{self.dir}: no features extracted here (run `mesm features`)")
+        return json.loads(path.read_text())
+
+    def write_dims(self, dims: dict[str, int]) -> None:
+        atomic_write_text(self.dir / "dims.json", json.dumps(dims, sort_keys=True) + "\n")
+
+
+def entry(
+    audio: torch.Tensor,
+    audio_times: torch.Tensor,
+    visual: torch.Tensor,
+    visual_times: torch.Tensor,
+    text: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The tensors of one entry, with dtypes and shapes checked (see the module docstring)."""
+    out = {
+        "audio": audio.float().reshape(audio.shape[0], -1),
+        "audio_times": audio_times.double().reshape(-1),
+        "visual": visual.float().reshape(visual.shape[0], -1),
+        "visual_times": visual_times.double().reshape(-1),
+        "text": text.float().reshape(text.shape[0], -1),
+    }
+    for name in ("audio", "visual"):
+        if out[name].shape[0] != out[f"{name}_times"].shape[0]:
+            raise ValueError(f"{name}: {out[name].shape[0]} rows but {name}_times differs")
+    return out
+
+
+# ---- extraction ----------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureReport:
+    """What an `extract_features` run did.
+
+    Attributes:
+        cache_dir: the feature cache folder.
+        dims: {"audio_dim", "visual_dim", "text_dim"}.
+        computed: utterances computed by this run.
+        reused: entries already present and up to date.
+        failed: id -> reason.
+        seconds: wall time.
+    """
+
+    cache_dir: str
+    dims: dict[str, int] = field(default_factory=dict)
+    computed: int = 0
+    reused: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"features {self.cache_dir}: {self.computed} computed, {self.reused} reused, "
+            f"{len(self.failed)} failed in {self.seconds:.1f} s; dims {self.dims}"
+        )
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(settings: dict[str, Any], root: str, threads: int) -> None:
+    from mesm.data.handcrafted import AudioDescriptors, FaceDescriptors
+
+    if threads:
+        torch.set_num_threads(threads)
+    s = FeatureSettings.from_dict(settings)
+    _WORKER["store"] = FeatureStore(root, s)
+    _WORKER["audio"] = AudioDescriptors(s.audio_set, s.sample_rate)
+    _WORKER["visual"] = FaceDescriptors(
+        image_size=s.face_size,
+        margin=s.face_margin,
+        min_face_size=s.min_face_size,
+        hog_cell=s.hog_cell,
+        hog_block=s.hog_block,
+        hog_orientations=s.hog_orientations,
+    )
+
+
+def _extract_one(record: dict[str, Any], text: torch.Tensor, fingerprint: str) -> str | None:
+    """Extract and save one utterance in a worker; None on success, else the failure."""
+    from mesm.data.handcrafted import load_waveform
+    from mesm.data.video import sample_frames
+
+    store: FeatureStore = _WORKER["store"]
+    s: FeatureSettings = store.settings  # type: ignore[assignment]
+    rec = Record(**{**record, "labels": tuple(record["labels"])})
+    try:
+        wave = load_waveform(store.root, rec, s.sample_rate)
+        audio, audio_times = _WORKER["audio"](wave)
+        try:
+            frames = sample_frames(
+                resolve(store.root, rec.video),
+                interval_ms=s.img_interval_ms,
+                start=rec.start,
+                end=rec.end,
+                fps=rec.fps,
+                frame_pattern=rec.frame_pattern,
+            )
+        except DataError as err:
+            raise DataError(f"record {rec.id!r}: {err}") from None
+        visual = _WORKER["visual"].describe(frames.images)
+        tensors = entry(audio, audio_times, visual, torch.from_numpy(frames.timestamps), text)
+    except DataError as err:
+        return str(err)
+    meta = {"id": rec.id, "source": fingerprint, "features_version": str(FEATURES_VERSION)}
+    store.save(rec.id, tensors, meta)
+    return None
+
+
+def extract_features(
+    dataset_dir: str | os.PathLike,
+    settings: FeatureSettings | None = None,
+    *,
+    num_workers: int = 0,
+    split: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> FeatureReport:
+    """Extract hand-crafted audio, visual and text feature sequences for every utterance.
+
+    Resumable: entries present with an unchanged source fingerprint are kept. Failures do not
+    stop the other utterances; they are listed in one `PreprocessError` at the end.
+
+    Args:
+        dataset_dir: the dataset folder (see `mesm.data.manifest`).
+        settings: feature settings (default: eGeMAPS LLDs, face descriptors every 500 ms,
+            the MiniLM-L6 input embeddings).
+        num_workers: worker processes for audio + visual extraction (0: in this process).
+        split: only utterances of this split (None: all).
+        overwrite: recompute entries that are already cached.
+        progress: show a progress bar.
+
+    Returns:
+        The report (also written to ``report.json`` in the cache folder).
+
+    Raises:
+        ManifestError: the manifest is invalid.
+        PreprocessError: some utterances failed; the others are cached.
+    """
+    from mesm.data.handcrafted import GEOMETRY_DIM, LANDMARK_DIM, OPENSMILE_SETS, TextVectors
+    from mesm.data.handcrafted import hog_dim as _hog_dim
+
+    began = time.perf_counter()
+    settings = settings or FeatureSettings()
+    if settings.source != "extracted":
+        raise ValueError("extract_features computes 'extracted' features; readers import others")
+    root = Path(dataset_dir)
+    _, records = read_dataset(root)
+    records = [r for r in records if split is None or r.split == split]
+    store = FeatureStore(root, settings)
+    store.prepare()
+    report = FeatureReport(cache_dir=str(store.dir))
+    todo = []
+    for record in records:
+        fingerprint = source_fingerprint(root, record)
+        meta = None if overwrite else store.metadata(record.id)
+        if meta is not None and meta.get("source") == fingerprint:
+            report.reused += 1
+        else:
+            todo.append((record, fingerprint))
+    vectors = TextVectors(
+        settings.glove,
+        settings.text_model,
+        settings.max_text_length,
+        vocabulary_texts=[r.text for r, _ in todo],
+    )
+    hog = _hog_dim(
+        settings.face_size, settings.hog_cell, settings.hog_block, settings.hog_orientations
+    )
+    report.dims = {
+        "audio_dim": OPENSMILE_SETS[settings.audio_set][1],
+        "visual_dim": GEOMETRY_DIM + LANDMARK_DIM + hog,
+        "text_dim": vectors.dim,
+    }
+    store.write_dims(report.dims)
+    jobs = [(r.to_json(), vectors(r.text), fp) for r, fp in todo]
+    bar = tqdm(total=len(jobs), desc="features", unit="utt", disable=not progress)
+    init = (settings.to_dict(), str(root))
+    try:
+        if num_workers <= 0 or len(jobs) <= 1:
+            _init_worker(*init, 0)
+            outcomes = (_extract_one(*job) for job in jobs)
+            for (rec, _, _), failure in zip(jobs, outcomes, strict=True):
+                _record(report, rec["id"], failure)
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                num_workers, mp_context=context, initializer=_init_worker, initargs=(*init, 1)
+            ) as pool:
+                futures = [pool.submit(_extract_one, *job) for job in jobs]
+                for (rec, _, _), future in zip(jobs, futures, strict=True):
+                    try:
+                        failure = future.result()
+                    except Exception as err:  # a crash inside a worker: report, go on
+                        failure = f"{type(err).__name__}: {err}"
+                    _record(report, rec["id"], failure)
+                    bar.update()
+    finally:
+        bar.close()
+        _WORKER.clear()
+    report.seconds = time.perf_counter() - began
+    atomic_write_text(store.dir / "report.json", json.dumps(asdict(report), indent=2) + "\n")
+    if report.failed:
+        raise PreprocessError(report.failed, str(store.dir))
+    return report
+
+
+def _record(report: FeatureReport, uid: str, failure: str | None) -> None:
+    if failure is None:
+        report.computed += 1
+    else:
+        report.failed[uid] = failure
