@@ -159,6 +159,10 @@ class FeatureCache:
         finally:
             tmp.unlink(missing_ok=True)
 
+    # What an entry must hold, and how the user rebuilds a missing one (subclasses differ).
+    entry_keys: tuple[str, ...] = ("faces", "found", "boxes", "timestamps", "specs")
+    rebuild_hint: str = "run preprocess_dataset"
+
     def load(self, uid: str) -> dict[str, torch.Tensor]:
         """Read an entry.
 
@@ -170,17 +174,15 @@ class FeatureCache:
             # Read into memory rather than mmap: a file changed under a mapping kills the reader.
             tensors = load(path.read_bytes())
         except FileNotFoundError:
-            raise DataError(
-                f"{path}: no cache entry for {uid!r} (run preprocess_dataset)"
-            ) from None
+            raise DataError(f"{path}: no cache entry for {uid!r} ({self.rebuild_hint})") from None
         except (SafetensorError, OSError, ValueError) as err:
             raise DataError(
-                f"{path}: unreadable cache entry for {uid!r} ({err}); "
-                "delete it and preprocess again"
+                f"{path}: unreadable cache entry for {uid!r} ({err}); delete it and "
+                f"{self.rebuild_hint}"
             ) from None
-        missing = {"faces", "found", "boxes", "timestamps", "specs"} - set(tensors)
+        missing = set(self.entry_keys) - set(tensors)
         if missing:
-            raise DataError(f"{path}: cache entry lacks {sorted(missing)}; preprocess again")
+            raise DataError(f"{path}: cache entry lacks {sorted(missing)}; {self.rebuild_hint}")
         return tensors
 
     def metadata(self, uid: str) -> dict[str, str] | None:

@@ -51,46 +51,30 @@ class Batch(TypedDict):
     ids: list[str]
 
 
-class EmotionDataset(Dataset):
-    """Utterances of a dataset folder, read from its feature cache.
+class LabelledUtterances(Dataset):
+    """The selected records of a dataset folder and their label vectors (shared by the datasets).
 
     Args:
         dataset_dir: the dataset folder (see `mesm.data.manifest`).
         split: "train", "valid", "test" or None for every record.
-        settings: the preprocessing settings selecting the cache (default: the paper's).
-        text_model: tokenizer name/folder (None: the offline default text encoder).
-        max_text_length: most tokens per transcript (paper: 100).
-        compute_missing: compute (and cache) entries that are missing instead of raising.
+        check_files: verify the media files exist (False where features replace the media).
 
     Attributes:
         info: the dataset header (label names, task).
         records: the selected utterances.
+        labels: (N, K) float32 multi-hot label vectors, in record order.
     """
 
     def __init__(
-        self,
-        dataset_dir: str | os.PathLike,
-        split: str | None = None,
-        *,
-        settings: PreprocessSettings | None = None,
-        text_model: str | None = None,
-        max_text_length: int = 100,
-        compute_missing: bool = True,
+        self, dataset_dir: str | os.PathLike, split: str | None, *, check_files: bool = True
     ) -> None:
         self.root = Path(dataset_dir)
-        self.info, records = read_dataset(self.root)
+        self.info, records = read_dataset(self.root, check_files=check_files)
         self.records: list[Record] = [r for r in records if split is None or r.split == split]
         if not self.records:
             raise ValueError(f"{self.root}: no utterances in split {split!r}")
         self.split = split
-        self.cache = FeatureCache(self.root, settings)
-        self.compute_missing = compute_missing
-        tokenizer = TextTokenizer(text_model, max_length=max_text_length)
-        # Tokenised once here: cheap, and it keeps the tokenizer out of DataLoader workers.
-        self.token_ids = tokenizer.encode([r.text for r in self.records])
-        self.pad_id = tokenizer.pad_id
         self.labels = torch.tensor([label_vector(r, self.info) for r in self.records])
-        self._cropper: FaceCropper | None = None
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -116,6 +100,42 @@ class EmotionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+class EmotionDataset(LabelledUtterances):
+    """Utterances of a dataset folder, read from its feature cache.
+
+    Args:
+        dataset_dir: the dataset folder (see `mesm.data.manifest`).
+        split: "train", "valid", "test" or None for every record.
+        settings: the preprocessing settings selecting the cache (default: the paper's).
+        text_model: tokenizer name/folder (None: the offline default text encoder).
+        max_text_length: most tokens per transcript (paper: 100).
+        compute_missing: compute (and cache) entries that are missing instead of raising.
+
+    Attributes:
+        info: the dataset header (label names, task).
+        records: the selected utterances.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str | os.PathLike,
+        split: str | None = None,
+        *,
+        settings: PreprocessSettings | None = None,
+        text_model: str | None = None,
+        max_text_length: int = 100,
+        compute_missing: bool = True,
+    ) -> None:
+        super().__init__(dataset_dir, split)
+        self.cache = FeatureCache(self.root, settings)
+        self.compute_missing = compute_missing
+        tokenizer = TextTokenizer(text_model, max_length=max_text_length)
+        # Tokenised once here: cheap, and it keeps the tokenizer out of DataLoader workers.
+        self.token_ids = tokenizer.encode([r.text for r in self.records])
+        self.pad_id = tokenizer.pad_id
+        self._cropper: FaceCropper | None = None
 
     def __getitem__(self, index: int) -> Item:
         record = self.records[index]

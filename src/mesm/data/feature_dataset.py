@@ -8,14 +8,12 @@ multi-hot; ``ids``, B strings.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TypedDict
 
 import torch
-from torch.utils.data import Dataset
 
+from mesm.data.dataset import LabelledUtterances
 from mesm.data.features import FeatureSettings, FeatureStore
-from mesm.data.manifest import Record, label_vector, read_dataset
 
 
 class FeatureItem(TypedDict):
@@ -41,7 +39,7 @@ class FeatureBatch(TypedDict):
     ids: list[str]
 
 
-class FeatureDataset(Dataset):
+class FeatureDataset(LabelledUtterances):
     """Utterances of a dataset folder, read from its hand-crafted feature cache.
 
     Args:
@@ -63,42 +61,14 @@ class FeatureDataset(Dataset):
         *,
         settings: FeatureSettings | None = None,
     ) -> None:
-        self.root = Path(dataset_dir)
         # Features replace the media: imported feature sets have no media files at all.
-        self.info, records = read_dataset(self.root, check_files=False)
-        self.records: list[Record] = [r for r in records if split is None or r.split == split]
-        if not self.records:
-            raise ValueError(f"{self.root}: no utterances in split {split!r}")
-        self.split = split
+        super().__init__(dataset_dir, split, check_files=False)
         self.cache = FeatureStore(self.root, settings)
         self.dims = self.cache.dims()
-        self.labels = torch.tensor([label_vector(r, self.info) for r in self.records])
-
-    @property
-    def label_names(self) -> tuple[str, ...]:
-        """The K class names, in label-vector order."""
-        return self.info.label_names
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.info.label_names)
-
-    @property
-    def ids(self) -> list[str]:
-        return [r.id for r in self.records]
 
     def model_overrides(self) -> dict[str, object]:
         """Model config fields this data fixes: the feature widths and the label names."""
         return {**self.dims, "label_names": list(self.label_names)}
-
-    def pos_weight(self) -> torch.Tensor:
-        """(K,) negatives / positives per class (1 for classes without positives)."""
-        positives = self.labels.sum(dim=0)
-        negatives = len(self) - positives
-        return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones(()))
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index: int) -> FeatureItem:
         record = self.records[index]

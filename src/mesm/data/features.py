@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load
 from tqdm.auto import tqdm
 
 from mesm.data.cache import CACHE_DIR, FeatureCache, source_fingerprint
@@ -128,31 +126,14 @@ class FeatureStore(FeatureCache):
         settings: the feature settings (default: the documented defaults).
     """
 
+    entry_keys = _ENTRY_KEYS
+    rebuild_hint = "run `mesm features` on the dataset"
+
     def __init__(self, dataset_dir: str | os.PathLike, settings: FeatureSettings | None = None):
         self.root = Path(dataset_dir)
         self.settings = settings or FeatureSettings()  # type: ignore[assignment]
         self.dir = self.root / CACHE_DIR / f"features-{self.settings.key()}"
         self.items = self.dir / "items"
-
-    def load(self, uid: str) -> dict[str, torch.Tensor]:
-        """Read an entry.
-
-        Raises:
-            DataError: missing or unreadable entry (the message says how to rebuild it).
-        """
-        path = self.path(uid)
-        try:
-            tensors = load(path.read_bytes())
-        except FileNotFoundError:
-            raise DataError(
-                f"{path}: no feature entry for {uid!r} (run `mesm features` on the dataset)"
-            ) from None
-        except (SafetensorError, OSError, ValueError) as err:
-            raise DataError(f"{path}: unreadable feature entry for {uid!r} ({err})") from None
-        missing = set(_ENTRY_KEYS) - set(tensors)
-        if missing:
-            raise DataError(f"{path}: feature entry lacks {sorted(missing)}; extract again")
-        return tensors
 
     def dims(self) -> dict[str, int]:
         """{"audio_dim", "visual_dim", "text_dim"} recorded when the cache was filled."""
