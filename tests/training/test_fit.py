@@ -46,6 +46,7 @@ def test_training_run_leaves_checkpoints_logs_and_config(dataset_dir, tmp_path):
     assert resolved == config.to_dict() and resolved["trainer"]["patience"] == 5  # defaults filled
     rows = list(csv.DictReader((run / "logs" / "csv" / "version_0" / "metrics.csv").open()))
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert all(float(r["train/utt_per_s"]) > 0 for r in rows if r.get("train/loss"))
     assert len(losses) == 2 * 3  # 6 train utterances, batch 2, 2 epochs
     assert sum(1 for r in rows if r.get("val/f1")) == 2 + 1  # each epoch, then the best again
     metrics = json.loads((run / "metrics.json").read_text())

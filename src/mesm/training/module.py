@@ -10,6 +10,7 @@ are kept in a buffer so they travel with the checkpoint and are applied unchange
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -81,10 +82,18 @@ class EmotionModule(pl.LightningModule):
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.pos_weight)
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
+        self._epoch_utterances = 0
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self._loss(self(batch), batch["labels"])
         size = batch["labels"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        # Throughput of this process since the epoch began (data loading included).
+        self._epoch_utterances += size
+        elapsed = time.perf_counter() - self._epoch_started
+        self.log("train/utt_per_s", self._epoch_utterances / max(elapsed, 1e-9), prog_bar=True)
         return loss
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
