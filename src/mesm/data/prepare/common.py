@@ -5,14 +5,14 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from mesm.data.errors import DataError
-from mesm.data.manifest import SPLITS, Record, read_id_list
+from mesm.data.manifest import SPLITS, DatasetInfo, Record, read_id_list, write_dataset
 from mesm.resources import split_file
 
 
@@ -137,6 +137,43 @@ def collect(
             else:
                 final.append(record)
     return final
+
+
+def cut_and_write(
+    out: Path,
+    records: dict[str, list[Record]],
+    jobs: dict[str, tuple],
+    worker: Callable[..., Any],
+    report: PrepareReport,
+    *,
+    info: DatasetInfo,
+    num_workers: int,
+    progress: bool,
+) -> PrepareReport:
+    """Cut the clips (`worker(*job)` per recording), keep what was cut, write the dataset folder.
+
+    Args:
+        out: the dataset folder.
+        records: recording -> its selected records.
+        jobs: recording -> worker arguments, for recordings with clips still to cut (the job's
+            third argument is the list of clips).
+        worker: cuts one recording; returns the video paths of clips without frames.
+        report: filled in (kept, reused, splits) and stored in the header's "prepare".
+        info: the dataset header (its "prepare" gets the report added).
+        num_workers: processes cutting in parallel (0: this process).
+        progress: show a progress bar.
+
+    Returns:
+        The report.
+    """
+    results = run_jobs(jobs, worker, num_workers=num_workers, progress=progress, desc=info.name)
+    final = sorted(collect(records, results, out, report), key=lambda r: r.id)
+    report.reused = sum(len(v) for v in records.values()) - sum(len(j[2]) for j in jobs.values())
+    report.kept = len(final)
+    report.splits = {s: sum(r.split == s for r in final) for s in ("train", "valid", "test")}
+    info = replace(info, prepare={**info.prepare, **report.to_dict()})
+    write_dataset(out, info, final)
+    return report
 
 
 def _guarded(worker: Callable[..., Any], args: tuple) -> tuple[str | None, Any]:

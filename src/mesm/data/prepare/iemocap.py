@@ -37,14 +37,13 @@ import re
 from pathlib import Path
 
 from mesm.data.errors import DataError
-from mesm.data.manifest import DatasetInfo, Record, write_dataset
+from mesm.data.manifest import DatasetInfo, Record
 from mesm.data.prepare.clips import ClipSpec, cut_audio_clips, cut_video_clips
 from mesm.data.prepare.common import (
     PrepareReport,
-    collect,
     count_absent,
+    cut_and_write,
     paper_split_lists,
-    run_jobs,
     split_of,
 )
 
@@ -138,27 +137,22 @@ def prepare_iemocap(
             jobs[dialog] = (avi, wav, clips, crf)
     count_absent(report, lists, seen)
 
-    results = run_jobs(
-        jobs, _cut_dialog, num_workers=num_workers, progress=progress, desc="iemocap"
-    )
-    final = collect(records, results, out, report)
-    report.reused = sum(len(v) for v in records.values()) - sum(len(j[2]) for j in jobs.values())
-    final.sort(key=lambda r: r.id)
-    report.kept = len(final)
-    report.splits = {s: sum(r.split == s for r in final) for s in ("train", "valid", "test")}
     info = DatasetInfo(
         name="iemocap",
         task="single_label",
         label_names=IEMOCAP_LABELS,
-        prepare={
-            "source": "iemocap",
-            "keep_unlisted": keep_unlisted,
-            "crf": crf,
-            **report.to_dict(),
-        },
+        prepare={"source": "iemocap", "keep_unlisted": keep_unlisted, "crf": crf},
     )
-    write_dataset(out, info, final)
-    return report
+    return cut_and_write(
+        out,
+        records,
+        jobs,
+        _cut_dialog,
+        report,
+        info=info,
+        num_workers=num_workers,
+        progress=progress,
+    )
 
 
 def _select(

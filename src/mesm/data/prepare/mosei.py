@@ -38,14 +38,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from mesm.data.errors import DataError
-from mesm.data.manifest import DatasetInfo, Record, write_dataset
+from mesm.data.manifest import DatasetInfo, Record
 from mesm.data.prepare.clips import ClipSpec, cut_audio_clips, cut_video_clips
 from mesm.data.prepare.common import (
     PrepareReport,
-    collect,
     count_absent,
+    cut_and_write,
     paper_split_lists,
-    run_jobs,
     split_of,
 )
 
@@ -181,20 +180,22 @@ def prepare_mosei(
         report.dropped.pop("no transcript", None)
     count_absent(report, lists, seen | set(sums))
 
-    results = run_jobs(jobs, _cut_video, num_workers=num_workers, progress=progress, desc="mosei")
-    final = collect(records, results, out, report)
-    report.reused = sum(len(v) for v in records.values()) - sum(len(j[2]) for j in jobs.values())
-    final.sort(key=lambda r: r.id)
-    report.kept = len(final)
-    report.splits = {s: sum(r.split == s for r in final) for s in ("train", "valid", "test")}
     info = DatasetInfo(
         name="mosei",
         task="multi_label",
         label_names=MOSEI_LABELS,
-        prepare={"source": "mosei", "keep_unlisted": keep_unlisted, "crf": crf, **report.to_dict()},
+        prepare={"source": "mosei", "keep_unlisted": keep_unlisted, "crf": crf},
     )
-    write_dataset(out, info, final)
-    return report
+    return cut_and_write(
+        out,
+        records,
+        jobs,
+        _cut_video,
+        report,
+        info=info,
+        num_workers=num_workers,
+        progress=progress,
+    )
 
 
 def _drop_reason(
