@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from mesm.data.audio import load_waveform
 from mesm.data.errors import DataError
 from mesm.data.feature_dataset import FeatureDataset
 from mesm.data.feature_import import import_csd, import_pickle, load_numpy_pickle
@@ -18,7 +19,6 @@ from mesm.data.handcrafted import (
     AudioDescriptors,
     TextVectors,
     hog_dim,
-    load_waveform,
     read_glove,
 )
 from mesm.data.manifest import read_dataset

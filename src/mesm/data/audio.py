@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mesm.data.errors import DataError
+from mesm.data.manifest import Record, resolve
 
 
 def load_audio(
@@ -301,3 +302,28 @@ def check_waveform(waveform: np.ndarray, source: str | Path) -> None:
             f"{source}: the audio contains {int(bad.sum())} NaN/infinite sample(s) "
             f"(first at sample {int(np.argmax(bad))})"
         )
+
+
+def load_waveform(root: Path, record: Record, sample_rate: int = 16000) -> torch.Tensor:
+    """A record's mono audio at `sample_rate`: its audio file, or its video's own track.
+
+    Returns:
+        (N,) float32 waveform.
+
+    Raises:
+        DataError: naming the record.
+    """
+    video = resolve(root, record.video)
+    try:
+        if record.audio is not None:
+            source = resolve(root, record.audio)
+            waveform, sr = load_audio(source, start=record.start, end=record.end)
+        elif video.is_dir():
+            raise DataError(f"{video}: a frame folder has no audio track; give an 'audio' file")
+        else:
+            source = video
+            waveform, sr = load_video_audio(video, start=record.start, end=record.end)
+        check_waveform(waveform, source)
+    except DataError as err:
+        raise DataError(f"record {record.id!r}: {err}") from None
+    return resample(torch.from_numpy(waveform), sr, sample_rate)

@@ -38,14 +38,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save_file
 
-from mesm.data.audio import (
-    check_waveform,
-    chunk_spectrogram,
-    load_audio,
-    load_video_audio,
-    mel_spectrogram,
-    resample,
-)
+from mesm.data.audio import chunk_spectrogram, load_waveform, mel_spectrogram
 from mesm.data.errors import DataError
 from mesm.data.faces import FaceCropper
 from mesm.data.manifest import Record, atomic_write_text, resolve
@@ -237,18 +230,9 @@ def compute_features(
             frame_pattern=record.frame_pattern,
         )
         crops = cropper(frames.images)
-        if record.audio is not None:
-            audio_path = resolve(root, record.audio)
-            waveform, sr = load_audio(audio_path, start=record.start, end=record.end)
-        elif video.is_dir():
-            raise DataError(f"{video}: a frame folder has no audio track; give an 'audio' file")
-        else:
-            audio_path = video
-            waveform, sr = load_video_audio(video, start=record.start, end=record.end)
-        check_waveform(waveform, audio_path)
     except DataError as err:
         raise DataError(f"record {record.id!r}: {err}") from None
-    wave = resample(torch.from_numpy(waveform), sr, settings.sample_rate)
+    wave = load_waveform(root, record, settings.sample_rate)
     mel = mel_spectrogram(
         wave,
         sample_rate=settings.sample_rate,

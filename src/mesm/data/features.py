@@ -220,7 +220,7 @@ def _init_worker(settings: dict[str, Any], root: str, threads: int) -> None:
 
 def _extract_one(record: dict[str, Any], text: torch.Tensor, fingerprint: str) -> str | None:
     """Extract and save one utterance in a worker; None on success, else the failure."""
-    from mesm.data.handcrafted import load_waveform
+    from mesm.data.audio import load_waveform
     from mesm.data.video import sample_frames
 
     store: FeatureStore = _WORKER["store"]

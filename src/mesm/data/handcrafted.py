@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from mesm.data.audio import check_waveform, load_audio, load_video_audio, resample
 from mesm.data.errors import DataError
 from mesm.data.faces import FaceCropper, centre_crop
-from mesm.data.manifest import Record, resolve
 
 OPENSMILE_SETS = {"egemaps": ("eGeMAPSv02", 25), "compare": ("ComParE_2016", 65)}
 GEOMETRY_DIM = 5
@@ -53,28 +50,6 @@ def hog_dim(size: int = 48, cell: int = 8, block: int = 2, orientations: int = 9
 
 
 # ---- audio ---------------------------------------------------------------------------------
-
-
-def load_waveform(root: Path, record: Record, sample_rate: int = 16000) -> torch.Tensor:
-    """The record's mono audio at `sample_rate`, decoded exactly as the feature cache does.
-
-    Raises:
-        DataError: naming the record.
-    """
-    video = resolve(root, record.video)
-    try:
-        if record.audio is not None:
-            source = resolve(root, record.audio)
-            waveform, sr = load_audio(source, start=record.start, end=record.end)
-        elif video.is_dir():
-            raise DataError(f"{video}: a frame folder has no audio track; give an 'audio' file")
-        else:
-            source = video
-            waveform, sr = load_video_audio(video, start=record.start, end=record.end)
-        check_waveform(waveform, source)
-    except DataError as err:
-        raise DataError(f"record {record.id!r}: {err}") from None
-    return resample(torch.from_numpy(waveform), sr, sample_rate)
 
 
 class AudioDescriptors:
