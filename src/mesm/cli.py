@@ -216,17 +216,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     source = args.clip
     if args.utterance is None:
-        from mesm.data.cache import PreprocessSettings
-        from mesm.training.checkpoint import read_checkpoint_meta
+        from mesm.training.checkpoint import preprocessing_settings, read_checkpoint_meta
         from mesm.training.predict import clip_batch, read_transcript
 
         meta = read_checkpoint_meta(args.checkpoint)
-        settings = PreprocessSettings(**meta["preprocessing"]) if meta["preprocessing"] else None
         source, _ = clip_batch(
             args.clip,
             read_transcript(args.transcript),
             audio=args.audio,
-            settings=settings,
+            settings=preprocessing_settings(meta),
             text_model=meta["model"].get("text_model"),
             num_classes=len(meta["label_names"]),
         )

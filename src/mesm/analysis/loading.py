@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from mesm.data.cache import PreprocessSettings
 from mesm.data.dataset import EmotionDataset
 from mesm.models import FE2E, ModelConfig, build_model
 from mesm.models.attention import CrossModalAttention
+from mesm.training import evaluate
 from mesm.training.checkpoint import load_checkpoint
 from mesm.training.module import model_inputs
 
@@ -113,27 +112,16 @@ def open_split(
     Args:
         data_dir: the dataset folder.
         split: "train", "valid", "test", or None for every utterance.
-        model: selects the tokenizer (its text model).
-        meta: checkpoint header: its preprocessing settings select the feature cache, its
-            ``max_text_length`` the truncation, and its label names must match the dataset's.
+        model: selects the tokenizer (its text model) and must have one output per label.
+        meta: checkpoint header (see :func:`mesm.training.evaluate.open_split`); None for a
+            model that was never saved.
 
     Returns:
         The dataset.
     """
-    meta = meta or {}
-    settings = PreprocessSettings(**meta["preprocessing"]) if meta.get("preprocessing") else None
-    dataset = EmotionDataset(
-        data_dir,
-        split,
-        settings=settings,
-        text_model=model.config.text_model,
-        max_text_length=meta.get("extra", {}).get("max_text_length", 100),
-    )
-    if meta.get("label_names") and list(dataset.label_names) != meta["label_names"]:
-        raise ValueError(
-            f"{data_dir}: labels {list(dataset.label_names)} differ from the checkpoint's "
-            f"{meta['label_names']}"
-        )
+    meta = dict(meta or {})
+    meta.setdefault("model", {"text_model": model.config.text_model})
+    dataset = evaluate.open_split(data_dir, split, meta)
     if dataset.num_classes != model.config.num_classes:
         raise ValueError(
             f"{data_dir}: {dataset.num_classes} labels, the model has "
@@ -155,17 +143,8 @@ def inputs_on(model: FE2E, batch: dict[str, Any]) -> dict[str, Tensor]:
     return {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
 
 
-@torch.no_grad()
 def predict(
     model: FE2E, dataset: EmotionDataset, batch_size: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid outputs and labels of a whole split.
-
-    Returns:
-        probs (N, K) float and labels (N, K) 0/1, in dataset order.
-    """
-    probs, labels = [], []
-    for batch in batches(dataset, batch_size):
-        probs.append(torch.sigmoid(model(**inputs_on(model, batch))).float().cpu())
-        labels.append(batch["labels"])
-    return torch.cat(probs).numpy(), torch.cat(labels).numpy().round()
+    """Sigmoid outputs (N, K) and 0/1 labels (N, K) of a whole split, in dataset order."""
+    return evaluate.predict_split(model, dataset, batch_size=batch_size)

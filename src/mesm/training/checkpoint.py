@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mesm.data.cache import PreprocessSettings
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 
 FORMAT_VERSION = 1
@@ -102,3 +103,9 @@ def load_checkpoint(
             f"unexpected {result.unexpected_keys[:5]})"
         )
     return model.to(map_location).eval(), meta
+
+
+def preprocessing_settings(meta: dict[str, Any]) -> PreprocessSettings | None:
+    """The raw-media preprocessing settings a checkpoint was trained with (None: the defaults)."""
+    values = meta.get("preprocessing")
+    return PreprocessSettings.from_dict(values) if values else None

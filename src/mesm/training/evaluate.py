@@ -4,22 +4,88 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
-from mesm.data.cache import PreprocessSettings
 from mesm.data.dataset import EmotionDataset
 from mesm.data.feature_dataset import FeatureDataset
 from mesm.data.features import FeatureSettings
 from mesm.evaluation import evaluate
 from mesm.models import BASELINE_ARCHS
-from mesm.training.checkpoint import load_checkpoint
+from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.training.module import model_inputs
 
 
+def open_split(
+    data: str | os.PathLike,
+    split: str | None,
+    meta: dict[str, Any],
+) -> EmotionDataset | FeatureDataset:
+    """One split of a prepared dataset, read as the checkpoint's model was trained on it.
+
+    Args:
+        data: the dataset folder.
+        split: "train", "valid", "test", or None for every utterance.
+        meta: a checkpoint header (:func:`mesm.training.checkpoint.read_checkpoint_meta`); its
+            preprocessing settings select the cache, its text model and ``max_text_length`` the
+            tokenisation; its label names, when present, must be the dataset's. ``{}`` = the
+            defaults (a model that was never saved).
+
+    Returns:
+        An `EmotionDataset`, or a `FeatureDataset` for the two-phase baselines.
+    """
+    model = meta.get("model", {})
+    if model.get("arch") in BASELINE_ARCHS:
+        # A baseline's "preprocessing" header holds the FeatureSettings of its feature cache.
+        settings = FeatureSettings.from_dict(meta.get("preprocessing") or {})
+        dataset = FeatureDataset(data, split, settings=settings)
+    else:
+        dataset = EmotionDataset(
+            data,
+            split,
+            settings=preprocessing_settings(meta),
+            text_model=model.get("text_model"),
+            max_text_length=meta.get("extra", {}).get("max_text_length", 100),
+        )
+    if meta.get("label_names") and list(dataset.label_names) != meta["label_names"]:
+        raise ValueError(
+            f"{data}: labels {list(dataset.label_names)} differ from the checkpoint's "
+            f"{meta['label_names']}"
+        )
+    return dataset
+
+
 @torch.no_grad()
+def predict_split(
+    model: nn.Module,
+    dataset: EmotionDataset | FeatureDataset,
+    *,
+    batch_size: int = 8,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid outputs and labels of a whole split, in dataset order.
+
+    Returns:
+        probs (N, K) float and labels (N, K) 0/1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(model.parameters()).device
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate
+    )
+    probs, labels = [], []
+    for batch in loader:
+        inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
+        probs.append(torch.sigmoid(model(**inputs)).float().cpu())
+        labels.append(batch["labels"])
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy().round()
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data: str | os.PathLike,
@@ -38,39 +104,8 @@ def evaluate_checkpoint(
         The :func:`mesm.evaluation.evaluate` report plus "checkpoint", "data" and "split".
     """
     model, meta = load_checkpoint(checkpoint, map_location=device)
-    if meta["model"].get("arch") in BASELINE_ARCHS:
-        # A baseline's "preprocessing" header holds the FeatureSettings of its feature cache.
-        dataset = FeatureDataset(
-            data, split, settings=FeatureSettings.from_dict(meta["preprocessing"])
-        )
-    else:
-        settings = PreprocessSettings(**meta["preprocessing"]) if meta["preprocessing"] else None
-        dataset = EmotionDataset(
-            data,
-            split,
-            settings=settings,
-            text_model=meta["model"].get("text_model"),
-            max_text_length=meta["extra"].get("max_text_length", 100),
-        )
-    if list(dataset.label_names) != meta["label_names"]:
-        raise ValueError(
-            f"{data}: labels {list(dataset.label_names)} differ from the checkpoint's "
-            f"{meta['label_names']}"
-        )
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate
-    )
-    probs, labels = [], []
-    for batch in loader:
-        inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
-        probs.append(torch.sigmoid(model(**inputs)).cpu())
-        labels.append(batch["labels"])
+    dataset = open_split(data, split, meta)
+    probs, labels = predict_split(model, dataset, batch_size=batch_size, num_workers=num_workers)
     thresholds = meta["thresholds"] or [0.5] * len(meta["label_names"])
-    report = evaluate(
-        torch.cat(probs).numpy(),
-        torch.cat(labels).numpy().round(),
-        np.asarray(thresholds),
-        meta["label_names"],
-        meta["task"],
-    )
+    report = evaluate(probs, labels, np.asarray(thresholds), meta["label_names"], meta["task"])
     return {**report, "checkpoint": str(Path(checkpoint)), "data": str(Path(data)), "split": split}

@@ -18,7 +18,7 @@ from mesm.data.dataset import Batch, Item, collate
 from mesm.data.errors import DataError
 from mesm.data.manifest import Record
 from mesm.data.text import TextTokenizer
-from mesm.training.checkpoint import load_checkpoint
+from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.training.module import model_inputs
 
 
@@ -116,7 +116,7 @@ def predict_clip(
         "threshold", "present"}}, "present": [names], "top": name (single-label checkpoints)}.
     """
     model, meta = load_checkpoint(checkpoint, map_location=device)
-    settings = PreprocessSettings(**meta["preprocessing"]) if meta["preprocessing"] else None
+    settings = preprocessing_settings(meta)
     text = read_transcript(transcript)
     batch, info = clip_batch(
         clip,
