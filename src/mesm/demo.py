@@ -20,8 +20,8 @@ from typing import Any
 
 from mesm.analysis.attention_maps import explain
 from mesm.analysis.flops import dataset_flops
-from mesm.data.dataset import EmotionDataset
 from mesm.data.demo_corpus import write_demo_corpus
+from mesm.data.manifest import read_dataset
 from mesm.data.preprocess import preprocess_dataset
 from mesm.evaluation import json_safe
 from mesm.training.config import RunConfig
@@ -96,7 +96,7 @@ def run_demo(
         }
     # Attention maps of MESM on the first test utterance (the paper's case study, on our data).
     maps = out / "attention"
-    test_id = EmotionDataset(data, "test").ids[0]
+    test_id = next(r.id for r in read_dataset(data, check_files=False)[1] if r.split == "test")
     explain(report["models"]["MESM"]["checkpoint"], data, maps, utterance_id=test_id)
     report["attention_maps"] = {"utterance": test_id, "overview": str(maps / "overview.png")}
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
