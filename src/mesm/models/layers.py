@@ -132,32 +132,56 @@ def pad_sequences(flat: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
 class SequenceTransformer(nn.Module):
     """Transformer encoder over each utterance's frames with a learned CLS token.
 
+    The defaults are the paper's: ``nn.TransformerEncoderLayer`` post-norm layers, no norm after
+    the last one and no positions (the frames/chunks of an utterance are treated as a set). The
+    CLS token is prepended to every utterance and padding is masked out of the attention, so
+    an utterance's output does not depend on the batch it is in.
+
     Args:
         d_model: width d.
         num_layers: encoder layers.
         num_heads: attention heads.
         ffn_dim: feed-forward width.
         dropout: dropout rate.
+        norm_first: pre-norm layers instead of post-norm.
+        final_norm: a LayerNorm after the last layer.
+        positions: "none" or "sinusoidal" (added to the frame features, not to CLS).
     """
 
     def __init__(
-        self, d_model: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float
+        self,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float,
+        *,
+        norm_first: bool = False,
+        final_norm: bool = False,
+        positions: str = "none",
     ) -> None:
         super().__init__()
+        if positions not in ("none", "sinusoidal"):
+            raise ValueError(f"positions must be 'none' or 'sinusoidal', got {positions!r}")
+        self.positions = positions
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d_model, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True
+            d_model, num_heads, ffn_dim, dropout, batch_first=True, norm_first=norm_first
         )
         # No nested-tensor fast path: it changes numerics with padding, and padding must not.
         self.encoder = nn.TransformerEncoder(
-            layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+            layer,
+            num_layers,
+            norm=nn.LayerNorm(d_model) if final_norm else None,
+            enable_nested_tensor=False,
         )
 
     def forward(self, flat: Tensor, lengths: Tensor) -> Tensor:
         """(ΣT, d) frame features + (B,) lengths → (B, d) CLS outputs."""
         padded, mask = pad_sequences(flat, lengths)
         batch, t_max, dim = padded.shape
-        padded = padded + sinusoidal_positions(t_max, dim, padded.device)
+        if self.positions == "sinusoidal":
+            padded = padded + sinusoidal_positions(t_max, dim, padded.device)
         tokens = torch.cat([self.cls.expand(batch, 1, dim), padded], dim=1)
         valid = torch.cat([mask.new_ones(batch, 1), mask], dim=1)
         out = self.encoder(tokens, src_key_padding_mask=~valid)  # PyTorch: True = ignore
