@@ -149,20 +149,56 @@ def _block_rows(channels: int, itemsize: int) -> int:
     return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (9 * channels * itemsize))
 
 
-def _gather_gemm(padded: Tensor, nbr: Tensor, wmat: Tensor) -> Tensor:
-    """(N, C_out) = [padded[nbr[i, 0]], ..., padded[nbr[i, 8]]] @ wmat, block of rows by block."""
+def _gather_gemm(
+    padded: Tensor, nbr: Tensor, wmat: Tensor, bias: Tensor | None = None, spare_row: bool = False
+) -> Tensor:
+    """(N, C_out) = [padded[nbr[i, 0]], ..., padded[nbr[i, 8]]] @ wmat (+ bias), block by block.
+
+    With ``spare_row`` the result is the first N rows of an (N + 1, C_out) buffer whose last row
+    is zero, so that the next convolution finds its zero row in place (see :func:`_padded`).
+    """
     n, c = nbr.shape[0], padded.shape[1]
-    out = padded.new_empty(n, wmat.shape[1])
+    buffer = padded.new_empty(n + int(spare_row), wmat.shape[1])
+    if spare_row:
+        buffer[n].zero_()
+    out = buffer[:n]
     step = _block_rows(c, padded.element_size())
     for i in range(0, n, step):
         j = min(n, i + step)
         cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c)
-        torch.mm(cols, wmat, out=out[i:j])
+        if bias is None:
+            torch.mm(cols, wmat, out=out[i:j])
+        else:
+            torch.addmm(bias, cols, wmat, out=out[i:j])
     return out
 
 
 def _pad_zero_row(features: Tensor) -> Tensor:
     return torch.cat([features, features.new_zeros(1, features.shape[1])])
+
+
+def _padded(features: Tensor) -> Tensor:
+    """(N + 1, C): the features and a zero row, the target of every missing neighbour.
+
+    Without autograd, a conv output made with ``spare_row`` already has a zero row right after
+    its N rows in memory: that row is checked (C values) and used in place, which saves copying
+    the whole (N, C) input once per convolution. Anything else is copied with a zero row added.
+    """
+    n, c = features.shape
+    if not torch.is_grad_enabled() and features.is_contiguous() and n:
+        storage = features.untyped_storage().nbytes() // features.element_size()
+        if features.storage_offset() + (n + 1) * c <= storage:
+            padded = features.as_strided((n + 1, c), (c, 1))
+            if not bool(padded[n].any()):
+                return padded
+    return _pad_zero_row(features.contiguous())
+
+
+def _weight_matrix(weight: Tensor) -> Tensor:
+    """(9·C_in, C_out) GEMM operand (a transposed view): rows are (offset, input channel)."""
+    c_out, c_in = weight.shape[:2]
+    # (C_out, C_in, kh, kw) -> (C_out, kh, kw, C_in): only small per-channel blocks move.
+    return weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in).t()
 
 
 class _GatherConv(torch.autograd.Function):
@@ -175,24 +211,22 @@ class _GatherConv(torch.autograd.Function):
     the gather block by block rather than keeping the (N, 9·C_in) matrix alive. Weight matrices
     are passed to the GEMM transposed, so that rearranging the weight only ever transposes small
     per-channel blocks (a full (C_out, ·) ↔ (·, C_out) transpose cost as much as a GEMM).
+    Without autograd, :func:`submanifold_conv3x3` calls the forward GEMM directly.
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor, weight: Tensor, nbr: Tensor) -> Tensor:
-        c_out, c_in = weight.shape[:2]
+    def forward(ctx, features: Tensor, weight: Tensor, bias: Tensor | None, nbr: Tensor) -> Tensor:
         padded = _pad_zero_row(features.contiguous())
-        # Columns are (offset, channel): (C_out, C_in, kh, kw) -> (C_out, kh, kw, C_in).
-        wmat = weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
         ctx.save_for_backward(padded, weight, nbr)
-        return _gather_gemm(padded, nbr, wmat.t())
+        return _gather_gemm(padded, nbr, _weight_matrix(weight), bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         padded, weight, nbr = ctx.saved_tensors
         c_out, c_in = weight.shape[:2]
         grad_out = grad_out.contiguous()
-        grad_features = grad_weight = None
+        grad_features = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             # Row c_in holds weight[:, c_in] at the opposite offset, columns (offset, C_out).
             flipped = weight.flip(2, 3).permute(1, 2, 3, 0).reshape(c_in, 9 * c_out)
@@ -206,15 +240,17 @@ class _GatherConv(torch.autograd.Function):
                 cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c_in)
                 gw.addmm_(grad_out[i:j].t(), cols)
             grad_weight = gw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2).contiguous()
-        return grad_features, grad_weight, None
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(0)
+        return grad_features, grad_weight, grad_bias, None
 
 
-def _dense_masked_conv(x: SparseMap, weight: Tensor) -> Tensor:
+def _dense_masked_conv(x: SparseMap, weight: Tensor, bias: Tensor | None) -> Tensor:
     """The conv of the dense map (zeros at inactive sites) read at the active sites: equal to the
     submanifold conv, computed at every site of the map."""
     # Channels-last: the (F, H, W, C) rows are exactly SparseMap's (N, C) rows on a full map.
     dense = x.to_dense().contiguous(memory_format=torch.channels_last)
-    out = F.conv2d(dense, weight, padding=1).permute(0, 2, 3, 1)
+    out = F.conv2d(dense, weight, bias, padding=1).permute(0, 2, 3, 1)
     out = out.reshape(-1, weight.shape[0])
     return out if x.is_full else out.index_select(0, x.keys())
 
@@ -246,17 +282,20 @@ def submanifold_conv3x3(
     sites, path = n, "gather"
     if backend == "torch":
         if n and n >= dense_fraction() * x.num_sites:
-            out = _dense_masked_conv(x, weight)
+            out = _dense_masked_conv(x, weight, bias)
             sites, path = x.num_sites, "dense"
-        else:
-            out = _GatherConv.apply(x.features, weight, x.neighbor_index())
+        elif torch.is_grad_enabled():
+            out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index())
+        else:  # inference: no autograd node, and the output keeps a zero row for the next conv
+            wmat = _weight_matrix(weight)
+            out = _gather_gemm(_padded(x.features), x.neighbor_index(), wmat, bias, True)
     elif backend == "spconv":
         out = _spconv_subm(x, weight)
         path = "spconv"
+        if bias is not None:
+            out = out + bias
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
-    if bias is not None:
-        out = out + bias
     _record("subm_conv3x3", n, n, 2 * sites * 9 * c_in * c_out, path)
     return x.with_features(out)
 
@@ -347,8 +386,10 @@ def sparse_batch_norm(x: SparseMap, bn: nn.BatchNorm2d) -> SparseMap:
     return x.with_features(feats)
 
 
-def sparse_relu(x: SparseMap) -> SparseMap:
-    return x.with_features(F.relu(x.features))
+def sparse_relu(x: SparseMap, inplace: bool = False) -> SparseMap:
+    """ReLU of the features; ``inplace`` overwrites them (only for features nobody else reads:
+    a fresh conv or batch-norm output)."""
+    return x.with_features(F.relu(x.features, inplace=inplace))
 
 
 def sparse_scale(x: SparseMap, scale: Tensor) -> SparseMap:
