@@ -82,7 +82,7 @@ def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]
             handle.remove()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _forward_capture(model: FE2E, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
     with _recording(model) as store:
         logits = model(**loading.inputs_on(model, dict(batch)))
@@ -228,7 +228,7 @@ def _overview(
     fig.savefig(path)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def explain_batch(
     model: FE2E,
     batch: Mapping[str, Any],

@@ -54,7 +54,7 @@ def _point(
     }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sweep_p(
     checkpoint: str | os.PathLike | FE2E,
     data_dir: str | os.PathLike,

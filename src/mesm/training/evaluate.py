@@ -59,7 +59,7 @@ def open_split(
     return dataset
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_split(
     model: nn.Module,
     dataset: EmotionDataset | FeatureDataset,

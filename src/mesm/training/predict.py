@@ -93,7 +93,7 @@ def clip_batch(
     return collate([item], pad_id=tokenizer.pad_id), info
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_clip(
     checkpoint: str | os.PathLike,
     clip: str | os.PathLike,
