@@ -52,6 +52,8 @@ _SCOPED = {
 }
 _BY_OP = {
     "aten::mm": "conv GEMM",
+    "mkldnn::_linear_pointwise": "conv GEMM",
+    "aten::copy_": "gather / rulebook",
     "aten::addmm": "conv GEMM",
     "aten::mkldnn_convolution": "conv GEMM",
     "aten::convolution": "conv GEMM",
@@ -120,19 +122,23 @@ def _category(event) -> str | None:
 
 
 def profile_ms(fn: Callable, repeats: int) -> dict[str, float]:
-    """Self CPU time per category (ms per pass) of `fn`, over `repeats` profiled passes."""
+    """Self CPU time per category (ms per pass) of `fn`: each pass is profiled on its own and
+    each category's median over the `repeats` passes is kept (robust to other load)."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()  # warm-up
-    with _profile_scopes(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    passes = []
+    with _profile_scopes():
         for _ in range(repeats):
-            fn()
-    totals = dict.fromkeys(CATEGORIES, 0.0)
-    for event in prof.events():
-        category = _category(event)
-        if category is not None:
-            totals[category] += event.self_cpu_time_total / 1000 / repeats
-    return totals
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                fn()
+            totals = dict.fromkeys(CATEGORIES, 0.0)
+            for event in prof.events():
+                category = _category(event)
+                if category is not None:
+                    totals[category] += event.self_cpu_time_total / 1000
+            passes.append(totals)
+    return {c: statistics.median(p[c] for p in passes) for c in CATEGORIES}
 
 
 def run_profile(args: argparse.Namespace) -> None:

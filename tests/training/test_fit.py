@@ -96,3 +96,32 @@ def test_run_folder_misuse_is_a_clear_error(dataset_dir, tmp_path):
         train(config, tmp_path / "run")
     with pytest.raises(ValueError, match=r"data\.path"):
         train(RunConfig.from_dict({"model": {"preset": "tiny", **TINY_TEXT}}), tmp_path / "x")
+
+
+class _ModeProbe(pl.Callback):
+    """Records whether every submodule is in train mode at each train / validation batch."""
+
+    def __init__(self) -> None:
+        self.train: list[bool] = []
+        self.val: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.train.append(all(m.training for m in pl_module.modules()))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, *args) -> None:
+        self.val.append(not any(m.training for m in pl_module.modules()))
+
+
+def test_every_submodule_trains_in_train_mode_and_validates_in_eval_mode(dataset_dir, tmp_path):
+    # With the pretrained text encoder (from_pretrained hands it over in eval mode).
+    config = RunConfig.from_dict(
+        {
+            "model": {"preset": "tiny", "arch": "mesm", "p": 0.7},
+            "data": {"path": str(dataset_dir), "batch_size": 3},
+            "trainer": {"max_epochs": 1, "log_every_n_steps": 1},
+        }
+    )
+    probe = _ModeProbe()
+    train(config, tmp_path / "run", enable_progress_bar=False, callbacks=[probe])
+    assert probe.train and all(probe.train)
+    assert probe.val and all(probe.val)

@@ -82,12 +82,9 @@ class ConvBNReLU(nn.Module):
         """The same layer on active sites only (submanifold conv, BN over active sites)."""
         if self.folds():
             weight, bias = self.folded()
-            x = submanifold_conv3x3(x, weight, bias, backend)
-        else:
-            x = sparse_batch_norm(
-                submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend), self.bn
-            )
-        return sparse_relu(x, inplace=True)
+            return submanifold_conv3x3(x, weight, bias, backend, relu=True)
+        x = submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend)
+        return sparse_relu(sparse_batch_norm(x, self.bn), inplace=True)
 
 
 class VGGBlock(nn.Sequential):
@@ -122,7 +119,13 @@ class VGGStage(nn.Module):
 
 
 class LowLevelCNN(nn.Sequential):
-    """5x5 conv to C, BN, ReLU, 2x2 max-pool, two VGG blocks at C: (F,C_in,H,W) → (F,C,H/2,W/2)."""
+    """5x5 conv to C, BN, ReLU, 2x2 max-pool, two VGG blocks at C: (F,C_in,H,W) → (F,C,H/2,W/2).
+
+    The maps after the first conv are channels-last (``channels_last=True``): the layout in which
+    the CPU convolutions and max-pools run fastest (max-pool about 9x faster than on NCHW,
+    measured), and the one a :class:`SparseMap` reads without a copy. A 1-channel input (mel
+    chunks) is both NCHW and channels-last, so the layout is set on the first conv's output.
+    """
 
     def __init__(self, in_channels: int, channels: int) -> None:
         super().__init__(
@@ -131,6 +134,16 @@ class LowLevelCNN(nn.Sequential):
             VGGBlock(channels, channels),
             VGGBlock(channels, channels),
         )
+        self.channels_last = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(F, C_in, H, W) → (F, C, H/2, W/2)."""
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = self[0](x.contiguous(memory_format=layout))
+        x = x.contiguous(memory_format=layout)
+        for layer in list(self)[1:]:
+            x = layer(x)
+        return x
 
 
 class MLP(nn.Sequential):

@@ -37,6 +37,7 @@ GEMMs or its convolution.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import register_flop_formula
 
 from mesm.sparse.tensor import SparseMap
 
@@ -137,11 +139,10 @@ def dense_above(fraction: float) -> Iterator[None]:
 
 
 # -- convolution ----------------------------------------------------------------------------------
-# Rows of the (rows, 9·C_in) gathered block: about 2 MiB, so blocks come from the allocator's free
-# lists instead of fresh page-faulting memory (materialising the whole (N, 9·C_in) matrix cost up
-# to a third of the GEMM on CPU), but at least 256 rows, so that the GEMM reads the deep layers'
-# large weight matrices few times.
-_BLOCK_BYTES = 2 << 20
+# Rows of the (rows, 9·C_in) gathered block: about 8 MiB, so that blocks come from the allocator's
+# free lists and stay few (one GEMM call each), but at least 256 rows, so that the GEMM reads the
+# deep layers' large weight matrices few times.
+_BLOCK_BYTES = 8 << 20
 _MIN_BLOCK_ROWS = 256
 
 
@@ -149,16 +150,65 @@ def _block_rows(channels: int, itemsize: int) -> int:
     return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (9 * channels * itemsize))
 
 
-def _gather_gemm(
-    padded: Tensor, nbr: Tensor, wmat: Tensor, bias: Tensor | None = None, spare_row: bool = False
-) -> Tensor:
-    """(N, C_out) = [padded[nbr[i, 0]], ..., padded[nbr[i, 8]]] @ wmat (+ bias), block by block.
+# The GEMM. PyTorch's CPU matmul goes to MKL, whose sgemm runs its AVX2 code on AMD processors
+# (about 95 GFLOP/s a core on the development machine), while oneDNN, which runs the dense
+# convolutions, uses AVX-512 there too (about 210 GFLOP/s for the same product, measured). oneDNN's
+# matrix product is reachable as the ``mkldnn::_linear_pointwise`` op (also used by torch.compile
+# on CPU), which can fuse the ReLU; it is used on CPU when present, ``F.linear`` elsewhere.
+def _onednn_linear_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._linear_pointwise)
+    except (AttributeError, RuntimeError):
+        return False
 
-    With ``spare_row`` the result is the first N rows of an (N + 1, C_out) buffer whose last row
-    is zero, so that the next convolution finds its zero row in place (see :func:`_padded`).
+
+_ONEDNN_LINEAR = _onednn_linear_available()
+_ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
+if _ONEDNN_LINEAR:
+
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _linear_pointwise_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        # FlopCounterMode knows aten's matrix products only: count this one like F.linear.
+        return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+
+def _linear(rows: Tensor, weight: Tensor, bias: Tensor | None, relu: bool = False) -> Tensor:
+    """(M, K) @ (N, K)ᵀ (+ bias) (ReLU): ``F.linear``, through oneDNN on CPU."""
+    if (
+        _ONEDNN_LINEAR
+        and rows.device.type == "cpu"
+        and rows.dtype in _ONEDNN_DTYPES
+        and weight.dtype == rows.dtype
+        and (bias is None or bias.dtype == rows.dtype)
+    ):
+        attr = "relu" if relu else "none"
+        return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, attr, [], "")
+    out = F.linear(rows, weight, bias)
+    return out.relu_() if relu else out
+
+
+def _gather_gemm(
+    padded: Tensor,
+    nbr: Tensor,
+    wmat: Tensor,
+    bias: Tensor | None = None,
+    *,
+    relu: bool = False,
+    spare_row: bool = False,
+) -> Tensor:
+    """(N, C_out) = [padded[nbr[i, 0]], ..., padded[nbr[i, 8]]] @ wmatᵀ (+ bias) (ReLU).
+
+    Args:
+        padded: (M + 1, C) rows to gather (the last one zero).
+        nbr: (N, 9) row of each site's neighbour at each offset.
+        wmat: (C_out, 9·C) weight, columns ordered (offset, channel).
+        bias: (C_out,) or None.
+        relu: apply a ReLU (fused into the GEMM where the backend can).
+        spare_row: return the first N rows of an (N + 1, C_out) buffer whose last row is zero,
+            so that the next convolution finds its zero row in place (see :func:`_padded`).
     """
     n, c = nbr.shape[0], padded.shape[1]
-    buffer = padded.new_empty(n + int(spare_row), wmat.shape[1])
+    buffer = padded.new_empty(n + int(spare_row), wmat.shape[0])
     if spare_row:
         buffer[n].zero_()
     out = buffer[:n]
@@ -166,10 +216,7 @@ def _gather_gemm(
     for i in range(0, n, step):
         j = min(n, i + step)
         cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c)
-        if bias is None:
-            torch.mm(cols, wmat, out=out[i:j])
-        else:
-            torch.addmm(bias, cols, wmat, out=out[i:j])
+        out[i:j] = _linear(cols, wmat, bias, relu)
     return out
 
 
@@ -195,10 +242,9 @@ def _padded(features: Tensor) -> Tensor:
 
 
 def _weight_matrix(weight: Tensor) -> Tensor:
-    """(9·C_in, C_out) GEMM operand (a transposed view): rows are (offset, input channel)."""
+    """(C_out, 9·C_in) GEMM operand: columns are (offset, input channel)."""
     c_out, c_in = weight.shape[:2]
-    # (C_out, C_in, kh, kw) -> (C_out, kh, kw, C_in): only small per-channel blocks move.
-    return weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in).t()
+    return weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
 
 
 class _GatherConv(torch.autograd.Function):
@@ -208,10 +254,8 @@ class _GatherConv(torch.autograd.Function):
     neighbour at the opposite offset 8 - k. So the input gradient is itself a submanifold conv of
     the output gradient with the spatially flipped, transposed weight (a gather + GEMM), instead
     of the scatter-add that autograd derives for ``padded[nbr]``. The weight gradient recomputes
-    the gather block by block rather than keeping the (N, 9·C_in) matrix alive. Weight matrices
-    are passed to the GEMM transposed, so that rearranging the weight only ever transposes small
-    per-channel blocks (a full (C_out, ·) ↔ (·, C_out) transpose cost as much as a GEMM).
-    Without autograd, :func:`submanifold_conv3x3` calls the forward GEMM directly.
+    the gather block by block rather than keeping the (N, 9·C_in) matrix alive. Without autograd,
+    :func:`submanifold_conv3x3` calls the forward GEMM directly.
     """
 
     @staticmethod
@@ -230,7 +274,7 @@ class _GatherConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # Row c_in holds weight[:, c_in] at the opposite offset, columns (offset, C_out).
             flipped = weight.flip(2, 3).permute(1, 2, 3, 0).reshape(c_in, 9 * c_out)
-            grad_features = _gather_gemm(_pad_zero_row(grad_out), nbr, flipped.t())
+            grad_features = _gather_gemm(_pad_zero_row(grad_out), nbr, flipped)
         if ctx.needs_input_grad[1]:
             n = nbr.shape[0]
             gw = weight.new_zeros(c_out, 9 * c_in)
@@ -245,18 +289,24 @@ class _GatherConv(torch.autograd.Function):
         return grad_features, grad_weight, grad_bias, None
 
 
-def _dense_masked_conv(x: SparseMap, weight: Tensor, bias: Tensor | None) -> Tensor:
+def _dense_masked_conv(x: SparseMap, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:
     """The conv of the dense map (zeros at inactive sites) read at the active sites: equal to the
     submanifold conv, computed at every site of the map."""
     # Channels-last: the (F, H, W, C) rows are exactly SparseMap's (N, C) rows on a full map.
     dense = x.to_dense().contiguous(memory_format=torch.channels_last)
     out = F.conv2d(dense, weight, bias, padding=1).permute(0, 2, 3, 1)
     out = out.reshape(-1, weight.shape[0])
-    return out if x.is_full else out.index_select(0, x.keys())
+    out = out if x.is_full else out.index_select(0, x.keys())
+    return F.relu(out, inplace=True) if relu else out
 
 
 def submanifold_conv3x3(
-    x: SparseMap, weight: Tensor, bias: Tensor | None = None, backend: Backend = "torch"
+    x: SparseMap,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    backend: Backend = "torch",
+    *,
+    relu: bool = False,
 ) -> SparseMap:
     """3x3 submanifold convolution (stride 1): outputs exactly at the active input sites.
 
@@ -269,6 +319,7 @@ def submanifold_conv3x3(
         weight: (C_out, C_in, 3, 3), ``nn.Conv2d`` layout.
         bias: (C_out,) or None.
         backend: "torch" (gather + one GEMM, or dense-masked) or "spconv".
+        relu: apply a ReLU to the output (fused into the GEMM where possible).
 
     Returns:
         The same sites with (N, C_out) features.
@@ -282,18 +333,22 @@ def submanifold_conv3x3(
     sites, path = n, "gather"
     if backend == "torch":
         if n and n >= dense_fraction() * x.num_sites:
-            out = _dense_masked_conv(x, weight, bias)
+            out = _dense_masked_conv(x, weight, bias, relu)
             sites, path = x.num_sites, "dense"
         elif torch.is_grad_enabled():
             out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index())
+            out = F.relu(out, inplace=True) if relu else out
         else:  # inference: no autograd node, and the output keeps a zero row for the next conv
             wmat = _weight_matrix(weight)
-            out = _gather_gemm(_padded(x.features), x.neighbor_index(), wmat, bias, True)
+            nbr = x.neighbor_index()
+            out = _gather_gemm(_padded(x.features), nbr, wmat, bias, relu=relu, spare_row=True)
     elif backend == "spconv":
         out = _spconv_subm(x, weight)
         path = "spconv"
         if bias is not None:
             out = out + bias
+        if relu:
+            out = F.relu(out, inplace=True)
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
     _record("subm_conv3x3", n, n, 2 * sites * 9 * c_in * c_out, path)

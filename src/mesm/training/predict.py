@@ -131,7 +131,7 @@ def predict_clip(
     probs = torch.sigmoid(model(**inputs))[0].cpu().tolist()
     thresholds = meta["thresholds"] or [0.5] * len(probs)
     emotions = {
-        name: {"probability": p, "threshold": t, "present": p >= t}
+        name: {"probability": p, "threshold": t, "present": p > t}
         for name, p, t in zip(meta["label_names"], probs, thresholds, strict=True)
     }
     out: dict[str, Any] = {
