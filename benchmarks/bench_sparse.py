@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import mesm.sparse as sparse_ops
 from mesm.analysis.flops import pathway_flops
@@ -36,8 +37,10 @@ from mesm.sparse import spconv_available
 GOAL = 1.15
 
 # -- per-op profile (--profile) ------------------------------------------------------------------
-# Scopes put around the library's functions while profiling (patched here, so the same profile
-# runs on any version of the engine); aten ops outside every scope are sorted by their name.
+# Every aten op of a pass is timed by a dispatch mode, in CPU time of this process (process_time:
+# robust to other load on the machine, unlike wall-clock), and booked to the innermost scope the
+# benchmark put around a library function (patched here, so the same profile runs on any version of
+# the engine) or, outside every scope, to a category named by the op.
 _SCOPED = {
     ("mesm.models.attention", "CrossModalAttention.forward"): "attention (score, softmax, top-p)",
     ("mesm.models.layers", "MLP.forward"): "MLP",
@@ -51,21 +54,23 @@ _SCOPED = {
     ("mesm.sparse", "SparseMap.neighbor_index"): "gather / rulebook",
 }
 _BY_OP = {
-    "aten::mm": "conv GEMM",
-    "mkldnn::_linear_pointwise": "conv GEMM",
-    "aten::copy_": "gather / rulebook",
-    "aten::addmm": "conv GEMM",
-    "aten::mkldnn_convolution": "conv GEMM",
-    "aten::convolution": "conv GEMM",
-    "aten::index_select": "gather / rulebook",
-    "aten::cat": "gather / rulebook",
-    "aten::index": "gather / rulebook",
-    "aten::relu": "batch norm / ReLU",
-    "aten::relu_": "batch norm / ReLU",
-    "aten::clamp_min": "batch norm / ReLU",
-    "aten::clamp_min_": "batch norm / ReLU",
-    "aten::native_batch_norm": "batch norm / ReLU",
-    "aten::_native_batch_norm_legit_no_training": "batch norm / ReLU",
+    "mm": "conv GEMM",
+    "addmm": "conv GEMM",
+    "_linear_pointwise": "conv GEMM",
+    "mkldnn_convolution": "conv GEMM",
+    "conv2d": "conv GEMM",
+    "linear": "conv GEMM",
+    "convolution": "conv GEMM",
+    "index_select": "gather / rulebook",
+    "cat": "gather / rulebook",
+    "index": "gather / rulebook",
+    "copy_": "gather / rulebook",
+    "relu": "batch norm / ReLU",
+    "relu_": "batch norm / ReLU",
+    "clamp_min": "batch norm / ReLU",
+    "clamp_min_": "batch norm / ReLU",
+    "native_batch_norm": "batch norm / ReLU",
+    "_native_batch_norm_legit_no_training": "batch norm / ReLU",
 }
 CATEGORIES = [
     "conv GEMM",
@@ -77,6 +82,24 @@ CATEGORIES = [
     "MLP",
     "other",
 ]
+_scope: list[str] = []
+
+
+class _OpTimer(TorchDispatchMode):
+    """Sums the CPU time of every aten op per category."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.totals = dict.fromkeys(CATEGORIES, 0.0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.process_time()
+        out = func(*args, **(kwargs or {}))
+        elapsed = time.process_time() - start
+        name = func.overloadpacket.__name__
+        category = _scope[-1] if _scope else _BY_OP.get(name, "other")
+        self.totals[category] += elapsed
+        return out
 
 
 @contextlib.contextmanager
@@ -94,8 +117,11 @@ def _profile_scopes():
         inner = original.__func__ if is_classmethod else original
 
         def wrapped(*a, _inner=inner, _label=label, **k):
-            with torch.profiler.record_function(f"mesm::{_label}"):
+            _scope.append(_label)
+            try:
                 return _inner(*a, **k)
+            finally:
+                _scope.pop()
 
         own = name in vars(owner)
         setattr(owner, name, classmethod(wrapped) if is_classmethod else wrapped)
@@ -110,34 +136,16 @@ def _profile_scopes():
                 delattr(owner, name)  # it was inherited
 
 
-def _category(event) -> str | None:
-    if event.name.startswith("mesm::"):
-        return None  # a scope itself: its children carry the time
-    node = event.cpu_parent
-    while node is not None:
-        if node.name.startswith("mesm::"):
-            return node.name.removeprefix("mesm::")
-        node = node.cpu_parent
-    return _BY_OP.get(event.name, "other")
-
-
 def profile_ms(fn: Callable, repeats: int) -> dict[str, float]:
-    """Self CPU time per category (ms per pass) of `fn`: each pass is profiled on its own and
-    each category's median over the `repeats` passes is kept (robust to other load)."""
-    from torch.profiler import ProfilerActivity, profile
-
+    """CPU time per category (ms per pass) of `fn`: the median of each category over `repeats`
+    passes."""
     fn()  # warm-up
     passes = []
     with _profile_scopes():
         for _ in range(repeats):
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with _OpTimer() as timer:
                 fn()
-            totals = dict.fromkeys(CATEGORIES, 0.0)
-            for event in prof.events():
-                category = _category(event)
-                if category is not None:
-                    totals[category] += event.self_cpu_time_total / 1000
-            passes.append(totals)
+            passes.append({c: 1000 * t for c, t in timer.totals.items()})
     return {c: statistics.median(p[c] for p in passes) for c in CATEGORIES}
 
 
@@ -154,7 +162,7 @@ def run_profile(args: argparse.Namespace) -> None:
         for p in args.p:
             set_engine(sparse, p, "torch")
             columns[f"MESM p={p}"] = profile_ms(forward_fn(sparse, frames, y), args.repeats)
-        print(f"\n{modality} forward, ms per pass (self CPU time, torch.profiler)\n")
+        print(f"\n{modality} forward, CPU ms per pass (median of {args.repeats})\n")
         print("| category | " + " | ".join(columns) + " |")
         print("|---|" + "---|" * len(columns))
         for category in [*CATEGORIES, "total"]:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mesm.sparse import (
     Backend,
     SparseMap,
+    conv3x3_weight_matrix,
     sparse_batch_norm,
     sparse_max_pool2x2,
     sparse_relu,
@@ -33,7 +34,8 @@ class ConvBNReLU(nn.Module):
             in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
         )
         self.bn = nn.BatchNorm2d(out_channels)
-        self._folded: tuple[tuple, Tensor, Tensor] | None = None
+        # (key of the tensors folded, weight, bias, GEMM matrix of the sparse engine or None)
+        self._folded: list | None = None
 
     def folds(self) -> bool:
         """Whether this forward uses the folded conv (eval mode with running statistics)."""
@@ -55,6 +57,7 @@ class ConvBNReLU(nn.Module):
                 key = None
             if key is not None and self._folded is not None and self._folded[0] == key:
                 return self._folded[1], self._folded[2]
+        self._folded = None
         bn = self.bn
         scale = torch.rsqrt(bn.running_var + bn.eps)
         if bn.weight is not None:
@@ -66,8 +69,16 @@ class ConvBNReLU(nn.Module):
         if self.conv.bias is not None:
             bias = bias + self.conv.bias * scale
         if key is not None:
-            self._folded = (key, weight, bias)
+            self._folded = [key, weight, bias, None]
         return weight, bias
+
+    def _folded_matrix(self, weight: Tensor) -> Tensor | None:
+        """The sparse engine's GEMM operand of the folded weight, kept with the cached fold."""
+        if self._folded is None or self._folded[1] is not weight:
+            return None
+        if self._folded[3] is None:
+            self._folded[3] = conv3x3_weight_matrix(weight)
+        return self._folded[3]
 
     def forward(self, x: Tensor) -> Tensor:
         """(F, C_in, H, W) → (F, C_out, H, W)."""
@@ -82,7 +93,8 @@ class ConvBNReLU(nn.Module):
         """The same layer on active sites only (submanifold conv, BN over active sites)."""
         if self.folds():
             weight, bias = self.folded()
-            return submanifold_conv3x3(x, weight, bias, backend, relu=True)
+            matrix = self._folded_matrix(weight)
+            return submanifold_conv3x3(x, weight, bias, backend, relu=True, weight_matrix=matrix)
         x = submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend)
         return sparse_relu(sparse_batch_norm(x, self.bn), inplace=True)
 
@@ -115,7 +127,8 @@ class VGGStage(nn.Module):
 
     def forward_sparse(self, x: SparseMap, backend: Backend = "torch") -> SparseMap:
         """Active sites on (H, W) → active sites on (H/2, W/2) with C_out features."""
-        return sparse_max_pool2x2(self.block.forward_sparse(x, backend), backend)
+        # The block ends with a ReLU: its features are >= 0.
+        return sparse_max_pool2x2(self.block.forward_sparse(x, backend), backend, nonnegative=True)
 
 
 class LowLevelCNN(nn.Sequential):

@@ -42,6 +42,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from math import inf
 from typing import Literal
 
 import torch
@@ -172,19 +173,34 @@ if _ONEDNN_LINEAR:
         return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
 
 
-def _linear(rows: Tensor, weight: Tensor, bias: Tensor | None, relu: bool = False) -> Tensor:
-    """(M, K) @ (N, K)ᵀ (+ bias) (ReLU): ``F.linear``, through oneDNN on CPU."""
+def linear(rows: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
+    """``F.linear`` (then ReLU), through oneDNN on CPU where nothing needs a gradient.
+
+    Args:
+        rows: (M, K).
+        weight: (N, K).
+        bias: (N,) or None.
+        relu: apply a ReLU (fused into oneDNN's GEMM).
+
+    Returns:
+        (M, N).
+    """
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (rows, weight, bias)
+    )
     if (
         _ONEDNN_LINEAR
+        and not needs_grad
         and rows.device.type == "cpu"
         and rows.dtype in _ONEDNN_DTYPES
         and weight.dtype == rows.dtype
         and (bias is None or bias.dtype == rows.dtype)
+        and rows.shape[0] > 0
     ):
         attr = "relu" if relu else "none"
         return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, attr, [], "")
     out = F.linear(rows, weight, bias)
-    return out.relu_() if relu else out
+    return F.relu(out, inplace=True) if relu else out
 
 
 def _gather_gemm(
@@ -215,9 +231,32 @@ def _gather_gemm(
     step = _block_rows(c, padded.element_size())
     for i in range(0, n, step):
         j = min(n, i + step)
-        cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c)
-        out[i:j] = _linear(cols, wmat, bias, relu)
+        out[i:j] = linear(_gather_block(padded, nbr[i:j]), wmat, bias, relu)
     return out
+
+
+_workspaces = threading.local()
+
+
+def _gather_block(padded: Tensor, nbr: Tensor) -> Tensor:
+    """(rows, 9·C) neighbourhoods of `nbr`'s rows, written into a reused per-thread buffer.
+
+    The block is read by one GEMM and then dead, so one buffer serves every block of every
+    convolution: a fresh multi-MiB block per GEMM came from newly mapped, page-faulting memory
+    (the gather then cost several times its copy). The buffer grows to the largest block seen.
+    """
+    rows, c = nbr.shape[0], padded.shape[1]
+    numel = rows * 9 * c
+    key = (padded.device, padded.dtype)
+    cache = getattr(_workspaces, "buffers", None)
+    if cache is None:
+        cache = _workspaces.buffers = {}
+    buffer = cache.get(key)
+    if buffer is None or buffer.numel() < numel or buffer.is_inference() != padded.is_inference():
+        buffer = cache[key] = padded.new_empty(max(numel, _BLOCK_BYTES // padded.element_size()))
+    cols = buffer[:numel].view(rows * 9, c)
+    torch.index_select(padded, 0, nbr.reshape(-1), out=cols)
+    return cols.view(rows, 9 * c)
 
 
 def _pad_zero_row(features: Tensor) -> Tensor:
@@ -241,8 +280,9 @@ def _padded(features: Tensor) -> Tensor:
     return _pad_zero_row(features.contiguous())
 
 
-def _weight_matrix(weight: Tensor) -> Tensor:
-    """(C_out, 9·C_in) GEMM operand: columns are (offset, input channel)."""
+def conv3x3_weight_matrix(weight: Tensor) -> Tensor:
+    """(C_out, 9·C_in) GEMM operand of a (C_out, C_in, 3, 3) weight: columns are (offset, input
+    channel). Pass it to :func:`submanifold_conv3x3` as ``weight_matrix`` to reuse it."""
     c_out, c_in = weight.shape[:2]
     return weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
 
@@ -262,7 +302,7 @@ class _GatherConv(torch.autograd.Function):
     def forward(ctx, features: Tensor, weight: Tensor, bias: Tensor | None, nbr: Tensor) -> Tensor:
         padded = _pad_zero_row(features.contiguous())
         ctx.save_for_backward(padded, weight, nbr)
-        return _gather_gemm(padded, nbr, _weight_matrix(weight), bias)
+        return _gather_gemm(padded, nbr, conv3x3_weight_matrix(weight), bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -281,8 +321,7 @@ class _GatherConv(torch.autograd.Function):
             step = _block_rows(c_in, padded.element_size())
             for i in range(0, n, step):
                 j = min(n, i + step)
-                cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c_in)
-                gw.addmm_(grad_out[i:j].t(), cols)
+                gw.addmm_(grad_out[i:j].t(), _gather_block(padded, nbr[i:j]))
             grad_weight = gw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2).contiguous()
         if ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(0)
@@ -307,6 +346,7 @@ def submanifold_conv3x3(
     backend: Backend = "torch",
     *,
     relu: bool = False,
+    weight_matrix: Tensor | None = None,
 ) -> SparseMap:
     """3x3 submanifold convolution (stride 1): outputs exactly at the active input sites.
 
@@ -320,6 +360,8 @@ def submanifold_conv3x3(
         bias: (C_out,) or None.
         backend: "torch" (gather + one GEMM, or dense-masked) or "spconv".
         relu: apply a ReLU to the output (fused into the GEMM where possible).
+        weight_matrix: ``conv3x3_weight_matrix(weight)``, when the caller keeps it (inference
+            with fixed weights); computed here otherwise.
 
     Returns:
         The same sites with (N, C_out) features.
@@ -339,7 +381,7 @@ def submanifold_conv3x3(
             out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index())
             out = F.relu(out, inplace=True) if relu else out
         else:  # inference: no autograd node, and the output keeps a zero row for the next conv
-            wmat = _weight_matrix(weight)
+            wmat = conv3x3_weight_matrix(weight) if weight_matrix is None else weight_matrix
             nbr = x.neighbor_index()
             out = _gather_gemm(_padded(x.features), nbr, wmat, bias, relu=relu, spare_row=True)
     elif backend == "spconv":
@@ -379,12 +421,25 @@ class _WindowMax(torch.autograd.Function):
         return grad.scatter_(0, ctx.source, grad_out), None
 
 
-def sparse_max_pool2x2(x: SparseMap, backend: Backend = "torch") -> SparseMap:
+def _window_max_values(features: Tensor, window: Tensor, nonnegative: bool) -> Tensor:
+    """The maxima of :class:`_WindowMax` without their positions (no backward needed)."""
+    if nonnegative:  # features >= 0: a zero row stands for "inactive" (reused in place)
+        padded = _padded(features)
+    else:
+        padded = torch.cat([features, features.new_full((1, features.shape[1]), -inf)])
+    return padded.index_select(0, window.reshape(-1)).view(-1, 4, padded.shape[1]).amax(dim=1)
+
+
+def sparse_max_pool2x2(
+    x: SparseMap, backend: Backend = "torch", *, nonnegative: bool = False
+) -> SparseMap:
     """2x2 max pooling with stride 2 over active sites.
 
     Args:
         x: N active sites on (H, W) maps.
         backend: "torch" or "spconv".
+        nonnegative: the features are >= 0 (e.g. after a ReLU); lets inference use a zero row
+            instead of copying the features next to a -inf row. Results are the same.
 
     Returns:
         The active output sites on (H // 2, W // 2) maps, with their (N_out, C) maxima.
@@ -395,6 +450,9 @@ def sparse_max_pool2x2(x: SparseMap, backend: Backend = "torch") -> SparseMap:
     inside = (c[:, 1] < 2 * ho) & (c[:, 2] < 2 * wo)  # floor semantics of F.max_pool2d
     if backend == "spconv":
         out = _spconv_max_pool(x.select(inside) if not bool(inside.all()) else x, (ho, wo))
+    elif backend == "torch" and x.is_full:
+        # Every site active: the dense max-pool of the (channels-last) map is the same and faster.
+        out = SparseMap.from_dense(F.max_pool2d(x.to_dense(), 2))
     elif backend == "torch":
         key = (c[:, 0] * ho + c[:, 1] // 2) * wo + c[:, 2] // 2
         # An occupancy grid instead of torch.unique: nonzero lists it sorted, no sort needed.
@@ -406,17 +464,15 @@ def sparse_max_pool2x2(x: SparseMap, backend: Backend = "torch") -> SparseMap:
         table = x.index_table().view(-1)
         top_left = (coords[:, 0] * (h + 2) + 2 * coords[:, 1] + 1) * (w + 2) + 2 * coords[:, 2] + 1
         window = table[top_left[:, None] + torch.tensor([0, 1, w + 2, w + 3], device=c.device)]
-        feats = _WindowMax.apply(x.features, window)
+        if torch.is_grad_enabled() and x.features.requires_grad:
+            feats = _WindowMax.apply(x.features, window)
+        else:
+            feats = _window_max_values(x.features, window, nonnegative)
         out = SparseMap(feats, coords.to(torch.int32), (ho, wo), x.num_samples, check=False)
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
-    _record(
-        "max_pool2x2",
-        x.num_active,
-        out.num_active,
-        0,
-        "spconv" if backend == "spconv" else "gather",
-    )
+    path = "spconv" if backend == "spconv" else ("dense" if x.is_full else "gather")
+    _record("max_pool2x2", x.num_active, out.num_active, 0, path)
     return out
 
 
