@@ -238,25 +238,36 @@ def _gather_gemm(
 _workspaces = threading.local()
 
 
-def _gather_block(padded: Tensor, nbr: Tensor) -> Tensor:
-    """(rows, 9·C) neighbourhoods of `nbr`'s rows, written into a reused per-thread buffer.
+def _workspace(slot: str, like: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A reused per-thread buffer of `shape` (dtype and device of `like`) for short-lived blocks.
 
-    The block is read by one GEMM and then dead, so one buffer serves every block of every
-    convolution: a fresh multi-MiB block per GEMM came from newly mapped, page-faulting memory
-    (the gather then cost several times its copy). The buffer grows to the largest block seen.
+    Blocks that one GEMM reads and then drops reuse one buffer per slot: a fresh multi-MiB block
+    per GEMM came from newly mapped, page-faulting memory (a gather then cost several times its
+    copy). Each buffer grows to the largest block seen.
     """
-    rows, c = nbr.shape[0], padded.shape[1]
-    numel = rows * 9 * c
-    key = (padded.device, padded.dtype)
+    numel = math.prod(shape)
     cache = getattr(_workspaces, "buffers", None)
     if cache is None:
         cache = _workspaces.buffers = {}
+    key = (slot, like.device, like.dtype)
     buffer = cache.get(key)
-    if buffer is None or buffer.numel() < numel or buffer.is_inference() != padded.is_inference():
-        buffer = cache[key] = padded.new_empty(max(numel, _BLOCK_BYTES // padded.element_size()))
-    cols = buffer[:numel].view(rows * 9, c)
+    if buffer is None or buffer.numel() < numel or buffer.is_inference() != like.is_inference():
+        floor = _BLOCK_BYTES // like.element_size()
+        buffer = cache[key] = like.new_empty(max(numel, floor))
+    return buffer[:numel].view(shape)
+
+
+def _gather_block(padded: Tensor, nbr: Tensor) -> Tensor:
+    """(rows, 9·C) neighbourhoods of `nbr`'s rows, in a reused buffer (see :func:`_workspace`)."""
+    rows, c = nbr.shape[0], padded.shape[1]
+    cols = _workspace("gather", padded, (rows * 9, c))
     torch.index_select(padded, 0, nbr.reshape(-1), out=cols)
     return cols.view(rows, 9 * c)
+
+
+def _transposed(slot: str, x: Tensor) -> Tensor:
+    """A contiguous copy of x.t() (2-D) in a reused buffer."""
+    return _workspace(slot, x, (x.shape[1], x.shape[0])).copy_(x.t())
 
 
 def _pad_zero_row(features: Tensor) -> Tensor:
@@ -284,18 +295,20 @@ def conv3x3_weight_matrix(weight: Tensor) -> Tensor:
     """(C_out, 9·C_in) GEMM operand of a (C_out, C_in, 3, 3) weight: columns are (offset, input
     channel). Pass it to :func:`submanifold_conv3x3` as ``weight_matrix`` to reuse it."""
     c_out, c_in = weight.shape[:2]
-    return weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
+    # Batched small (C_in, 9) transposes: about 4x faster than permuting the 4-D weight.
+    return weight.reshape(c_out, c_in, 9).transpose(1, 2).reshape(c_out, 9 * c_in)
 
 
 class _GatherConv(torch.autograd.Function):
     """Submanifold 3x3 conv as gather + GEMM, with a backward that never scatters.
 
     The 3x3 rulebook is symmetric: site j is i's neighbour at offset k exactly when i is j's
-    neighbour at the opposite offset 8 - k. So the input gradient is itself a submanifold conv of
-    the output gradient with the spatially flipped, transposed weight (a gather + GEMM), instead
-    of the scatter-add that autograd derives for ``padded[nbr]``. The weight gradient recomputes
-    the gather block by block rather than keeping the (N, 9·C_in) matrix alive. Without autograd,
-    :func:`submanifold_conv3x3` calls the forward GEMM directly.
+    neighbour at the opposite offset 8 - k. So the input gradient is itself a gather + GEMM:
+    the output gradient gathered through the rulebook with its offsets reversed, times the
+    weight transposed to (C_in, 9·C_out) — instead of the scatter-add that autograd derives for
+    ``padded[nbr]``. The weight gradient recomputes the gather block by block rather than
+    keeping the (N, 9·C_in) matrix alive. Without autograd, :func:`submanifold_conv3x3` calls
+    the forward GEMM directly.
     """
 
     @staticmethod
@@ -312,17 +325,19 @@ class _GatherConv(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_features = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            # Row c_in holds weight[:, c_in] at the opposite offset, columns (offset, C_out).
-            flipped = weight.flip(2, 3).permute(1, 2, 3, 0).reshape(c_in, 9 * c_out)
-            grad_features = _gather_gemm(_pad_zero_row(grad_out), nbr, flipped)
+            # Row i, column (k, o) holds weight[o, i, k]: one plain 2-D transpose.
+            transposed = weight.reshape(c_out, c_in * 9).t().contiguous().view(c_in, 9 * c_out)
+            grad_features = _gather_gemm(_pad_zero_row(grad_out), nbr.flip(1), transposed)
         if ctx.needs_input_grad[1]:
             n = nbr.shape[0]
             gw = weight.new_zeros(c_out, 9 * c_in)
             step = _block_rows(c_in, padded.element_size())
             for i in range(0, n, step):
                 j = min(n, i + step)
-                gw.addmm_(grad_out[i:j].t(), _gather_block(padded, nbr[i:j]))
-            grad_weight = gw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2).contiguous()
+                cols = _gather_block(padded, nbr[i:j])
+                # (C_out, rows) @ (rows, 9·C_in) as a product of contiguous operands for oneDNN.
+                gw += linear(_transposed("grad_t", grad_out[i:j]), _transposed("cols_t", cols))
+            grad_weight = gw.view(c_out, 9, c_in).transpose(1, 2).reshape(c_out, c_in, 3, 3)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(0)
         return grad_features, grad_weight, grad_bias, None
