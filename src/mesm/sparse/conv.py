@@ -29,6 +29,12 @@ being cheaper on CPU; change it with :func:`dense_above`), the engine instead co
 zero-filled map with ``F.conv2d`` and reads the active sites: the same outputs and gradients, and
 the FLOPs of the whole map.
 
+Mixed precision: inside ``torch.autocast`` the ops follow autocast's rules for their dense
+equivalents. The convolution runs its GEMMs in the autocast dtype (bf16 on CPU, bf16/fp16 on
+CUDA) and returns that dtype, like ``F.conv2d``; batch norm computes its statistics in float32
+and returns the features' dtype; max-pool, ReLU and scaling keep the features' dtype. Gradients
+reach the parameters in the parameters' dtype.
+
 FLOPs of every sparse op are recorded (2 · multiply-adds actually executed, so the whole map's for
 a dense-masked conv; the record's ``path`` says which ran) in the active
 :class:`SparseFlopCounter`; for the torch engine they equal what ``FlopCounterMode`` counts for its
@@ -175,27 +181,33 @@ class _GatherConv(torch.autograd.Function):
     the gather block by block rather than keeping the (N, 9·C_in) matrix alive. Weight matrices
     are passed to the GEMM transposed, so that rearranging the weight only ever transposes small
     per-channel blocks (a full (C_out, ·) ↔ (·, C_out) transpose cost as much as a GEMM).
+
+    Mixed precision: the GEMMs run in ``dtype`` (the autocast dtype, see :func:`_compute_dtype`);
+    the casts happen inside the function, so the weight gradient is accumulated over the row
+    blocks in the weight's own dtype (fp32), not rounded to bf16/fp16 after every block, and each
+    gradient comes back in its input's dtype.
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor, weight: Tensor, nbr: Tensor) -> Tensor:
+    def forward(ctx, features: Tensor, weight: Tensor, nbr: Tensor, dtype: torch.dtype) -> Tensor:
         c_out, c_in = weight.shape[:2]
-        padded = _pad_zero_row(features.contiguous())
+        padded = _pad_zero_row(features.to(dtype).contiguous())
         # Columns are (offset, channel): (C_out, C_in, kh, kw) -> (C_out, kh, kw, C_in).
-        wmat = weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
+        wmat = weight.to(dtype).permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
         ctx.save_for_backward(padded, weight, nbr)
         return _gather_gemm(padded, nbr, wmat.t())
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         padded, weight, nbr = ctx.saved_tensors
         c_out, c_in = weight.shape[:2]
-        grad_out = grad_out.contiguous()
+        dtype = padded.dtype
+        grad_out = grad_out.to(dtype).contiguous()
         grad_features = grad_weight = None
         if ctx.needs_input_grad[0]:
             # Row c_in holds weight[:, c_in] at the opposite offset, columns (offset, C_out).
-            flipped = weight.flip(2, 3).permute(1, 2, 3, 0).reshape(c_in, 9 * c_out)
+            flipped = weight.to(dtype).flip(2, 3).permute(1, 2, 3, 0).reshape(c_in, 9 * c_out)
             grad_features = _gather_gemm(_pad_zero_row(grad_out), nbr, flipped.t())
         if ctx.needs_input_grad[1]:
             n = nbr.shape[0]
@@ -204,17 +216,33 @@ class _GatherConv(torch.autograd.Function):
             for i in range(0, n, step):
                 j = min(n, i + step)
                 cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c_in)
-                gw.addmm_(grad_out[i:j].t(), cols)
+                if dtype == gw.dtype:
+                    gw.addmm_(grad_out[i:j].t(), cols)
+                else:  # low-precision GEMM per block, summed in the weight's dtype
+                    gw.add_(torch.mm(grad_out[i:j].t(), cols))
             grad_weight = gw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2).contiguous()
-        return grad_features, grad_weight, None
+        return grad_features, grad_weight, None, None
 
 
-def _dense_masked_conv(x: SparseMap, weight: Tensor) -> Tensor:
+def _compute_dtype(features: Tensor, weight: Tensor) -> torch.dtype:
+    """The dtype a conv of `features` with `weight` runs in: autocast's rule for a matmul.
+
+    Inside ``torch.autocast`` (any device) the autocast dtype, unless an operand is float64
+    (autocast leaves float64 alone); otherwise the promoted dtype of the two operands.
+    """
+    device = features.device.type
+    promoted = torch.promote_types(features.dtype, weight.dtype)
+    if promoted != torch.float64 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return promoted
+
+
+def _dense_masked_conv(x: SparseMap, weight: Tensor, dtype: torch.dtype) -> Tensor:
     """The conv of the dense map (zeros at inactive sites) read at the active sites: equal to the
-    submanifold conv, computed at every site of the map."""
+    submanifold conv, computed at every site of the map (in `dtype`)."""
     # Channels-last: the (F, H, W, C) rows are exactly SparseMap's (N, C) rows on a full map.
-    dense = x.to_dense().contiguous(memory_format=torch.channels_last)
-    out = F.conv2d(dense, weight, padding=1).permute(0, 2, 3, 1)
+    dense = x.to_dense().to(dtype).contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(dense, weight.to(dtype), padding=1).permute(0, 2, 3, 1)
     out = out.reshape(-1, weight.shape[0])
     return out if x.is_full else out.index_select(0, x.keys())
 
@@ -235,7 +263,8 @@ def submanifold_conv3x3(
         backend: "torch" (gather + one GEMM, or dense-masked) or "spconv".
 
     Returns:
-        The same sites with (N, C_out) features.
+        The same sites with (N, C_out) features, in the autocast dtype inside
+        ``torch.autocast`` (as ``F.conv2d``), else in the features' and weight's dtype.
     """
     c_out, c_in = weight.shape[:2]
     if weight.shape[2:] != (3, 3):
@@ -244,19 +273,20 @@ def submanifold_conv3x3(
         raise ValueError(f"input has {x.features.shape[1]} channels, weight expects {c_in}")
     n = x.num_active
     sites, path = n, "gather"
+    dtype = _compute_dtype(x.features, weight)
     if backend == "torch":
         if n and n >= dense_fraction() * x.num_sites:
-            out = _dense_masked_conv(x, weight)
+            out = _dense_masked_conv(x, weight, dtype)
             sites, path = x.num_sites, "dense"
         else:
-            out = _GatherConv.apply(x.features, weight, x.neighbor_index())
+            out = _GatherConv.apply(x.features, weight, x.neighbor_index(), dtype)
     elif backend == "spconv":
         out = _spconv_subm(x, weight)
         path = "spconv"
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
     if bias is not None:
-        out = out + bias
+        out = out + bias.to(out.dtype)
     _record("subm_conv3x3", n, n, 2 * sites * 9 * c_in * c_out, path)
     return x.with_features(out)
 
@@ -327,15 +357,21 @@ def sparse_max_pool2x2(x: SparseMap, backend: Backend = "torch") -> SparseMap:
 
 
 def sparse_batch_norm(x: SparseMap, bn: nn.BatchNorm2d) -> SparseMap:
-    """Applies ``bn`` (a dense BatchNorm2d module) to the active sites, sharing its state."""
+    """Applies ``bn`` (a dense BatchNorm2d module) to the active sites, sharing its state.
+
+    The statistics are always computed in float32 or wider (bf16/fp16 features are upcast, as
+    autocast's batch-norm kernels do internally); the output keeps the features' dtype.
+    """
     momentum = 0.0 if bn.momentum is None else bn.momentum
     use_batch_stats = bn.training or not bn.track_running_stats
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:
             momentum = 1.0 / float(bn.num_batches_tracked)
+    features = x.features
+    wide = torch.promote_types(features.dtype, torch.float32)
     feats = F.batch_norm(
-        x.features,
+        features.to(wide),
         bn.running_mean if not bn.training or bn.track_running_stats else None,
         bn.running_var if not bn.training or bn.track_running_stats else None,
         bn.weight,
@@ -344,7 +380,7 @@ def sparse_batch_norm(x: SparseMap, bn: nn.BatchNorm2d) -> SparseMap:
         momentum,
         bn.eps,
     )
-    return x.with_features(feats)
+    return x.with_features(feats.to(features.dtype))
 
 
 def sparse_relu(x: SparseMap) -> SparseMap:
@@ -352,8 +388,8 @@ def sparse_relu(x: SparseMap) -> SparseMap:
 
 
 def sparse_scale(x: SparseMap, scale: Tensor) -> SparseMap:
-    """Multiplies each site's features by its (N,) scale."""
-    return x.with_features(x.features * scale[:, None])
+    """Multiplies each site's features by its (N,) scale (the features' dtype is kept)."""
+    return x.with_features(x.features * scale.to(x.features.dtype)[:, None])
 
 
 # -- spconv backend -------------------------------------------------------------------------------
