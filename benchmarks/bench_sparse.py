@@ -5,12 +5,16 @@ with one set of weights (MESM loads FE2E's state dict, ``strict=False``), forwar
 and forward+backward (train mode), for MESM at several p with the "torch" engine and, forward-only
 on CPU, the "spconv" engine. Each row gives the time, the time ratio to FE2E, the FLOPs ratio to
 FE2E (with and without the attention layers) and the goal check: time ratio <= 1.15 x FLOPs ratio.
+With ``--precision 32 bf16`` every configuration also runs under bf16 autocast (weights fp32, as
+``mesm ... --precision bf16`` runs); ratios are to FE2E at the same precision, and the column
+"vs fp32" gives each row's time over the same configuration's fp32 time.
 
 Inputs are random (faces randn, mel chunks rand >= 0) and the attention is untrained, so the
 selection is close to uniform over sites; that is fine for measuring cost.
 
 Example:
     python benchmarks/bench_sparse.py --preset paper --frames 16 --chunks 16 --repeats 5
+    python benchmarks/bench_sparse.py --precision 32 bf16 --no-spconv --threads 2
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from mesm.analysis.flops import pathway_flops
 from mesm.models import create_model
 from mesm.models.pathways import Pathway
 from mesm.sparse import spconv_available
+from mesm.training.precision import resolve_precision
 
 GOAL = 1.15
 
@@ -39,6 +44,7 @@ GOAL = 1.15
 class Row:
     modality: str
     mode: str  # "fwd" or "fwd+bwd"
+    precision: str  # "32-true", "bf16-mixed", "16-mixed"
     model: str  # "fe2e" or "mesm"
     backend: str
     p: float | None
@@ -48,6 +54,7 @@ class Row:
     flops_ratio: float
     flops_ratio_no_attention: float
     kept: float  # sites processed by the sparse stages / sites of the dense stages
+    vs_fp32: float | None = None  # ms / ms of the same configuration in fp32
 
     @property
     def goal_ok(self) -> bool:
@@ -84,7 +91,7 @@ def interleaved_ms(
     the machine hit every configuration alike."""
     times: list[list[float]] = [[] for _ in runs]
     for i in range(warmup + repeats):
-        for j, (model, backend, p, _, fn) in enumerate(runs):
+        for j, (_, model, backend, p, _, fn) in enumerate(runs):
             if model == "mesm":
                 set_engine(sparse, p, backend)
             _sync(device)
@@ -102,20 +109,26 @@ def set_engine(pathway: Pathway, p: float, backend: str) -> None:
         layer.p = p
 
 
-def forward_fn(pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None) -> Callable:
+def forward_fn(
+    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision
+) -> Callable:
     def run() -> None:
         pathway.eval()
-        with torch.no_grad():
+        with torch.no_grad(), precision.autocast():
             pathway.extract(frames, y)
 
     return run
 
 
-def backward_fn(pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None) -> Callable:
+def backward_fn(
+    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision
+) -> Callable:
     def run() -> None:
         pathway.train()
         pathway.zero_grad(set_to_none=True)
-        pathway.extract(frames, y).square().mean().backward()
+        with precision.autocast():
+            out = pathway.extract(frames, y)
+        out.float().square().mean().backward()
 
     return run
 
@@ -143,6 +156,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
         "audio": torch.rand(args.chunks, 1, *cfg.spec_shape, generator=g),
     }
     text_dim = mesm.text.hidden_size
+    precisions = [resolve_precision(name, device) for name in args.precision]
     backends = ["torch"]
     if not args.no_spconv and spconv_available():
         backends.append("spconv")
@@ -152,38 +166,50 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
         y = torch.randn(frames.shape[0], text_dim, generator=g).to(device)
         dense: Pathway = getattr(fe2e, modality)
         sparse: Pathway = getattr(mesm, modality)
-        base_flops = pathway_flops(dense.eval(), frames)
         configs = [("fe2e", "dense", None)]
         configs += [("mesm", b, p) for b in backends for p in args.p]
         for mode in args.modes:
-            runs = []  # (model, backend, p, flops, callable)
-            for model, backend, p in configs:
-                if mode == "fwd+bwd" and backend == "spconv" and device.type == "cpu":
-                    continue  # spconv 2.3's CPU build has no working backward
-                if model == "fe2e":
-                    pathway, y_in, flops = dense, None, base_flops
-                else:
-                    pathway, y_in = sparse, y
-                    set_engine(pathway, p, backend)
-                    flops = pathway_flops(pathway.eval(), frames, y_in)
-                make = forward_fn if mode == "fwd" else backward_fn
-                runs.append((model, backend, p, flops, make(pathway, frames, y_in)))
+            runs = []  # (precision, model, backend, p, flops, callable)
+            base_flops = {}
+            for precision in precisions:
+                with precision.autocast():
+                    base_flops[precision.lightning] = pathway_flops(dense.eval(), frames)
+                for model, backend, p in configs:
+                    if mode == "fwd+bwd" and backend == "spconv" and device.type == "cpu":
+                        continue  # spconv 2.3's CPU build has no working backward
+                    if backend == "spconv" and precision.dtype is not None:
+                        continue  # spconv under autocast: not supported by us, never measured
+                    if model == "fe2e":
+                        pathway, y_in, flops = dense, None, base_flops[precision.lightning]
+                    else:
+                        pathway, y_in = sparse, y
+                        set_engine(pathway, p, backend)
+                        with precision.autocast():
+                            flops = pathway_flops(pathway.eval(), frames, y_in)
+                    make = forward_fn if mode == "fwd" else backward_fn
+                    fn = make(pathway, frames, y_in, precision)
+                    runs.append((precision.lightning, model, backend, p, flops, fn))
             times = interleaved_ms(sparse, runs, args.repeats, args.warmup, device)
-            base_ms = times[0]
-            for (model, backend, p, flops, _), ms in zip(runs, times, strict=True):
+            base_ms = {r[0]: ms for r, ms in zip(runs, times, strict=True) if r[1] == "fe2e"}
+            fp32_ms = {r[1:4]: ms for r, ms in zip(runs, times, strict=True) if r[0] == "32-true"}
+            for (prec, model, backend, p, flops, _), ms in zip(runs, times, strict=True):
+                base = base_flops[prec]
+                fp32 = fp32_ms.get((model, backend, p))
                 rows.append(
                     Row(
                         modality=modality,
                         mode=mode,
+                        precision=prec,
                         model=model,
                         backend=backend,
                         p=p,
                         ms=ms,
-                        time_ratio=ms / base_ms,
+                        time_ratio=ms / base_ms[prec],
                         flops=flops.total,
-                        flops_ratio=flops.total / base_flops.total,
-                        flops_ratio_no_attention=flops.features / base_flops.features,
+                        flops_ratio=flops.total / base.total,
+                        flops_ratio_no_attention=flops.features / base.features,
                         kept=kept_fraction(flops),
+                        vs_fp32=None if fp32 is None else ms / fp32,
                     )
                 )
                 print(_row_line(rows[-1]), flush=True)
@@ -193,17 +219,19 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
 def _row_line(r: Row) -> str:
     p = "-" if r.p is None else f"{r.p:.1f}"
     goal = "-" if r.model == "fe2e" else ("yes" if r.goal_ok else "**no**")
+    precision = {"32-true": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}[r.precision]
+    vs_fp32 = "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}"
     return (
-        f"| {r.modality} | {r.mode} | {r.model} | {r.backend} | {p} | {r.kept:.2f} | {r.ms:.1f} | "
-        f"{r.time_ratio:.2f} | {r.flops_ratio:.2f} | {r.flops_ratio_no_attention:.2f} | "
-        f"{r.flops_ratio * GOAL:.2f} | {goal} |"
+        f"| {r.modality} | {r.mode} | {precision} | {r.model} | {r.backend} | {p} | {r.kept:.2f} | "
+        f"{r.ms:.1f} | {vs_fp32} | {r.time_ratio:.2f} | {r.flops_ratio:.2f} | "
+        f"{r.flops_ratio_no_attention:.2f} | {r.flops_ratio * GOAL:.2f} | {goal} |"
     )
 
 
 HEADER = (
-    "| pathway | pass | model | engine | p | kept sites | ms | time / FE2E | FLOPs / FE2E | "
-    "FLOPs / FE2E (no attn) | goal: time <= | goal met |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| pathway | pass | precision | model | engine | p | kept sites | ms | vs fp32 | time / FE2E | "
+    "FLOPs / FE2E | FLOPs / FE2E (no attn) | goal: time <= | goal met |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -224,6 +252,12 @@ def main() -> None:
         "--modes", nargs="+", choices=["fwd", "fwd+bwd"], default=["fwd", "fwd+bwd"]
     )
     parser.add_argument("--no-spconv", action="store_true", help="skip the spconv engine")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["32"],
+        help="precisions to time (32, bf16, 16-mixed on CUDA, auto); ratios are within each",
+    )
     parser.add_argument(
         "--dense-above",
         type=float,
