@@ -85,21 +85,27 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved_ms(
-    sparse: Pathway, runs: list[tuple], repeats: int, warmup: int, device: torch.device
+    sparse: Pathway,
+    runs: list[tuple],
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[float]:
     """Median ms of each run; runs are interleaved (round-robin) so that drift and other load on
-    the machine hit every configuration alike."""
+    the machine hit every configuration alike. `clock` is wall-clock by default;
+    ``time.process_time`` (this process's CPU time) is steadier on a machine others load."""
     times: list[list[float]] = [[] for _ in runs]
     for i in range(warmup + repeats):
         for j, (_, model, backend, p, _, fn) in enumerate(runs):
             if model == "mesm":
                 set_engine(sparse, p, backend)
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             fn()
             _sync(device)
             if i >= warmup:
-                times[j].append(1000 * (time.perf_counter() - start))
+                times[j].append(1000 * (clock() - start))
     return [statistics.median(t) for t in times]
 
 
@@ -189,7 +195,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
                     make = forward_fn if mode == "fwd" else backward_fn
                     fn = make(pathway, frames, y_in, precision)
                     runs.append((precision.lightning, model, backend, p, flops, fn))
-            times = interleaved_ms(sparse, runs, args.repeats, args.warmup, device)
+            clock = time.process_time if args.clock == "cpu" else time.perf_counter
+            times = interleaved_ms(sparse, runs, args.repeats, args.warmup, device, clock)
             base_ms = {r[0]: ms for r, ms in zip(runs, times, strict=True) if r[1] == "fe2e"}
             fp32_ms = {r[1:4]: ms for r, ms in zip(runs, times, strict=True) if r[0] == "32-true"}
             for (prec, model, backend, p, flops, _), ms in zip(runs, times, strict=True):
@@ -265,6 +272,13 @@ def main() -> None:
         help="active fraction at which the torch engine's conv runs dense-masked "
         "(default: the engine's; inf = always gather + GEMM)",
     )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall-clock, or this process's CPU time (steadier on a shared machine; with one "
+        "thread it equals the busy time of that core)",
+    )
     parser.add_argument("--json", help="also write the rows and the machine to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -273,7 +287,7 @@ def main() -> None:
         f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
         f"{info['threads']} threads, device {args.device}; preset {args.preset}, "
         f"{args.frames} faces, {args.chunks} mel chunks, median of {args.repeats} interleaved "
-        "runs, "
+        f"runs ({args.clock} clock), "
         f"dense-masked above {getattr(sparse_ops, 'dense_fraction', lambda: '-')()}"
         f"{'' if args.dense_above is None else f' (--dense-above {args.dense_above})'}\n"
     )
