@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -38,6 +39,129 @@ from mesm.sparse import spconv_available
 from mesm.training.precision import resolve_precision
 
 GOAL = 1.15
+
+# -- per-op profile (--profile) ------------------------------------------------------------------
+# Scopes put around the library's functions while profiling (patched here, so the same profile
+# runs on any version of the engine); aten ops outside every scope are sorted by their name.
+_SCOPED = {
+    ("mesm.models.attention", "CrossModalAttention.forward"): "attention (score, softmax, top-p)",
+    ("mesm.models.layers", "MLP.forward"): "MLP",
+    ("torch.nn", "MaxPool2d.forward"): "pooling",
+    ("mesm.models.layers", "sparse_max_pool2x2"): "pooling",
+    ("torch.nn", "BatchNorm2d.forward"): "batch norm / ReLU",
+    ("mesm.models.layers", "sparse_batch_norm"): "batch norm / ReLU",
+    ("mesm.sparse", "SparseMap.from_dense"): "dense <-> sparse conversions",
+    ("mesm.sparse", "SparseMap.to_dense"): "dense <-> sparse conversions",
+    ("mesm.sparse", "SparseMap.index_table"): "gather / rulebook",
+    ("mesm.sparse", "SparseMap.neighbor_index"): "gather / rulebook",
+}
+_BY_OP = {
+    "aten::mm": "conv GEMM",
+    "aten::addmm": "conv GEMM",
+    "aten::mkldnn_convolution": "conv GEMM",
+    "aten::convolution": "conv GEMM",
+    "aten::index_select": "gather / rulebook",
+    "aten::cat": "gather / rulebook",
+    "aten::index": "gather / rulebook",
+    "aten::relu": "batch norm / ReLU",
+    "aten::relu_": "batch norm / ReLU",
+    "aten::clamp_min": "batch norm / ReLU",
+    "aten::clamp_min_": "batch norm / ReLU",
+    "aten::native_batch_norm": "batch norm / ReLU",
+    "aten::_native_batch_norm_legit_no_training": "batch norm / ReLU",
+}
+CATEGORIES = [
+    "conv GEMM",
+    "gather / rulebook",
+    "attention (score, softmax, top-p)",
+    "batch norm / ReLU",
+    "pooling",
+    "dense <-> sparse conversions",
+    "MLP",
+    "other",
+]
+
+
+@contextlib.contextmanager
+def _profile_scopes():
+    import importlib
+    import inspect
+
+    saved = []
+    for (module_name, attr), label in _SCOPED.items():
+        module = importlib.import_module(module_name)
+        owner_name, _, name = attr.rpartition(".")
+        owner = getattr(module, owner_name) if owner_name else module
+        original = inspect.getattr_static(owner, name)
+        is_classmethod = isinstance(original, classmethod)
+        inner = original.__func__ if is_classmethod else original
+
+        def wrapped(*a, _inner=inner, _label=label, **k):
+            with torch.profiler.record_function(f"mesm::{_label}"):
+                return _inner(*a, **k)
+
+        own = name in vars(owner)
+        setattr(owner, name, classmethod(wrapped) if is_classmethod else wrapped)
+        saved.append((owner, name, original, own))
+    try:
+        yield
+    finally:
+        for owner, name, original, own in reversed(saved):
+            if own:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)  # it was inherited
+
+
+def _category(event) -> str | None:
+    if event.name.startswith("mesm::"):
+        return None  # a scope itself: its children carry the time
+    node = event.cpu_parent
+    while node is not None:
+        if node.name.startswith("mesm::"):
+            return node.name.removeprefix("mesm::")
+        node = node.cpu_parent
+    return _BY_OP.get(event.name, "other")
+
+
+def profile_ms(fn: Callable, repeats: int) -> dict[str, float]:
+    """Self CPU time per category (ms per pass) of `fn`, over `repeats` profiled passes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()  # warm-up
+    with _profile_scopes(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            fn()
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for event in prof.events():
+        category = _category(event)
+        if category is not None:
+            totals[category] += event.self_cpu_time_total / 1000 / repeats
+    return totals
+
+
+def run_profile(args: argparse.Namespace) -> None:
+    """Prints, per pathway, the forward's time per category for FE2E and MESM at each p."""
+    device = torch.device(args.device)
+    fe2e, mesm, inputs, text_dim = build(args, device)
+    g = torch.Generator().manual_seed(2)
+    for modality in args.modalities:
+        frames = inputs[modality].to(device)
+        y = torch.randn(frames.shape[0], text_dim, generator=g).to(device)
+        dense, sparse = getattr(fe2e, modality), getattr(mesm, modality)
+        columns = {"FE2E": profile_ms(forward_fn(dense, frames, None), args.repeats)}
+        for p in args.p:
+            set_engine(sparse, p, "torch")
+            columns[f"MESM p={p}"] = profile_ms(forward_fn(sparse, frames, y), args.repeats)
+        print(f"\n{modality} forward, ms per pass (self CPU time, torch.profiler)\n")
+        print("| category | " + " | ".join(columns) + " |")
+        print("|---|" + "---|" * len(columns))
+        for category in [*CATEGORIES, "total"]:
+            cells = [
+                sum(col.values()) if category == "total" else col[category]
+                for col in columns.values()
+            ]
+            print(f"| {category} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
 
 
 @dataclass
@@ -145,8 +269,8 @@ def kept_fraction(flops) -> float:
     return sum(a for a, _ in flops.sites.values()) / sum(b for _, b in flops.sites.values())
 
 
-def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
-    device = torch.device(args.device)
+def build(args: argparse.Namespace, device: torch.device):
+    """FE2E and MESM with one set of weights, random inputs and the text width."""
     torch.manual_seed(0)
     common = dict(preset=args.preset, text_pretrained=False)
     fe2e = create_model("fe2e", **common).to(device)
@@ -161,7 +285,13 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
         ),
         "audio": torch.rand(args.chunks, 1, *cfg.spec_shape, generator=g),
     }
-    text_dim = mesm.text.hidden_size
+    return fe2e, mesm, inputs, mesm.text.hidden_size
+
+
+def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
+    device = torch.device(args.device)
+    fe2e, mesm, inputs, text_dim = build(args, device)
+    g = torch.Generator().manual_seed(2)
     precisions = [resolve_precision(name, device) for name in args.precision]
     backends = ["torch"]
     if not args.no_spconv and spconv_available():
@@ -280,8 +410,17 @@ def main() -> None:
         "thread it equals the busy time of that core)",
     )
     parser.add_argument("--json", help="also write the rows and the machine to this file")
+    parser.add_argument(
+        "--profile", action="store_true", help="print the per-category profile and exit"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.profile:
+        print(
+            f"machine: {machine()}; preset {args.preset}, {args.frames} faces, {args.chunks} chunks"
+        )
+        run_profile(args)
+        return
     info = machine()
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "

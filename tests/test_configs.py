@@ -34,6 +34,15 @@ def test_config_loads_and_builds(path):
     elif path.stem.startswith(("iemocap", "mosei")):
         assert config.optim.lr == 5e-5 and config.optim.text_lr_factor == 10
         assert (model_config.d_model, model_config.num_layers, model_config.num_heads) == (64, 4, 4)
+        # The reference's sequence transformer and attention widths (see test_golden).
+        c = model_config
+        assert (c.ffn_dim, c.norm_first, c.final_norm, c.sequence_positions) == (
+            2048,
+            False,
+            False,
+            "none",
+        )
+        assert c.attention_dims == (64, 128, 256)
         assert config.data.max_text_length == 100
         assert config.data.preprocess["img_interval_ms"] == 500
         if model_config.arch == "mesm":

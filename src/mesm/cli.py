@@ -188,6 +188,9 @@ def _print_flops(report: dict) -> None:
             f"{name:<18} {g['features']:9.4f} GFLOPs/utterance (visual {g['visual']:.4f}, "
             f"audio {g['audio']:.4f}) + attention {g['attention']:.4f}"
         )
+    seq = report["model"]["sequence_gflops_per_utterance"]
+    parts = ", ".join(f"{k} {v:.4f}" for k, v in seq.items() if k != "total")
+    print(f"{'sequence transformers':<18} {seq['total']:9.4f} GFLOPs/utterance ({parts})")
     kept = report["model"].get("sites_kept") or {}
     if kept:
         print("sites kept: " + ", ".join(f"{k} {v:.0%}" for k, v in kept.items()))

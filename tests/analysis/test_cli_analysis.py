@@ -13,7 +13,10 @@ def test_flops_preset_and_checkpoint(dataset_dir, checkpoint, tmp_path, capsys):
     args = ["flops", "--preset", "tiny", "--frames", "2", "--chunks", "2", "--json", str(out)]
     assert main(args) == 0
     report = json.loads(out.read_text())
-    assert 0 < report["ratio"] < 1 and "ratio to FE2E" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 0 < report["ratio"] < 1 and "ratio to FE2E" in printed
+    seq = report["model"]["sequence_gflops_per_utterance"]
+    assert f"sequence transformers {seq['total']:9.4f} GFLOPs/utterance" in printed
     assert main(["flops", "--checkpoint", str(checkpoint), "--data", str(dataset_dir)]) == 0
     assert "test split" in capsys.readouterr().out
     assert main(["flops", "--checkpoint", str(checkpoint)]) == 2

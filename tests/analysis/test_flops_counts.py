@@ -14,6 +14,7 @@ from mesm.analysis.flops import (
     model_feature_flops,
     pathway_flops,
     preset_flops,
+    sequence_flops,
     text_flops,
 )
 from mesm.analysis.loading import dense_twin, open_split
@@ -166,6 +167,19 @@ def test_dataset_flops_average_per_utterance(checkpoint, dataset_dir):
         counts = report["model"]["flops"][name]
         assert counts["sparse_counted"] == counts["sparse"] > 0
 
+    # The sequence transformers: each utterance on its own frames, the same for FE2E.
+    lengths = {"visual": [], "audio": []}
+    for i in range(len(dataset)):
+        batch = dataset.collate([dataset[i]])
+        lengths["visual"] += batch["face_lengths"].tolist()
+        lengths["audio"] += batch["spec_lengths"].tolist()
+    seq = report["model"]["sequence_gflops_per_utterance"]
+    for name in ("visual", "audio"):
+        by_hand = sum(sequence_flops(getattr(model, name), t) for t in lengths[name])
+        assert seq[name] == pytest.approx(by_hand / 3e9)
+    assert seq["total"] == pytest.approx(seq["visual"] + seq["audio"])
+    assert report["fe2e"]["sequence_gflops_per_utterance"] == seq
+
 
 def test_dataset_flops_at_p_one_and_for_a_dense_model(checkpoint, dataset_dir):
     full = dataset_flops(checkpoint, dataset_dir, "test", p=1.0)
@@ -189,3 +203,27 @@ def test_preset_flops_on_generated_inputs():
     dense = preset_flops("fe2e", "tiny", frames=4, chunks=3, **TINY_TEXT)
     assert dense["ratio"] == 1.0 and dense["model"]["p"] is None
     assert dense["fe2e"]["flops"] == report["fe2e"]["flops"]
+
+
+@pytest.mark.parametrize("variant", [{}, {"norm_first": True, "final_norm": True, "ffn_dim": 96}])
+def test_sequence_flops_formula_matches_the_flop_counter(variant):
+    # PyTorch's fused inference path hides these layers from FlopCounterMode: count them with
+    # the fused path off and the math attention kernel, which FlopCounterMode sees as bmm.
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    model = create_model("fe2e", preset="tiny", num_layers=2, **TINY_TEXT, **variant).eval()
+    for length in (1, 5):
+        frames = torch.randn(length, model.config.d_model)
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            with (
+                torch.no_grad(),
+                sdpa_kernel(SDPBackend.MATH),
+                FlopCounterMode(display=False) as counter,
+            ):
+                model.audio.transformer(frames, torch.tensor([length]))
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
+        assert counter.get_total_flops() == sequence_flops(model.audio, length) > 0

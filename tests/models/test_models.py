@@ -6,25 +6,82 @@ import itertools
 
 import pytest
 import torch
+from torch import nn
 
 from helpers import make_batch, model_inputs, tiny_model
 from mesm.models import FE2E, MESM, ModelConfig, create_model, make_config
-from mesm.sparse import SparseFlopCounter
+from mesm.models.layers import ConvBNReLU
+from mesm.sparse import SparseFlopCounter, dense_above
+
+GATHER, DENSE = float("inf"), 0.0
 
 SUBSETS = ["".join(c) for n in (1, 2, 3) for c in itertools.combinations("tav", n)]
 
 
-def test_mesm_at_p1_equals_fe2e_with_the_same_weights(batch):
+@pytest.mark.parametrize("threshold", [GATHER, DENSE], ids=["gather", "dense-masked"])
+def test_mesm_at_p1_equals_fe2e_with_the_same_weights(batch, threshold):
     fe2e = tiny_model("fe2e").eval()
     mesm = tiny_model("mesm", seed=1, p=1.0).eval()
     result = mesm.load_state_dict(fe2e.state_dict(), strict=False)
     assert result.unexpected_keys == []
     assert result.missing_keys
     assert all(k.startswith(("audio.attention.", "visual.attention.")) for k in result.missing_keys)
+    inputs = model_inputs(batch)
+    with dense_above(threshold), SparseFlopCounter() as counter:
+        with torch.no_grad():
+            expected = fe2e(**inputs)
+            got = mesm(**inputs)
+        assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+        # Training mode (batch statistics) and the gradients of every shared parameter.
+        fe2e.train()
+        mesm.train()
+        torch.manual_seed(0)
+        dense_loss = fe2e(**inputs).square().sum()
+        torch.manual_seed(0)  # the same dropout masks
+        sparse_loss = mesm(**inputs).square().sum()
+        assert torch.allclose(sparse_loss, dense_loss, rtol=1e-4)
+        dense_loss.backward()
+        sparse_loss.backward()
+    assert {r.path for r in counter.records if r.op == "subm_conv3x3"} == {
+        "gather" if threshold == GATHER else "dense"
+    }
+    params = dict(mesm.named_parameters())
+    for name, p in fe2e.named_parameters():
+        if name.startswith(("audio.", "visual.")):
+            assert torch.allclose(params[name].grad, p.grad, atol=1e-5, rtol=1e-3), name
+
+
+@pytest.mark.parametrize("arch", ["fe2e", "mesm"])
+def test_folding_eval_batch_norm_changes_outputs_by_float_rounding_only(arch, batch, monkeypatch):
+    model = tiny_model(arch, p=0.7)
+    model.train()  # give the BN layers non-trivial running statistics and affine parameters
     with torch.no_grad():
-        expected = fe2e(**model_inputs(batch))
-        got = mesm(**model_inputs(batch))
-    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+        for _ in range(2):
+            model(**model_inputs(make_batch([2, 3], [1, 2], seed=5)))
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    inputs = model_inputs(batch)
+    with torch.no_grad():
+        folded = model(**inputs)
+        again = model(**inputs)  # from the cached folded weights
+        with monkeypatch.context() as m:
+            m.setattr(ConvBNReLU, "folds", lambda self: False)
+            unfolded = model(**inputs)
+    assert torch.equal(folded, again)
+    assert ((folded - unfolded).abs().max() / unfolded.abs().max()) <= 1e-5
+    # The cache follows the parameters: a changed weight or statistic is folded anew.
+    layer = model.visual.stages[0].block[0]
+    with torch.no_grad():
+        layer.bn.running_var.mul_(4)
+        changed = model(**inputs)
+        with monkeypatch.context() as m:
+            m.setattr(ConvBNReLU, "folds", lambda self: False)
+            reference = model(**inputs)
+    assert not torch.allclose(changed, folded)
+    assert ((changed - reference).abs().max() / reference.abs().max()) <= 1e-5
 
 
 def test_mesm_below_p1_processes_fewer_sites(batch):

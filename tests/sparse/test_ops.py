@@ -14,6 +14,7 @@ from mesm.sparse import (
     dense_fraction,
     sparse_batch_norm,
     sparse_max_pool2x2,
+    sparse_relu,
     spconv_available,
     submanifold_conv3x3,
 )
@@ -26,9 +27,15 @@ def _rel_close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5) -> None:
     assert (a - b).abs().max() / scale <= rtol, (a - b).abs().max()
 
 
+# Thresholds of `dense_above` that force the torch engine's two conv paths.
+GATHER, DENSE = float("inf"), 0.0
+PATHS = pytest.mark.parametrize("threshold", [GATHER, DENSE], ids=["gather", "dense-masked"])
+
+
+@PATHS
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("frames", "c_in", "c_out", "h", "w"), SHAPES)
-def test_submanifold_conv_equals_conv2d_on_full_grid(frames, c_in, c_out, h, w, dtype):
+def test_submanifold_conv_equals_conv2d_on_full_grid(frames, c_in, c_out, h, w, dtype, threshold):
     g = torch.Generator().manual_seed(frames * 100 + c_out)
     x = torch.randn(frames, c_in, h, w, generator=g, dtype=dtype, requires_grad=True)
     weight = torch.randn(c_out, c_in, 3, 3, generator=g, dtype=dtype, requires_grad=True)
@@ -37,12 +44,33 @@ def test_submanifold_conv_equals_conv2d_on_full_grid(frames, c_in, c_out, h, w, 
 
     dense = F.conv2d(x, weight, bias, padding=1)
     grads_dense = torch.autograd.grad((dense * upstream).sum(), (x, weight, bias))
-    sparse = submanifold_conv3x3(SparseMap.from_dense(x), weight, bias).to_dense()
+    with dense_above(threshold), SparseFlopCounter() as counter:
+        sparse = submanifold_conv3x3(SparseMap.from_dense(x), weight, bias).to_dense()
+        with torch.no_grad():  # the inference path (no autograd node, spare zero row)
+            inference = submanifold_conv3x3(SparseMap.from_dense(x), weight, bias).to_dense()
+    assert {r.path for r in counter.records} == {"gather" if threshold == GATHER else "dense"}
     grads_sparse = torch.autograd.grad((sparse * upstream).sum(), (x, weight, bias))
 
     _rel_close(sparse, dense)
+    _rel_close(inference, dense)
     for gs, gd in zip(grads_sparse, grads_dense, strict=True):
         _rel_close(gs, gd)
+
+
+@PATHS
+def test_chained_convs_without_autograd_equal_the_masked_dense_reference(threshold):
+    # Inference reuses each conv output's spare zero row as the next conv's padding row; the
+    # chain (with an in-place ReLU between, as in a VGG block) must equal the dense reference.
+    x, mask, sites = _random_sparse(frames=3, channels=4, h=9, w=7, density=0.5, seed=4)
+    w1, w2 = torch.randn(6, 4, 3, 3), torch.randn(5, 6, 3, 3)
+    b1, b2 = torch.randn(6), torch.randn(5)
+    with torch.no_grad(), dense_above(threshold):
+        first = sparse_relu(submanifold_conv3x3(sites, w1, b1), inplace=True)
+        second = submanifold_conv3x3(first, w2, b2)
+    m = mask[:, None].to(x.dtype)
+    hidden = F.relu(F.conv2d(x * m, w1, b1, padding=1)) * m
+    reference = F.conv2d(hidden, w2, b2, padding=1).permute(0, 2, 3, 1)[mask]
+    _rel_close(second.features, reference)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +203,6 @@ def test_spconv_gradients_match_torch_engine_on_cuda():
 
 
 # -- the torch engine's two conv paths, its backward, and the max-pool backward -------------------
-GATHER, DENSE = float("inf"), 0.0
 
 
 @pytest.mark.parametrize("density", [0.2, 0.7, 1.0])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from helpers import make_batch, model_inputs, tiny_model
@@ -78,3 +81,33 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
         save_checkpoint(
             tmp_path / "x.safetensors", tiny_model(), label_names=["a"], task="single_label"
         )
+
+
+def test_checkpoint_of_an_older_mesm_builds_the_network_it_was_trained_as(tmp_path):
+    # mesm 0.1.0 wrote no norm_first / final_norm / sequence_positions: its transformer was
+    # pre-norm with a final LayerNorm and sinusoidal positions, whatever today's defaults are.
+    old = tiny_model(
+        "mesm", p=0.6, norm_first=True, final_norm=True, sequence_positions="sinusoidal"
+    )
+    old.eval()
+    path = save_checkpoint(tmp_path / "old.safetensors", old, label_names=list("abcdef"), task="t")
+    meta = read_checkpoint_meta(path)
+    for key in ("norm_first", "final_norm", "sequence_positions"):
+        del meta["model"][key]
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(path), metadata={"mesm": json.dumps(meta)})
+    loaded, _ = load_checkpoint(path)
+    c = loaded.config
+    assert (c.norm_first, c.final_norm, c.sequence_positions) == (True, True, "sinusoidal")
+    batch = model_inputs(make_batch([2, 1], [1, 2]))
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch), old(**batch))
+    # A new checkpoint records every field, so it never depends on defaults when loaded.
+    new = tiny_model("fe2e")
+    fresh = save_checkpoint(tmp_path / "new.safetensors", new, label_names=list("abcdef"), task="t")
+    recorded = read_checkpoint_meta(fresh)["model"]
+    assert {"norm_first", "final_norm", "sequence_positions", "attention_dim"} <= set(recorded)
+    assert load_checkpoint(fresh)[0].config == new.config.__class__.from_dict(
+        {**recorded, "text_pretrained": False}
+    )

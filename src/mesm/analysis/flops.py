@@ -1,4 +1,5 @@
-"""FLOPs of the visual/audio feature extractors (everything before the sequence transformers).
+"""FLOPs of the visual/audio feature extractors (everything before the sequence transformers),
+and of the sequence transformers on their own line.
 
 Dense ops are counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix
 products; 1 multiply-add = 2 FLOPs). Sparse ops are counted from the sites actually processed
@@ -135,6 +136,30 @@ def model_feature_flops(model: FE2E, batch: dict[str, Tensor]) -> dict[str, Path
     return out
 
 
+def sequence_flops(pathway: Pathway, length: int) -> int:
+    """FLOPs of `pathway`'s sequence transformer on one utterance of `length` frames/chunks.
+
+    Counted by formula over the CLS token plus the frames (n = length + 1 tokens), each layer's
+    matrix products: Q/K/V and output projections (2·n·d·3d + 2·n·d·d), the attention scores
+    and the weighted sum (2 · 2·n²·d over all heads) and the feed-forward (2 · 2·n·d·f). Like
+    ``FlopCounterMode``, element-wise work (softmax, LayerNorm, activations) is not counted. The
+    formula is used because PyTorch's fused inference path for these layers is invisible to
+    ``FlopCounterMode`` (a test checks the formula against it with the fused path off).
+
+    Args:
+        pathway: a visual or audio pathway.
+        length: frames/chunks of the utterance (padding of a batch is not counted).
+    """
+    encoder = pathway.transformer.encoder
+    n = length + 1
+    total = 0
+    for layer in encoder.layers:
+        d = layer.self_attn.embed_dim
+        ffn = layer.linear1.out_features
+        total += 2 * n * d * 3 * d + 2 * n * d * d + 2 * 2 * n * n * d + 2 * 2 * n * d * ffn
+    return total
+
+
 # -- Per split and per preset (analysis entry points; built only on the two functions above) ----
 _PATHWAY_NAMES = {"v": "visual", "a": "audio"}
 _COUNTS = ("features", "attention", "sparse", "sparse_counted", "frames")  # PathwayFlops fields
@@ -174,10 +199,17 @@ class _Tally:
 
     flops: dict[str, dict[str, int]] = field(default_factory=dict)
     sites: dict[str, list[int]] = field(default_factory=dict)
+    sequence: dict[str, int] = field(default_factory=dict)
     utterances: int = 0
 
     def add(self, model: FE2E, batch: dict[str, Tensor]) -> None:
         self.utterances += _batch_size(batch)
+        for m, lengths in (("a", "spec_lengths"), ("v", "face_lengths")):
+            if m in model.modalities:
+                pathway = getattr(model, _PATHWAY_NAMES[m])
+                flops = sum(sequence_flops(pathway, int(t)) for t in batch[lengths])
+                name = _PATHWAY_NAMES[m]
+                self.sequence[name] = self.sequence.get(name, 0) + flops
         for m, counts in model_feature_flops(model, batch).items():
             name = _PATHWAY_NAMES[m]
             sums = self.flops.setdefault(name, dict.fromkeys(_COUNTS, 0))
@@ -203,6 +235,11 @@ class _Tally:
                 "features": features / n / _GIGA,
                 "attention": attention / n / _GIGA,
                 "total": (features + attention) / n / _GIGA,
+            },
+            # The sequence transformers over the frames/chunks (the same in FE2E and MESM).
+            "sequence_gflops_per_utterance": {
+                **{name: flops / n / _GIGA for name, flops in self.sequence.items()},
+                "total": sum(self.sequence.values()) / n / _GIGA,
             },
             # Weighted over the split: kept sites / sites of the dense maps, per sparse layer.
             "sites_kept": {k: a / d if d else 0.0 for k, (a, d) in sorted(self.sites.items())},

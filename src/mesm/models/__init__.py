@@ -12,7 +12,13 @@ from mesm.models.baselines import (
     build_baseline,
     make_baseline_config,
 )
-from mesm.models.config import PRESETS, TINY_TEXT, ModelConfig, make_config
+from mesm.models.config import (
+    MODERN_TRANSFORMER,
+    PRESETS,
+    TINY_TEXT,
+    ModelConfig,
+    make_config,
+)
 from mesm.models.fe2e import FE2E
 from mesm.models.mesm import MESM
 
@@ -38,25 +44,32 @@ def create_model(
     return build_model(make_config(arch, preset, **overrides))
 
 
-def config_from_dict(d: dict[str, Any], preset: str | None = None) -> ModelConfig | BaselineConfig:
+def config_from_dict(
+    d: dict[str, Any], preset: str | None = None, *, saved: bool = False
+) -> ModelConfig | BaselineConfig:
     """The config a dict describes: a `BaselineConfig` when its arch is a baseline's.
 
     Args:
         d: config fields (as `to_dict` writes them, or a run config's model section).
         preset: named preset applied first ("paper", "tiny"); None = none.
+        saved: `d` was written with a saved model (a checkpoint header): fields it lacks take
+            the values of the mesm version that wrote it (`ModelConfig.from_saved`).
     """
     baseline = d.get("arch") in BASELINE_ARCHS
     presets = BASELINE_PRESETS if baseline else PRESETS
     if preset is not None and preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(presets)}")
     fields = {**(presets[preset] if preset is not None else {}), **d}
-    return (BaselineConfig if baseline else ModelConfig).from_dict(fields)
+    if baseline:
+        return BaselineConfig.from_dict(fields)
+    return ModelConfig.from_saved(fields) if saved else ModelConfig.from_dict(fields)
 
 
 __all__ = [
     "BASELINE_ARCHS",
     "FE2E",
     "MESM",
+    "MODERN_TRANSFORMER",
     "PRESETS",
     "TINY_TEXT",
     "BaselineConfig",

@@ -9,11 +9,13 @@ from typing import Any, Literal
 Arch = Literal["fe2e", "mesm"]
 Gating = Literal["none", "gated"]
 SparseBackend = Literal["torch", "spconv"]
+Positions = Literal["none", "sinusoidal"]
 
 _CHOICES = {
     "arch": ("fe2e", "mesm"),
     "gating": ("none", "gated"),
     "sparse_backend": ("torch", "spconv"),
+    "sequence_positions": ("none", "sinusoidal"),
 }
 
 
@@ -38,12 +40,19 @@ class ModelConfig:
         d_model: width of the sequence transformer.
         num_layers: layers of the sequence transformer.
         num_heads: heads of the sequence transformer.
-        ffn_dim: feed-forward width of the sequence transformer.
+        ffn_dim: feed-forward width of the sequence transformer (the paper: 2048, PyTorch's
+            ``TransformerEncoderLayer`` default).
+        norm_first: pre-norm layers (True) instead of the paper's post-norm (False).
+        final_norm: a LayerNorm after the last layer (the paper has none).
+        sequence_positions: "none" (the paper: the frames/chunks are a set) or "sinusoidal"
+            positions added to the frame features.
         dropout: dropout in the MLP, the transformer and before the heads.
         p: nucleus mass kept by each cross-modal attention layer (MESM); >= 1 keeps all sites.
         gating: "none" = the paper (kept features pass unscaled; the attention layers get no
             gradient), "gated" = kept features scaled by attention / max attention of the frame.
-        attention_dim: hidden width of the additive attention.
+        attention_dim: hidden width of the additive attention of each MESM layer: "channels"
+            (the paper: the channels of the map it scores, e.g. 64, 128, 256), one int for all
+            layers, or one int per layer.
         sparse_backend: "torch" (built in) or "spconv".
     """
 
@@ -62,16 +71,21 @@ class ModelConfig:
     d_model: int = 64
     num_layers: int = 4
     num_heads: int = 4
-    ffn_dim: int = 256
+    ffn_dim: int = 2048
+    norm_first: bool = False
+    final_norm: bool = False
+    sequence_positions: Positions = "none"
     dropout: float = 0.1
     p: float = 0.7
     gating: Gating = "none"
-    attention_dim: int = 128
+    attention_dim: int | str | tuple[int, ...] = "channels"
     sparse_backend: SparseBackend = "torch"
 
     def __post_init__(self) -> None:
         self.spec_shape = tuple(int(v) for v in self.spec_shape)
         self.stage_channels = tuple(int(v) for v in self.stage_channels)
+        if isinstance(self.attention_dim, list | tuple):
+            self.attention_dim = tuple(int(v) for v in self.attention_dim)
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -96,6 +110,26 @@ class ModelConfig:
                 )
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by num_heads")
+        for name in ("norm_first", "final_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self.attention_dims  # noqa: B018 - validates attention_dim
+
+    @property
+    def attention_dims(self) -> tuple[int, ...]:
+        """Hidden width of each cross-modal attention layer (one per stage, in order)."""
+        scored = (self.low_channels, *self.stage_channels[:-1])  # the map before each stage
+        a = self.attention_dim
+        if a == "channels":
+            return scored
+        if isinstance(a, int) and not isinstance(a, bool) and a > 0:
+            return (a,) * len(scored)
+        if isinstance(a, tuple) and len(a) == len(scored) and all(v > 0 for v in a):
+            return a
+        raise ValueError(
+            f"attention_dim must be 'channels', a positive int or {len(scored)} positive ints "
+            f"(one per stage), got {a!r}"
+        )
 
     @property
     def mesm(self) -> bool:
@@ -105,6 +139,8 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["spec_shape"] = list(self.spec_shape)
         d["stage_channels"] = list(self.stage_channels)
+        if isinstance(self.attention_dim, tuple):
+            d["attention_dim"] = list(self.attention_dim)
         return d
 
     @classmethod
@@ -115,8 +151,32 @@ class ModelConfig:
             raise ValueError(f"unknown model config keys: {unknown}")
         return cls(**d)
 
+    @classmethod
+    def from_saved(cls, d: dict[str, Any]) -> ModelConfig:
+        """The config of a saved model: fields it lacks take the values that the version which
+        wrote it used, not today's defaults, so an old checkpoint builds the network it was
+        trained as (see :data:`LEGACY_FIELDS`)."""
+        return cls.from_dict({**LEGACY_FIELDS, **d})
 
-# Named presets: plain dicts of overrides on the defaults (which are the paper's dimensions).
+
+# The sequence transformer of mesm <= 0.1.0 checkpoints, which do not record these fields
+# (`ffn_dim` and `attention_dim` were always recorded).
+LEGACY_FIELDS: dict[str, Any] = {
+    "norm_first": True,
+    "final_norm": True,
+    "sequence_positions": "sinusoidal",
+}
+
+# The sequence transformer that mesm used before it followed the paper: pre-norm, a final
+# LayerNorm, sinusoidal positions, a narrower feed-forward (4 x d_model for the paper's d = 64).
+MODERN_TRANSFORMER: dict[str, Any] = {
+    "norm_first": True,
+    "final_norm": True,
+    "sequence_positions": "sinusoidal",
+    "ffn_dim": 256,
+}
+
+# Named presets: plain dicts of overrides on the defaults (which are the paper's network).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "tiny": {

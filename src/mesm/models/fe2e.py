@@ -6,8 +6,10 @@ of the batch. Each modality has a linear classifier; the fused output is a learn
 (no bias) of the per-modality logits.
 
 Differences from the paper's reference code: faces are detected once in preprocessing (not inside
-every forward pass), frames of all utterances run as one batch (no per-sample loop), and the
-sequence transformer uses sinusoidal positions and a padding mask.
+every forward pass) and frames of all utterances run as one batch (no per-sample loop). The
+sequence transformer is the reference's by default (post-norm, feed-forward 2048, no final norm,
+no positions, a CLS token and a padding mask); :class:`~mesm.models.config.ModelConfig` offers the
+pre-norm / final-norm / sinusoidal-position variant as options.
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ class FE2E(nn.Module):
             num_heads=c.num_heads,
             ffn_dim=c.ffn_dim,
             dropout=c.dropout,
+            norm_first=c.norm_first,
+            final_norm=c.final_norm,
+            positions=c.sequence_positions,
             text_dim=text_dim,
-            attention_dim=c.attention_dim,
+            attention_dims=c.attention_dims,
             p=c.p,
             gating=c.gating,
             sparse=c.mesm,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mesm.sparse import (
@@ -18,7 +19,13 @@ from mesm.sparse import (
 
 
 class ConvBNReLU(nn.Module):
-    """conv (no bias, "same" padding) → BatchNorm → ReLU; the 3x3 version also runs sparse."""
+    """conv (no bias, "same" padding) → BatchNorm → ReLU; the 3x3 version also runs sparse.
+
+    In eval mode (running statistics) the batch norm is folded into the convolution's weight and
+    bias, dense and sparse alike: conv(x, w·s, b·s + β - μ·s) with s = γ / sqrt(σ² + ε) equals
+    BN(conv(x, w, b)) up to float rounding, one pass over the output instead of two. Without
+    autograd the folded pair is cached until a parameter or statistic changes.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
@@ -26,15 +33,61 @@ class ConvBNReLU(nn.Module):
             in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
         )
         self.bn = nn.BatchNorm2d(out_channels)
+        self._folded: tuple[tuple, Tensor, Tensor] | None = None
+
+    def folds(self) -> bool:
+        """Whether this forward uses the folded conv (eval mode with running statistics)."""
+        bn = self.bn
+        return not self.training and bn.track_running_stats and bn.running_mean is not None
+
+    def folded(self) -> tuple[Tensor, Tensor]:
+        """The conv weight (C_out, C_in, k, k) and bias (C_out,) with the BN folded in."""
+        tensors = [
+            t
+            for t in (self.conv.weight, self.conv.bias, self.bn.weight, self.bn.bias)
+            if t is not None
+        ] + [self.bn.running_mean, self.bn.running_var]
+        key = None
+        if not torch.is_grad_enabled():
+            try:  # inference tensors (made under inference_mode) have no version counter
+                key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+            except RuntimeError:
+                key = None
+            if key is not None and self._folded is not None and self._folded[0] == key:
+                return self._folded[1], self._folded[2]
+        bn = self.bn
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        weight = self.conv.weight * scale.view(-1, 1, 1, 1)
+        bias = -bn.running_mean * scale
+        if bn.bias is not None:
+            bias = bias + bn.bias
+        if self.conv.bias is not None:
+            bias = bias + self.conv.bias * scale
+        if key is not None:
+            self._folded = (key, weight, bias)
+        return weight, bias
 
     def forward(self, x: Tensor) -> Tensor:
         """(F, C_in, H, W) → (F, C_out, H, W)."""
-        return torch.relu(self.bn(self.conv(x)))
+        if self.folds():
+            weight, bias = self.folded()
+            out = F.conv2d(x, weight, bias, padding=self.conv.padding)
+        else:
+            out = self.bn(self.conv(x))
+        return F.relu(out, inplace=True)  # a fresh tensor: conv and BN keep their inputs
 
     def forward_sparse(self, x: SparseMap, backend: Backend = "torch") -> SparseMap:
         """The same layer on active sites only (submanifold conv, BN over active sites)."""
-        x = submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend)
-        return sparse_relu(sparse_batch_norm(x, self.bn))
+        if self.folds():
+            weight, bias = self.folded()
+            x = submanifold_conv3x3(x, weight, bias, backend)
+        else:
+            x = sparse_batch_norm(
+                submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend), self.bn
+            )
+        return sparse_relu(x, inplace=True)
 
 
 class VGGBlock(nn.Sequential):
@@ -132,32 +185,56 @@ def pad_sequences(flat: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
 class SequenceTransformer(nn.Module):
     """Transformer encoder over each utterance's frames with a learned CLS token.
 
+    The defaults are the paper's: ``nn.TransformerEncoderLayer`` post-norm layers, no norm after
+    the last one and no positions (the frames/chunks of an utterance are treated as a set). The
+    CLS token is prepended to every utterance and padding is masked out of the attention, so
+    an utterance's output does not depend on the batch it is in.
+
     Args:
         d_model: width d.
         num_layers: encoder layers.
         num_heads: attention heads.
         ffn_dim: feed-forward width.
         dropout: dropout rate.
+        norm_first: pre-norm layers instead of post-norm.
+        final_norm: a LayerNorm after the last layer.
+        positions: "none" or "sinusoidal" (added to the frame features, not to CLS).
     """
 
     def __init__(
-        self, d_model: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float
+        self,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float,
+        *,
+        norm_first: bool = False,
+        final_norm: bool = False,
+        positions: str = "none",
     ) -> None:
         super().__init__()
+        if positions not in ("none", "sinusoidal"):
+            raise ValueError(f"positions must be 'none' or 'sinusoidal', got {positions!r}")
+        self.positions = positions
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d_model, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True
+            d_model, num_heads, ffn_dim, dropout, batch_first=True, norm_first=norm_first
         )
         # No nested-tensor fast path: it changes numerics with padding, and padding must not.
         self.encoder = nn.TransformerEncoder(
-            layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+            layer,
+            num_layers,
+            norm=nn.LayerNorm(d_model) if final_norm else None,
+            enable_nested_tensor=False,
         )
 
     def forward(self, flat: Tensor, lengths: Tensor) -> Tensor:
         """(ΣT, d) frame features + (B,) lengths → (B, d) CLS outputs."""
         padded, mask = pad_sequences(flat, lengths)
         batch, t_max, dim = padded.shape
-        padded = padded + sinusoidal_positions(t_max, dim, padded.device)
+        if self.positions == "sinusoidal":
+            padded = padded + sinusoidal_positions(t_max, dim, padded.device)
         tokens = torch.cat([self.cls.expand(batch, 1, dim), padded], dim=1)
         valid = torch.cat([mask.new_ones(batch, 1), mask], dim=1)
         out = self.encoder(tokens, src_key_padding_mask=~valid)  # PyTorch: True = ignore

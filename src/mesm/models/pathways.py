@@ -31,8 +31,11 @@ class Pathway(nn.Module):
         num_heads: transformer heads.
         ffn_dim: transformer feed-forward width.
         dropout: dropout rate.
+        norm_first: pre-norm transformer layers (the paper: post-norm).
+        final_norm: a LayerNorm after the last transformer layer (the paper: none).
+        positions: "none" (the paper) or "sinusoidal" positions for the transformer.
         text_dim: D, width of the text feature (MESM only).
-        attention_dim: additive-attention width (MESM only).
+        attention_dims: additive-attention width of each stage's attention layer (MESM only).
         p: nucleus mass (MESM only).
         gating: "none" or "gated" (MESM only).
         sparse: build the cross-modal attention and run the stages sparse (MESM).
@@ -53,8 +56,11 @@ class Pathway(nn.Module):
         num_heads: int,
         ffn_dim: int,
         dropout: float,
+        norm_first: bool = False,
+        final_norm: bool = False,
+        positions: str = "none",
         text_dim: int = 0,
-        attention_dim: int = 0,
+        attention_dims: tuple[int, ...] = (),
         p: float = 1.0,
         gating: str = "none",
         sparse: bool = False,
@@ -68,13 +74,23 @@ class Pathway(nn.Module):
         self.stages = nn.ModuleList(VGGStage(a, b) for a, b in itertools.pairwise(widths))
         if sparse:
             self.attention = nn.ModuleList(
-                CrossModalAttention(c, text_dim, attention_dim, p, gating) for c in widths[:-1]
+                CrossModalAttention(c, text_dim, a, p, gating)
+                for c, a in zip(widths[:-1], attention_dims, strict=True)
             )
         scale = 2 ** (1 + len(stage_channels))
         self.out_shape = (input_shape[0] // scale, input_shape[1] // scale)
         flat = stage_channels[-1] * self.out_shape[0] * self.out_shape[1]
         self.mlp = MLP(flat, mlp_hidden, d_model, dropout)
-        self.transformer = SequenceTransformer(d_model, num_layers, num_heads, ffn_dim, dropout)
+        self.transformer = SequenceTransformer(
+            d_model,
+            num_layers,
+            num_heads,
+            ffn_dim,
+            dropout,
+            norm_first=norm_first,
+            final_norm=final_norm,
+            positions=positions,
+        )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, num_classes))
 
     def extract(self, frames: Tensor, y_frames: Tensor | None = None) -> Tensor:

@@ -155,20 +155,56 @@ def _block_rows(channels: int, itemsize: int) -> int:
     return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (9 * channels * itemsize))
 
 
-def _gather_gemm(padded: Tensor, nbr: Tensor, wmat: Tensor) -> Tensor:
-    """(N, C_out) = [padded[nbr[i, 0]], ..., padded[nbr[i, 8]]] @ wmat, block of rows by block."""
+def _gather_gemm(
+    padded: Tensor, nbr: Tensor, wmat: Tensor, bias: Tensor | None = None, spare_row: bool = False
+) -> Tensor:
+    """(N, C_out) = [padded[nbr[i, 0]], ..., padded[nbr[i, 8]]] @ wmat (+ bias), block by block.
+
+    With ``spare_row`` the result is the first N rows of an (N + 1, C_out) buffer whose last row
+    is zero, so that the next convolution finds its zero row in place (see :func:`_padded`).
+    """
     n, c = nbr.shape[0], padded.shape[1]
-    out = padded.new_empty(n, wmat.shape[1])
+    buffer = padded.new_empty(n + int(spare_row), wmat.shape[1])
+    if spare_row:
+        buffer[n].zero_()
+    out = buffer[:n]
     step = _block_rows(c, padded.element_size())
     for i in range(0, n, step):
         j = min(n, i + step)
         cols = padded.index_select(0, nbr[i:j].reshape(-1)).view(j - i, 9 * c)
-        torch.mm(cols, wmat, out=out[i:j])
+        if bias is None:
+            torch.mm(cols, wmat, out=out[i:j])
+        else:
+            torch.addmm(bias, cols, wmat, out=out[i:j])
     return out
 
 
 def _pad_zero_row(features: Tensor) -> Tensor:
     return torch.cat([features, features.new_zeros(1, features.shape[1])])
+
+
+def _padded(features: Tensor) -> Tensor:
+    """(N + 1, C): the features and a zero row, the target of every missing neighbour.
+
+    Without autograd, a conv output made with ``spare_row`` already has a zero row right after
+    its N rows in memory: that row is checked (C values) and used in place, which saves copying
+    the whole (N, C) input once per convolution. Anything else is copied with a zero row added.
+    """
+    n, c = features.shape
+    if not torch.is_grad_enabled() and features.is_contiguous() and n:
+        storage = features.untyped_storage().nbytes() // features.element_size()
+        if features.storage_offset() + (n + 1) * c <= storage:
+            padded = features.as_strided((n + 1, c), (c, 1))
+            if not bool(padded[n].any()):
+                return padded
+    return _pad_zero_row(features.contiguous())
+
+
+def _weight_matrix(weight: Tensor) -> Tensor:
+    """(9·C_in, C_out) GEMM operand (a transposed view): rows are (offset, input channel)."""
+    c_out, c_in = weight.shape[:2]
+    # (C_out, C_in, kh, kw) -> (C_out, kh, kw, C_in): only small per-channel blocks move.
+    return weight.permute(0, 2, 3, 1).reshape(c_out, 9 * c_in).t()
 
 
 class _GatherConv(torch.autograd.Function):
@@ -181,30 +217,34 @@ class _GatherConv(torch.autograd.Function):
     the gather block by block rather than keeping the (N, 9·C_in) matrix alive. Weight matrices
     are passed to the GEMM transposed, so that rearranging the weight only ever transposes small
     per-channel blocks (a full (C_out, ·) ↔ (·, C_out) transpose cost as much as a GEMM).
+    Without autograd, :func:`submanifold_conv3x3` calls the forward GEMM directly.
 
     Mixed precision: the GEMMs run in ``dtype`` (the autocast dtype, see :func:`_compute_dtype`);
-    the casts happen inside the function, so the weight gradient is accumulated over the row
-    blocks in the weight's own dtype (fp32), not rounded to bf16/fp16 after every block, and each
+    the casts happen inside the function, so the weight and bias gradients are summed over the
+    rows in the parameters' own dtype (fp32), not rounded to bf16/fp16 block by block, and each
     gradient comes back in its input's dtype.
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor, weight: Tensor, nbr: Tensor, dtype: torch.dtype) -> Tensor:
-        c_out, c_in = weight.shape[:2]
+    def forward(
+        ctx, features: Tensor, weight: Tensor, bias: Tensor | None, nbr: Tensor, dtype: torch.dtype
+    ) -> Tensor:
         padded = _pad_zero_row(features.to(dtype).contiguous())
-        # Columns are (offset, channel): (C_out, C_in, kh, kw) -> (C_out, kh, kw, C_in).
-        wmat = weight.to(dtype).permute(0, 2, 3, 1).reshape(c_out, 9 * c_in)
         ctx.save_for_backward(padded, weight, nbr)
-        return _gather_gemm(padded, nbr, wmat.t())
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        low_bias = None if bias is None else bias.to(dtype)
+        return _gather_gemm(padded, nbr, _weight_matrix(weight.to(dtype)), low_bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    def backward(
+        ctx, grad_out: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
         padded, weight, nbr = ctx.saved_tensors
         c_out, c_in = weight.shape[:2]
         dtype = padded.dtype
         grad_out = grad_out.to(dtype).contiguous()
-        grad_features = grad_weight = None
+        grad_features = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             # Row c_in holds weight[:, c_in] at the opposite offset, columns (offset, C_out).
             flipped = weight.to(dtype).flip(2, 3).permute(1, 2, 3, 0).reshape(c_in, 9 * c_out)
@@ -221,7 +261,9 @@ class _GatherConv(torch.autograd.Function):
                 else:  # low-precision GEMM per block, summed in the weight's dtype
                     gw.add_(torch.mm(grad_out[i:j].t(), cols))
             grad_weight = gw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2).contiguous()
-        return grad_features, grad_weight, None, None
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(0, dtype=ctx.bias_dtype)
+        return grad_features, grad_weight, grad_bias, None, None
 
 
 def _compute_dtype(features: Tensor, weight: Tensor) -> torch.dtype:
@@ -237,12 +279,18 @@ def _compute_dtype(features: Tensor, weight: Tensor) -> torch.dtype:
     return promoted
 
 
-def _dense_masked_conv(x: SparseMap, weight: Tensor, dtype: torch.dtype) -> Tensor:
+def _cast(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if t is None else t.to(dtype)
+
+
+def _dense_masked_conv(
+    x: SparseMap, weight: Tensor, bias: Tensor | None, dtype: torch.dtype
+) -> Tensor:
     """The conv of the dense map (zeros at inactive sites) read at the active sites: equal to the
     submanifold conv, computed at every site of the map (in `dtype`)."""
     # Channels-last: the (F, H, W, C) rows are exactly SparseMap's (N, C) rows on a full map.
     dense = x.to_dense().to(dtype).contiguous(memory_format=torch.channels_last)
-    out = F.conv2d(dense, weight.to(dtype), padding=1).permute(0, 2, 3, 1)
+    out = F.conv2d(dense, weight.to(dtype), _cast(bias, dtype), padding=1).permute(0, 2, 3, 1)
     out = out.reshape(-1, weight.shape[0])
     return out if x.is_full else out.index_select(0, x.keys())
 
@@ -276,17 +324,21 @@ def submanifold_conv3x3(
     dtype = _compute_dtype(x.features, weight)
     if backend == "torch":
         if n and n >= dense_fraction() * x.num_sites:
-            out = _dense_masked_conv(x, weight, dtype)
+            out = _dense_masked_conv(x, weight, bias, dtype)
             sites, path = x.num_sites, "dense"
-        else:
-            out = _GatherConv.apply(x.features, weight, x.neighbor_index(), dtype)
+        elif torch.is_grad_enabled():
+            out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index(), dtype)
+        else:  # inference: no autograd node, and the output keeps a zero row for the next conv
+            wmat = _weight_matrix(weight.to(dtype))
+            padded = _padded(x.features.to(dtype))
+            out = _gather_gemm(padded, x.neighbor_index(), wmat, _cast(bias, dtype), True)
     elif backend == "spconv":
         out = _spconv_subm(x, weight)
         path = "spconv"
+        if bias is not None:
+            out = out + bias.to(out.dtype)
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
-    if bias is not None:
-        out = out + bias.to(out.dtype)
     _record("subm_conv3x3", n, n, 2 * sites * 9 * c_in * c_out, path)
     return x.with_features(out)
 
@@ -383,8 +435,10 @@ def sparse_batch_norm(x: SparseMap, bn: nn.BatchNorm2d) -> SparseMap:
     return x.with_features(feats.to(features.dtype))
 
 
-def sparse_relu(x: SparseMap) -> SparseMap:
-    return x.with_features(F.relu(x.features))
+def sparse_relu(x: SparseMap, inplace: bool = False) -> SparseMap:
+    """ReLU of the features; ``inplace`` overwrites them (only for features nobody else reads:
+    a fresh conv or batch-norm output)."""
+    return x.with_features(F.relu(x.features, inplace=inplace))
 
 
 def sparse_scale(x: SparseMap, scale: Tensor) -> SparseMap:

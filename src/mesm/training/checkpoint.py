@@ -92,8 +92,9 @@ def load_checkpoint(
 
     meta = read_checkpoint_meta(path)
     # The architecture comes from the config; the text weights come from the checkpoint.
-    # (A baseline's "model" header is its BaselineConfig; `config_from_dict` tells them apart.)
-    config = config_from_dict({**meta["model"], "text_pretrained": False})
+    # (A baseline's "model" header is its BaselineConfig; `config_from_dict` tells them apart.
+    # Fields an older mesm did not record take that version's values: the network it trained.)
+    config = config_from_dict({**meta["model"], "text_pretrained": False}, saved=True)
     model = build_model(config)
     state = load_file(str(path), device=str(map_location))
     result = model.load_state_dict(state, strict=False)
