@@ -9,8 +9,13 @@ FE2E (with and without the attention layers) and the goal check: time ratio <= 1
 Inputs are random (faces randn, mel chunks rand >= 0) and the attention is untrained, so the
 selection is close to uniform over sites; that is fine for measuring cost.
 
+With ``--precision 32 bf16`` every configuration also runs under bf16 autocast (weights fp32, as
+``mesm ... --precision bf16`` runs); ratios are to FE2E at the same precision, and the column
+"vs fp32" gives each row's time over the same configuration's fp32 time.
+
 Example:
     python benchmarks/bench_sparse.py --preset paper --frames 16 --chunks 16 --repeats 5
+    python benchmarks/bench_sparse.py --precision 32 bf16 --no-spconv --threads 2
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from mesm.analysis.flops import pathway_flops
 from mesm.models import create_model
 from mesm.models.pathways import Pathway
 from mesm.sparse import spconv_available
+from mesm.training.precision import resolve_precision
 
 GOAL = 1.15
 
@@ -178,6 +184,7 @@ def run_profile(args: argparse.Namespace) -> None:
 class Row:
     modality: str
     mode: str  # "fwd" or "fwd+bwd"
+    precision: str  # "32-true", "bf16-mixed", "16-mixed"
     model: str  # "fe2e" or "mesm"
     backend: str
     p: float | None
@@ -187,6 +194,7 @@ class Row:
     flops_ratio: float  # nominal: every kept site through the full 3x3, attention included
     flops_ratio_no_attention: float
     kept: float  # sites processed by the sparse stages / sites of the dense stages
+    vs_fp32: float | None = None  # ms / ms of the same configuration in fp32
 
     @property
     def goal_ok(self) -> bool:
@@ -217,21 +225,26 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved_ms(
-    runs: list[tuple], repeats: int, warmup: int, device: torch.device
+    runs: list[tuple],
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[float]:
     """Median ms of each run; runs are interleaved (round-robin) so that drift and other load on
     the machine hit every configuration alike. Each run is (prepare, fn, ...): prepare() sets the
-    shared model up for it (p, engine, layout) and is not timed."""
+    shared model up for it (p, engine, layout) and is not timed. `clock` is wall-clock by default;
+    ``time.process_time`` (this process's CPU time) is steadier on a machine others load."""
     times: list[list[float]] = [[] for _ in runs]
     for i in range(warmup + repeats):
         for j, (prepare, fn, *_) in enumerate(runs):
             prepare()
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             fn()
             _sync(device)
             if i >= warmup:
-                times[j].append(1000 * (time.perf_counter() - start))
+                times[j].append(1000 * (clock() - start))
     return [statistics.median(t) for t in times]
 
 
@@ -241,20 +254,30 @@ def set_engine(pathway: Pathway, p: float, backend: str) -> None:
         layer.p = p
 
 
-def forward_fn(pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None) -> Callable:
+def forward_fn(
+    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision=None
+) -> Callable:
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
+
     def run() -> None:
         pathway.eval()
-        with torch.inference_mode():  # as mesm's inference entry points run
+        with torch.inference_mode(), autocast():  # as mesm's inference entry points run
             pathway.extract(frames, y)
 
     return run
 
 
-def backward_fn(pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None) -> Callable:
+def backward_fn(
+    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision=None
+) -> Callable:
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
+
     def run() -> None:
         pathway.train()
         pathway.zero_grad(set_to_none=True)
-        pathway.extract(frames, y).square().mean().backward()
+        with autocast():
+            out = pathway.extract(frames, y)
+        out.float().square().mean().backward()
 
     return run
 
@@ -288,6 +311,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
     device = torch.device(args.device)
     fe2e, mesm, inputs, text_dim = build(args, device)
     g = torch.Generator().manual_seed(2)
+    precisions = [resolve_precision(name, device) for name in args.precision]
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     backends = ["torch"]
     if not args.no_spconv and spconv_available():
         backends.append("spconv")
@@ -297,46 +322,67 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
         y = torch.randn(frames.shape[0], text_dim, generator=g).to(device)
         dense: Pathway = getattr(fe2e, modality)
         sparse: Pathway = getattr(mesm, modality)
-        base_flops = pathway_flops(dense.eval(), frames)
         # FE2E in both layouts: the goal is measured against the faster one.
         configs = [("fe2e", "dense NCHW", None), ("fe2e", "dense channels-last", None)]
         configs += [("mesm", b, p) for b in backends for p in args.p]
         for mode in args.modes:
-            runs = []  # (prepare, callable, model, backend, p, flops, nominal flops)
-            for model, backend, p in configs:
-                if mode == "fwd+bwd" and backend == "spconv" and device.type == "cpu":
-                    continue  # spconv 2.3's CPU build has no working backward
-                make = forward_fn if mode == "fwd" else backward_fn
-                if model == "fe2e":
-                    layout = backend.endswith("channels-last")
-                    prepare = partial(setattr, dense.low_level, "channels_last", layout)
-                    fn, flops, nominal = make(dense, frames, None), base_flops, base_flops
-                else:
-                    prepare = partial(set_engine, sparse, p, backend)
-                    prepare()
-                    flops = pathway_flops(sparse.eval(), frames, y)
-                    # Nominal: every kept site through the full 3x3 (no dense fallback).
-                    with sparse_ops.dense_above(float("inf")):
-                        nominal = pathway_flops(sparse.eval(), frames, y)
-                    fn = make(sparse, frames, y)
-                runs.append((prepare, fn, model, backend, p, flops, nominal))
-            times = interleaved_ms(runs, args.repeats, args.warmup, device)
+            runs = []  # (prepare, callable, precision, model, backend, p, flops, nominal flops)
+            base_flops = {}
+            for precision in precisions:
+                with precision.autocast():
+                    base_flops[precision.lightning] = pathway_flops(dense.eval(), frames)
+                for model, backend, p in configs:
+                    if mode == "fwd+bwd" and backend == "spconv" and device.type == "cpu":
+                        continue  # spconv 2.3's CPU build has no working backward
+                    if backend == "spconv" and precision.dtype is not None:
+                        continue  # spconv under autocast: not supported by us, never measured
+                    make = forward_fn if mode == "fwd" else backward_fn
+                    if model == "fe2e":
+                        layout = backend.endswith("channels-last")
+                        prepare = partial(setattr, dense.low_level, "channels_last", layout)
+                        flops = nominal = base_flops[precision.lightning]
+                        fn = make(dense, frames, None, precision)
+                    else:
+                        prepare = partial(set_engine, sparse, p, backend)
+                        prepare()
+                        with precision.autocast():
+                            flops = pathway_flops(sparse.eval(), frames, y)
+                            # Nominal: every kept site through the full 3x3 (no dense fallback).
+                            with sparse_ops.dense_above(float("inf")):
+                                nominal = pathway_flops(sparse.eval(), frames, y)
+                        fn = make(sparse, frames, y, precision)
+                    runs.append(
+                        (prepare, fn, precision.lightning, model, backend, p, flops, nominal)
+                    )
+            times = interleaved_ms(runs, args.repeats, args.warmup, device, clock)
             dense.low_level.channels_last = True
-            base_ms = min(ms for ms, run in zip(times, runs, strict=True) if run[2] == "fe2e")
-            for (_, _, model, backend, p, flops, nominal), ms in zip(runs, times, strict=True):
+            base_ms: dict[str, float] = {}
+            fp32_ms = {}
+            for run_, ms in zip(runs, times, strict=True):
+                prec, model = run_[2], run_[3]
+                if model == "fe2e":
+                    base_ms[prec] = min(ms, base_ms.get(prec, float("inf")))
+                if prec == "32-true":
+                    fp32_ms[run_[3:6]] = ms
+            for run_, ms in zip(runs, times, strict=True):
+                _, _, prec, model, backend, p, flops, nominal = run_
+                base = base_flops[prec]
+                fp32 = fp32_ms.get((model, backend, p))
                 rows.append(
                     Row(
                         modality=modality,
                         mode=mode,
+                        precision=prec,
                         model=model,
                         backend=backend,
                         p=p,
                         ms=ms,
-                        time_ratio=ms / base_ms,
+                        time_ratio=ms / base_ms[prec],
                         flops=flops.total,
-                        flops_ratio=nominal.total / base_flops.total,
-                        flops_ratio_no_attention=nominal.features / base_flops.features,
+                        flops_ratio=nominal.total / base.total,
+                        flops_ratio_no_attention=nominal.features / base.features,
                         kept=kept_fraction(flops),
+                        vs_fp32=None if fp32 is None else ms / fp32,
                     )
                 )
                 print(_row_line(rows[-1]), flush=True)
@@ -346,17 +392,19 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
 def _row_line(r: Row) -> str:
     p = "-" if r.p is None else f"{r.p:.1f}"
     goal = "-" if r.model == "fe2e" else ("yes" if r.goal_ok else "**no**")
+    precision = {"32-true": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}[r.precision]
+    vs_fp32 = "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}"
     return (
-        f"| {r.modality} | {r.mode} | {r.model} | {r.backend} | {p} | {r.kept:.2f} | {r.ms:.1f} | "
-        f"{r.time_ratio:.2f} | {r.flops_ratio:.2f} | {r.flops_ratio_no_attention:.2f} | "
-        f"{r.flops_ratio * GOAL:.2f} | {goal} |"
+        f"| {r.modality} | {r.mode} | {precision} | {r.model} | {r.backend} | {p} | {r.kept:.2f} | "
+        f"{r.ms:.1f} | {vs_fp32} | {r.time_ratio:.2f} | {r.flops_ratio:.2f} | "
+        f"{r.flops_ratio_no_attention:.2f} | {r.flops_ratio * GOAL:.2f} | {goal} |"
     )
 
 
 HEADER = (
-    "| pathway | pass | model | engine | p | kept sites | ms | time / FE2E | FLOPs / FE2E | "
-    "FLOPs / FE2E (no attn) | goal: time <= | goal met |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| pathway | pass | precision | model | engine | p | kept sites | ms | vs fp32 | time / FE2E | "
+    "FLOPs / FE2E | FLOPs / FE2E (no attn) | goal: time <= | goal met |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -384,6 +432,19 @@ def main() -> None:
         default=None,
         help="active fraction at which the torch engine's conv runs dense-masked "
         "(default: the engine's; inf = always gather + GEMM)",
+    )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["32"],
+        help="precisions to time (32, bf16, 16-mixed on CUDA, auto); ratios are within each",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall-clock, or this process's CPU time (steadier on a shared machine; with one "
+        "thread it equals the busy time of that core)",
     )
     parser.add_argument("--json", help="also write the rows and the machine to this file")
     parser.add_argument(

@@ -9,11 +9,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def _precision(args: argparse.Namespace, device: str = "cpu"):
+    """The --precision choice resolved for `device`, after printing what it is."""
+    from mesm.training.precision import resolve_precision
+
+    precision = resolve_precision(args.precision, device)
+    print(precision.describe())
+    return precision
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mesm.demo import run_demo
     from mesm.evaluation import format_table
 
-    report = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    report = run_demo(
+        args.out,
+        quick=args.quick,
+        seed=args.seed,
+        progress=not args.no_progress,
+        precision=_precision(args),
+    )
     print(f"\n{report['preprocess']['summary']}")
     for name, result in report["models"].items():
         test = result["test"]
@@ -65,7 +80,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config_path = args.config
     if args.resume and config_path is None:
         config_path = out / "config.yaml"
-    config = load_run_config(config_path, args.set)
+    sets = args.set + ([f"trainer.precision={args.precision}"] if args.precision else [])
+    config = load_run_config(config_path, sets)
     result = train(config, out, resume=bool(args.resume))
     from mesm.evaluation import format_table
 
@@ -82,7 +98,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mesm.training.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device
+        args.checkpoint,
+        args.data,
+        args.split,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=_precision(args, args.device),
     )
     print(format_table(report, f"{args.split} ({report['num_samples']} utterances)"))
     if args.json:
@@ -95,7 +116,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from mesm.training.predict import predict_clip
 
     result = predict_clip(
-        args.checkpoint, args.clip, args.transcript, audio=args.audio, device=args.device
+        args.checkpoint,
+        args.clip,
+        args.transcript,
+        audio=args.audio,
+        device=args.device,
+        precision=_precision(args, args.device),
     )
     info = result["preprocessing"]
     print(
@@ -180,11 +206,15 @@ def _cmd_flops(args: argparse.Namespace) -> int:
     if args.checkpoint:
         if not args.data:
             raise ValueError("--checkpoint needs --data DATASET")
-        report = dataset_flops(args.checkpoint, args.data, args.split, p=args.p)
+        report = dataset_flops(
+            args.checkpoint, args.data, args.split, p=args.p, precision=_precision(args)
+        )
         print(f"{report['split']} split of {report['data']}: {report['num_utterances']} utterances")
     else:
         p = 0.7 if args.p is None else args.p
-        report = preset_flops(args.arch, args.preset, p, args.frames, args.chunks)
+        report = preset_flops(
+            args.arch, args.preset, p, args.frames, args.chunks, precision=_precision(args)
+        )
         print(f"untrained {args.preset!r} preset, {args.frames} faces + {args.chunks} mel chunks")
     _print_flops(report)
     if args.json:
@@ -197,7 +227,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from mesm.analysis.sweep import sweep_p
 
     ps = tuple(float(v) for v in args.p.split(","))
-    result = sweep_p(args.checkpoint, args.data, ps, args.split, out_dir=args.out)
+    result = sweep_p(
+        args.checkpoint, args.data, ps, args.split, out_dir=args.out, precision=_precision(args)
+    )
     metric = result["metric"]
     print(f"{'p':>5} {metric:>7} {'F1':>7} {'GFLOPs':>9}")
     for point in result["points"]:
@@ -231,12 +263,33 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             text_model=meta["model"].get("text_model"),
             num_classes=len(meta["label_names"]),
         )
-    result = explain(args.checkpoint, source, args.out, utterance_id=args.utterance, p=args.p)
+    result = explain(
+        args.checkpoint,
+        source,
+        args.out,
+        utterance_id=args.utterance,
+        p=args.p,
+        precision=_precision(args),
+    )
     print(f"attention maps written to {args.out} (overview: {Path(args.out) / 'overview.png'})")
     for pathway, entry in result["pathways"].items():
         kept = ", ".join(f"layer {e['layer']} {e['kept_fraction']:.0%}" for e in entry["layers"])
         print(f"{pathway} ({entry['frames']} frames/chunks), sites kept: {kept}")
     return 0
+
+
+def _add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    from mesm.training.precision import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        default=default,
+        metavar="{" + ",".join(PRECISIONS) + "}",
+        help="numeric precision: 32 (float32), bf16 (bfloat16 autocast, weights float32), "
+        "16-mixed (float16, CUDA); auto = bf16 on a CPU with bf16 matrix units "
+        "(avx512_bf16/amx_bf16) or a GPU that supports it, fp16 on other GPUs, else 32"
+        + (" (default)" if default == "auto" else "; default: the config's trainer.precision"),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="smaller corpus, fewer epochs")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_precision(demo)
     demo.set_defaults(func=_cmd_demo)
 
     prep = sub.add_parser(
@@ -339,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = tr.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN_DIR", help="new run folder")
     where.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    _add_precision(tr, default=None)
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser(
@@ -353,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    _add_precision(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     co = sub.add_parser(
@@ -378,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    _add_precision(pr)
     pr.set_defaults(func=_cmd_predict)
 
     fl = sub.add_parser(
@@ -398,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--frames", type=int, default=8, help="faces per utterance (preset mode)")
     fl.add_argument("--chunks", type=int, default=8, help="mel chunks per utterance (preset)")
     fl.add_argument("--json", metavar="OUT")
+    _add_precision(fl)
     fl.set_defaults(func=_cmd_flops)
 
     sw = sub.add_parser(
@@ -412,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--p", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
     sw.add_argument("--split", default="test")
     sw.add_argument("--out", default="sweep", metavar="DIR")
+    _add_precision(sw)
     sw.set_defaults(func=_cmd_sweep)
 
     ex = sub.add_parser(
@@ -428,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--audio", metavar="WAV")
     ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
     ex.add_argument("--p", type=float, help="run at this nucleus mass")
+    _add_precision(ex)
     ex.set_defaults(func=_cmd_explain)
     return parser
 

@@ -26,13 +26,21 @@ from mesm.data.preprocess import preprocess_dataset
 from mesm.evaluation import json_safe
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
+from mesm.training.precision import Precision, resolve_precision
 
 # Sizes of the full demo and of --quick (the latter is what the tests run).
 FULL = {"utterances": 240, "epochs": 14, "patience": 5}
 QUICK = {"utterances": 96, "epochs": 6, "patience": 6}
 
 
-def demo_config(arch: str, data_dir: str | os.PathLike, epochs: int, patience: int, seed: int):
+def demo_config(
+    arch: str,
+    data_dir: str | os.PathLike,
+    epochs: int,
+    patience: int,
+    seed: int,
+    precision: str = "auto",
+):
     """The run config the demo trains each model with."""
     model: dict[str, Any] = {"preset": "tiny", "arch": arch, "dropout": 0.1}
     if arch == "mesm":
@@ -47,28 +55,39 @@ def demo_config(arch: str, data_dir: str | os.PathLike, epochs: int, patience: i
                 "patience": patience,
                 "seed": seed,
                 "accelerator": "cpu",
+                "precision": precision,
                 "log_every_n_steps": 5,
             },
         }
     )
 
 
-def _gflops(checkpoint: Path, data: Path) -> dict[str, float]:
+def _gflops(checkpoint: Path, data: Path, precision: Precision) -> dict[str, float]:
     """Mean feature-extraction GFLOPs per test utterance (visual, audio, their sum, attention)."""
-    g = dataset_flops(checkpoint, data, "test")["model"]["gflops_per_utterance"]
+    g = dataset_flops(checkpoint, data, "test", precision=precision)["model"]
+    g = g["gflops_per_utterance"]
     return {"v": g["visual"], "a": g["audio"], "total": g["features"], "attention": g["attention"]}
 
 
 def run_demo(
-    out_dir: str | os.PathLike, *, quick: bool = False, seed: int = 0, progress: bool = True
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    precision: str | Precision = "auto",
 ) -> dict[str, Any]:
     """Runs the demo into `out_dir` (data/, runs/fe2e, runs/mesm, report.json).
+
+    `precision` ("auto", "32", "bf16"; :mod:`mesm.training.precision`) is what both models train
+    and run at; `seed` seeds the corpus and the training.
 
     Returns:
         The report: per model the test metrics (per emotion and average), top-1 accuracy and
         feature-extraction GFLOPs per utterance; the MESM/FE2E FLOPs ratio; timings.
     """
     sizes = QUICK if quick else FULL
+    resolved = resolve_precision(precision, "cpu")
     out = Path(out_dir)
     data = out / "data"
     began = time.perf_counter()
@@ -80,10 +99,13 @@ def run_demo(
     report: dict[str, Any] = {
         "corpus": {"utterances": sizes["utterances"], "path": str(data)},
         "preprocess": {"summary": prep.summary(), "seconds": prep.seconds},
+        "precision": resolved.lightning,
         "models": {},
     }
     for arch in ("fe2e", "mesm"):
-        config = demo_config(arch, data, sizes["epochs"], sizes["patience"], seed)
+        config = demo_config(
+            arch, data, sizes["epochs"], sizes["patience"], seed, resolved.lightning
+        )
         started = time.perf_counter()
         result = train(config, out / "runs" / arch, enable_progress_bar=progress)
         test = result.metrics["test"]
@@ -91,13 +113,19 @@ def run_demo(
             "checkpoint": str(result.checkpoint),
             "test": test,
             "top1_accuracy": test.get("top1_accuracy"),
-            "gflops_per_utterance": _gflops(result.checkpoint, data),
+            "gflops_per_utterance": _gflops(result.checkpoint, data, resolved),
             "train_seconds": time.perf_counter() - started,
         }
     # Attention maps of MESM on the first test utterance (the paper's case study, on our data).
     maps = out / "attention"
     test_id = next(r.id for r in read_dataset(data, check_files=False)[1] if r.split == "test")
-    explain(report["models"]["MESM"]["checkpoint"], data, maps, utterance_id=test_id)
+    explain(
+        report["models"]["MESM"]["checkpoint"],
+        data,
+        maps,
+        utterance_id=test_id,
+        precision=resolved,
+    )
     report["attention_maps"] = {"utterance": test_id, "overview": str(maps / "overview.png")}
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]

@@ -37,6 +37,7 @@ from mesm.analysis import loading
 from mesm.data.faces import FACE_MEAN, FACE_STD
 from mesm.models import FE2E
 from mesm.sparse import SparseMap
+from mesm.training.precision import Precision, resolve_precision
 
 KEPT_COLOUR = (0, 255, 0)
 KEPT_ALPHA = 0.45
@@ -280,7 +281,7 @@ def explain_batch(
         maps, logits = _forward_capture(model, batch)
         used_p = float(next(iter(loading.attention_layers(model).values()))[0].p)
     names = list(label_names) if label_names else [str(k) for k in range(logits.shape[1])]
-    probs = torch.sigmoid(logits[0]).tolist()
+    probs = torch.sigmoid(logits[0].float()).tolist()
 
     bases = {}
     if "visual" in maps:
@@ -368,6 +369,7 @@ def explain(
     p: float | None = None,
     scale: int = 4,
     max_frames: int | None = None,
+    precision: str | Precision = "auto",
 ) -> dict[str, Any]:
     """:func:`explain_batch` for a checkpoint and one utterance.
 
@@ -380,11 +382,14 @@ def explain(
         p: run at this nucleus mass instead of the checkpoint's.
         scale: PNG magnification.
         max_frames: draw at most this many frames/chunks per pathway.
+        precision: run the model at this precision ("auto", "32", "bf16"; the probabilities
+            drawn are float32 either way).
 
     Returns:
         The ``attention.json`` content (see :func:`explain_batch`).
     """
     model, meta = loading.resolve_model(checkpoint)
+    resolved = resolve_precision(precision, next(model.parameters()).device)
     faces_uint8 = None
     if isinstance(source, Mapping):
         batch = source
@@ -399,13 +404,14 @@ def explain(
         item = dataset[index]
         batch = dataset.collate([item])
         faces_uint8 = item["faces"]  # the cache's own pixels, not a de-normalised copy
-    return explain_batch(
-        model,
-        batch,
-        out_dir,
-        faces_uint8,
-        p=p,
-        label_names=meta.get("label_names"),
-        scale=scale,
-        max_frames=max_frames,
-    )
+    with resolved.autocast():
+        return explain_batch(
+            model,
+            batch,
+            out_dir,
+            faces_uint8,
+            p=p,
+            label_names=meta.get("label_names"),
+            scale=scale,
+            max_frames=max_frames,
+        )

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mesm.models.fe2e import FE2E
 from mesm.models.pathways import Pathway
 from mesm.sparse import SparseFlopCounter
+from mesm.training.precision import Precision, resolve_precision
 
 _ATTENTION_KEY = re.compile(r"\.attention\.\d+$")
 
@@ -309,6 +310,7 @@ def dataset_flops(
     *,
     batch_size: int = 8,
     p: float | None = None,
+    precision: str | Precision = "auto",
 ) -> dict[str, Any]:
     """Feature-extraction FLOPs per utterance of a model and its dense twin over a dataset split.
 
@@ -322,9 +324,11 @@ def dataset_flops(
         split: the split to average over.
         batch_size: utterances per forward pass (does not change the counts).
         p: measure a MESM model at this nucleus mass instead of its own.
+        precision: run at this precision ("auto", "32", "bf16"; the counts are the same, but
+            MESM's selection follows the scores computed at this precision).
 
     Returns:
-        A JSON-serialisable dict: "source", "data", "split", "num_utterances",
+        A JSON-serialisable dict: "source", "data", "split", "precision", "num_utterances",
         "frames_per_utterance", "model" and "fe2e" (see :func:`average_feature_flops`),
         "ratio" (model features / FE2E features), "ratio_with_attention",
         "text_gflops_per_utterance".
@@ -336,7 +340,8 @@ def dataset_flops(
     dataset = loading.open_split(data_dir, split, model, meta)
     ours, dense = _Tally(), _Tally()
     text = 0
-    with loading.nucleus_mass(model, p):
+    resolved = resolve_precision(precision, next(model.parameters()).device)
+    with loading.nucleus_mass(model, p), resolved.autocast():
         for batch in loading.batches(dataset, batch_size):
             inputs = loading.inputs_on(model, batch)
             ours.add(model, inputs)
@@ -350,6 +355,7 @@ def dataset_flops(
         "source": source,
         "data": str(data_dir),
         "split": split,
+        "precision": resolved.lightning,
         **report,
         "text_gflops_per_utterance": text / max(1, ours.utterances) / _GIGA,
     }
@@ -366,6 +372,7 @@ def preset_flops(
     num_utterances: int = 2,
     text_length: int = 16,
     seed: int = 0,
+    precision: str | Precision = "auto",
     **overrides: Any,
 ) -> dict[str, Any]:
     """Feature-extraction FLOPs of an untrained preset on generated inputs (no dataset needed).
@@ -383,6 +390,7 @@ def preset_flops(
         num_utterances: utterances generated.
         text_length: tokens per transcript.
         seed: seeds the weights and the inputs.
+        precision: run at this precision ("auto", "32", "bf16").
         **overrides: model config overrides (e.g. ``text_pretrained=False``).
 
     Returns:
@@ -410,13 +418,16 @@ def preset_flops(
         "spec_lengths": torch.full((num_utterances,), chunks, dtype=torch.long),
     }
     ours, dense = _Tally(), _Tally()
-    ours.add(model, batch)
-    if twin is not model:
-        dense.add(twin, batch)
+    resolved = resolve_precision(precision, "cpu")
+    with resolved.autocast():
+        ours.add(model, batch)
+        if twin is not model:
+            dense.add(twin, batch)
+        text = text_flops(model, batch["text_ids"], batch["text_mask"])
     report = _compare(ours, model, dense if twin is not model else ours, twin)
-    text = text_flops(model, batch["text_ids"], batch["text_mask"])
     return {
         "preset": preset,
+        "precision": resolved.lightning,
         "frames": frames,
         "chunks": chunks,
         **report,

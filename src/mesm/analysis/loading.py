@@ -23,6 +23,7 @@ from mesm.models.attention import CrossModalAttention
 from mesm.training import evaluate
 from mesm.training.checkpoint import load_checkpoint
 from mesm.training.module import model_inputs
+from mesm.training.precision import Precision
 
 ModelSource = str | os.PathLike | FE2E
 _ATTENTION_PARAM = re.compile(r"(visual|audio)\.attention\.\d+\.")
@@ -144,7 +145,11 @@ def inputs_on(model: FE2E, batch: dict[str, Any]) -> dict[str, Tensor]:
 
 
 def predict(
-    model: FE2E, dataset: EmotionDataset, batch_size: int = 8
+    model: FE2E,
+    dataset: EmotionDataset,
+    batch_size: int = 8,
+    precision: str | Precision | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid outputs (N, K) and 0/1 labels (N, K) of a whole split, in dataset order."""
-    return evaluate.predict_split(model, dataset, batch_size=batch_size)
+    """Sigmoid outputs (N, K) and 0/1 labels (N, K) of a whole split, in dataset order (at
+    `precision`; None: the caller's autocast state)."""
+    return evaluate.predict_split(model, dataset, batch_size=batch_size, precision=precision)

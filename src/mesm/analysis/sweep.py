@@ -24,6 +24,7 @@ from mesm.analysis.flops import average_feature_flops
 from mesm.data.dataset import EmotionDataset
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.models import FE2E
+from mesm.training.precision import Precision, resolve_precision
 
 DEFAULT_PS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -64,6 +65,7 @@ def sweep_p(
     *,
     batch_size: int = 8,
     out_dir: str | os.PathLike | None = None,
+    precision: str | Precision = "auto",
 ) -> dict[str, Any]:
     """Evaluates a trained MESM at each nucleus mass p, and its FE2E twin once.
 
@@ -75,9 +77,12 @@ def sweep_p(
         valid_split: the split thresholds are tuned on, at each p.
         batch_size: utterances per forward pass.
         out_dir: if given, also writes ``sweep.json`` and ``sweep.png`` there.
+        precision: what the models run at ("auto", "32", "bf16"; see
+            :mod:`mesm.training.precision`).
 
     Returns:
         {"source", "data", "split", "valid_split", "task", "metric" ("acc" or "wacc"),
+        "precision" (Lightning's name of what ran),
         "gating", "trained_p", "num_utterances", "points": [{"p", <metric>, "f1", "auc",
         "gflops_per_utterance", "attention_gflops_per_utterance", "sites_kept", "thresholds"}],
         "fe2e": {<metric>, "f1", "auc", "gflops_per_utterance", "thresholds"}, "files"}.
@@ -95,11 +100,14 @@ def sweep_p(
     label_names = list(test.label_names)
     task = meta.get("task", test.info.task)
     metric = "acc" if task == "single_label" else "wacc"
+    resolved = resolve_precision(precision, next(model.parameters()).device)
     points = []
-    for p in ps:
-        with loading.nucleus_mass(model, p):
-            points.append({"p": p, **_point(model, valid, test, label_names, task, batch_size)})
-    fe2e = _point(loading.dense_twin(model), valid, test, label_names, task, batch_size)
+    with resolved.autocast():
+        for p in ps:
+            with loading.nucleus_mass(model, p):
+                point = _point(model, valid, test, label_names, task, batch_size)
+            points.append({"p": p, **point})
+        fe2e = _point(loading.dense_twin(model), valid, test, label_names, task, batch_size)
     for key in ("attention_gflops_per_utterance", "sites_kept"):
         fe2e.pop(key)
     result: dict[str, Any] = json_safe(
@@ -110,6 +118,7 @@ def sweep_p(
             "valid_split": valid_split,
             "task": task,
             "metric": metric,
+            "precision": resolved.lightning,
             "gating": model.config.gating,
             "trained_p": model.config.p,
             "num_utterances": len(test),

@@ -36,9 +36,11 @@ def top_p_mask(probs: Tensor, p: float, valid: Tensor | None = None) -> Tensor:
         valid = torch.ones_like(probs, dtype=torch.bool)
     if p >= 1.0:
         return valid.clone()
-    masked = probs.masked_fill(~valid, -1.0)  # padding sorts last
+    # float64 throughout (bf16/fp16 probabilities included): the running sum must not drift
+    # below p, and the order must not gain ties that the probabilities themselves do not have.
+    masked = probs.double().masked_fill(~valid, -1.0)  # padding sorts last
     ordered, order = torch.sort(masked, dim=1, descending=True, stable=True)
-    ordered = ordered.clamp_min(0).double()  # float64: the running sum must not drift below p
+    ordered = ordered.clamp_min(0)
     mass_before = torch.cumsum(ordered, dim=1) - ordered
     keep_sorted = mass_before < p
     keep = torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
@@ -118,8 +120,14 @@ class CrossModalAttention(nn.Module):
             hidden = linear(x.features, self.proj_x.weight).add_(per_frame[sample]).tanh_()
         scores = self.score(hidden).squeeze(1)  # (N,)
         position, width = _segment_layout(sample, x.num_samples)
-        grid = scores.new_full((x.num_samples, width), float("-inf"))
-        grid[sample, position] = scores
+        # Under autocast the scores come out of the GEMMs in bf16/fp16; the softmax (and so the
+        # probabilities top-p sums) runs in float32 or wider, as autocast does for softmax.
+        grid = scores.new_full(
+            (x.num_samples, width),
+            float("-inf"),
+            dtype=torch.promote_types(scores.dtype, torch.float32),
+        )
+        grid[sample, position] = scores.to(grid.dtype)
         valid = torch.zeros_like(grid, dtype=torch.bool)
         valid[sample, position] = True
         # Frames without sites are all -inf: softmax gives NaN there, which nothing reads.

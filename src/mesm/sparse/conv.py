@@ -29,6 +29,12 @@ being cheaper on CPU; change it with :func:`dense_above`), the engine instead co
 zero-filled map with ``F.conv2d`` and reads the active sites: the same outputs and gradients, and
 the FLOPs of the whole map.
 
+Mixed precision: inside ``torch.autocast`` the ops follow autocast's rules for their dense
+equivalents. The convolution runs its GEMMs in the autocast dtype (bf16 on CPU, bf16/fp16 on
+CUDA) and returns that dtype, like ``F.conv2d``; batch norm computes its statistics in float32
+and returns the features' dtype; max-pool, ReLU and scaling keep the features' dtype. Gradients
+reach the parameters in the parameters' dtype.
+
 FLOPs of every sparse op are recorded (2 · multiply-adds actually executed, so the whole map's for
 a dense-masked conv; the record's ``path`` says which ran) in the active
 :class:`SparseFlopCounter`; for the torch engine they equal what ``FlopCounterMode`` counts for its
@@ -309,24 +315,37 @@ class _GatherConv(torch.autograd.Function):
     ``padded[nbr]``. The weight gradient recomputes the gather block by block rather than
     keeping the (N, 9·C_in) matrix alive. Without autograd, :func:`submanifold_conv3x3` calls
     the forward GEMM directly.
+
+    Mixed precision: the GEMMs run in ``dtype`` (the autocast dtype, see :func:`_compute_dtype`);
+    the casts happen inside the function, so the weight and bias gradients are summed over the
+    rows in the parameters' own dtype (fp32), not rounded to bf16/fp16 block by block, and each
+    gradient comes back in its input's dtype.
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor, weight: Tensor, bias: Tensor | None, nbr: Tensor) -> Tensor:
-        padded = _pad_zero_row(features.contiguous())
+    def forward(
+        ctx, features: Tensor, weight: Tensor, bias: Tensor | None, nbr: Tensor, dtype: torch.dtype
+    ) -> Tensor:
+        padded = _pad_zero_row(features.to(dtype).contiguous())
         ctx.save_for_backward(padded, weight, nbr)
-        return _gather_gemm(padded, nbr, conv3x3_weight_matrix(weight), bias)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        low_bias = None if bias is None else bias.to(dtype)
+        return _gather_gemm(padded, nbr, conv3x3_weight_matrix(weight.to(dtype)), low_bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+    def backward(
+        ctx, grad_out: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
         padded, weight, nbr = ctx.saved_tensors
         c_out, c_in = weight.shape[:2]
-        grad_out = grad_out.contiguous()
+        dtype = padded.dtype
+        grad_out = grad_out.to(dtype).contiguous()
         grad_features = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             # Row i, column (k, o) holds weight[o, i, k]: one plain 2-D transpose.
-            transposed = weight.reshape(c_out, c_in * 9).t().contiguous().view(c_in, 9 * c_out)
+            low = weight.to(dtype)
+            transposed = low.reshape(c_out, c_in * 9).t().contiguous().view(c_in, 9 * c_out)
             grad_features = _gather_gemm(_pad_zero_row(grad_out), nbr.flip(1), transposed)
         if ctx.needs_input_grad[1]:
             n = nbr.shape[0]
@@ -335,20 +354,40 @@ class _GatherConv(torch.autograd.Function):
             for i in range(0, n, step):
                 j = min(n, i + step)
                 cols = _gather_block(padded, nbr[i:j])
-                # (C_out, rows) @ (rows, 9·C_in) as a product of contiguous operands for oneDNN.
+                # (C_out, rows) @ (rows, 9·C_in) as a product of contiguous operands for oneDNN,
+                # in the compute dtype, summed in the weight's dtype.
                 gw += linear(_transposed("grad_t", grad_out[i:j]), _transposed("cols_t", cols))
             grad_weight = gw.view(c_out, 9, c_in).transpose(1, 2).reshape(c_out, c_in, 3, 3)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum(0)
-        return grad_features, grad_weight, grad_bias, None
+            grad_bias = grad_out.sum(0, dtype=ctx.bias_dtype)
+        return grad_features, grad_weight, grad_bias, None, None
 
 
-def _dense_masked_conv(x: SparseMap, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:
+def _compute_dtype(features: Tensor, weight: Tensor) -> torch.dtype:
+    """The dtype a conv of `features` with `weight` runs in: autocast's rule for a matmul.
+
+    Inside ``torch.autocast`` (any device) the autocast dtype, unless an operand is float64
+    (autocast leaves float64 alone); otherwise the promoted dtype of the two operands.
+    """
+    device = features.device.type
+    promoted = torch.promote_types(features.dtype, weight.dtype)
+    if promoted != torch.float64 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return promoted
+
+
+def _cast(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if t is None else t.to(dtype)
+
+
+def _dense_masked_conv(
+    x: SparseMap, weight: Tensor, bias: Tensor | None, dtype: torch.dtype, relu: bool
+) -> Tensor:
     """The conv of the dense map (zeros at inactive sites) read at the active sites: equal to the
-    submanifold conv, computed at every site of the map."""
+    submanifold conv, computed at every site of the map (in `dtype`)."""
     # Channels-last: the (F, H, W, C) rows are exactly SparseMap's (N, C) rows on a full map.
-    dense = x.to_dense().contiguous(memory_format=torch.channels_last)
-    out = F.conv2d(dense, weight, bias, padding=1).permute(0, 2, 3, 1)
+    dense = x.to_dense().to(dtype).contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(dense, weight.to(dtype), _cast(bias, dtype), padding=1).permute(0, 2, 3, 1)
     out = out.reshape(-1, weight.shape[0])
     out = out if x.is_full else out.index_select(0, x.keys())
     return F.relu(out, inplace=True) if relu else out
@@ -379,7 +418,8 @@ def submanifold_conv3x3(
             with fixed weights); computed here otherwise.
 
     Returns:
-        The same sites with (N, C_out) features.
+        The same sites with (N, C_out) features, in the autocast dtype inside
+        ``torch.autocast`` (as ``F.conv2d``), else in the features' and weight's dtype.
     """
     c_out, c_in = weight.shape[:2]
     if weight.shape[2:] != (3, 3):
@@ -388,22 +428,27 @@ def submanifold_conv3x3(
         raise ValueError(f"input has {x.features.shape[1]} channels, weight expects {c_in}")
     n = x.num_active
     sites, path = n, "gather"
+    dtype = _compute_dtype(x.features, weight)
     if backend == "torch":
         if n and n >= dense_fraction() * x.num_sites:
-            out = _dense_masked_conv(x, weight, bias, relu)
+            out = _dense_masked_conv(x, weight, bias, dtype, relu)
             sites, path = x.num_sites, "dense"
         elif torch.is_grad_enabled():
-            out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index())
+            out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index(), dtype)
             out = F.relu(out, inplace=True) if relu else out
         else:  # inference: no autograd node, and the output keeps a zero row for the next conv
-            wmat = conv3x3_weight_matrix(weight) if weight_matrix is None else weight_matrix
+            if weight_matrix is None or weight_matrix.dtype != dtype:
+                weight_matrix = conv3x3_weight_matrix(weight.to(dtype))
+            padded = _padded(x.features.to(dtype))
             nbr = x.neighbor_index()
-            out = _gather_gemm(_padded(x.features), nbr, wmat, bias, relu=relu, spare_row=True)
+            out = _gather_gemm(
+                padded, nbr, weight_matrix, _cast(bias, dtype), relu=relu, spare_row=True
+            )
     elif backend == "spconv":
         out = _spconv_subm(x, weight)
         path = "spconv"
         if bias is not None:
-            out = out + bias
+            out = out + bias.to(out.dtype)
         if relu:
             out = F.relu(out, inplace=True)
     else:
@@ -492,15 +537,21 @@ def sparse_max_pool2x2(
 
 
 def sparse_batch_norm(x: SparseMap, bn: nn.BatchNorm2d) -> SparseMap:
-    """Applies ``bn`` (a dense BatchNorm2d module) to the active sites, sharing its state."""
+    """Applies ``bn`` (a dense BatchNorm2d module) to the active sites, sharing its state.
+
+    The statistics are always computed in float32 or wider (bf16/fp16 features are upcast, as
+    autocast's batch-norm kernels do internally); the output keeps the features' dtype.
+    """
     momentum = 0.0 if bn.momentum is None else bn.momentum
     use_batch_stats = bn.training or not bn.track_running_stats
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:
             momentum = 1.0 / float(bn.num_batches_tracked)
+    features = x.features
+    wide = torch.promote_types(features.dtype, torch.float32)
     feats = F.batch_norm(
-        x.features,
+        features.to(wide),
         bn.running_mean if not bn.training or bn.track_running_stats else None,
         bn.running_var if not bn.training or bn.track_running_stats else None,
         bn.weight,
@@ -509,7 +560,7 @@ def sparse_batch_norm(x: SparseMap, bn: nn.BatchNorm2d) -> SparseMap:
         momentum,
         bn.eps,
     )
-    return x.with_features(feats)
+    return x.with_features(feats.to(features.dtype))
 
 
 def sparse_relu(x: SparseMap, inplace: bool = False) -> SparseMap:
@@ -519,8 +570,8 @@ def sparse_relu(x: SparseMap, inplace: bool = False) -> SparseMap:
 
 
 def sparse_scale(x: SparseMap, scale: Tensor) -> SparseMap:
-    """Multiplies each site's features by its (N,) scale."""
-    return x.with_features(x.features * scale[:, None])
+    """Multiplies each site's features by its (N,) scale (the features' dtype is kept)."""
+    return x.with_features(x.features * scale.to(x.features.dtype)[:, None])
 
 
 # -- spconv backend -------------------------------------------------------------------------------

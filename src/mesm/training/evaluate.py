@@ -18,6 +18,7 @@ from mesm.evaluation import evaluate
 from mesm.models import BASELINE_ARCHS
 from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.training.module import model_inputs
+from mesm.training.precision import Precision, autocast, resolve_precision
 
 
 def open_split(
@@ -66,8 +67,17 @@ def predict_split(
     *,
     batch_size: int = 8,
     num_workers: int = 0,
+    precision: str | Precision | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sigmoid outputs and labels of a whole split, in dataset order.
+
+    Args:
+        model: the model, in eval mode.
+        dataset: the split.
+        batch_size: utterances per forward pass.
+        num_workers: data-loading processes.
+        precision: run the model at this precision (see :mod:`mesm.training.precision`);
+            None: as the caller has set it up.
 
     Returns:
         probs (N, K) float and labels (N, K) 0/1.
@@ -81,7 +91,9 @@ def predict_split(
     probs, labels = [], []
     for batch in loader:
         inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
-        probs.append(torch.sigmoid(model(**inputs)).float().cpu())
+        with autocast(precision, device):
+            logits = model(**inputs)
+        probs.append(torch.sigmoid(logits.float()).cpu())
         labels.append(batch["labels"])
     return torch.cat(probs).numpy(), torch.cat(labels).numpy().round()
 
@@ -94,18 +106,31 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     num_workers: int = 0,
     device: str = "cpu",
+    precision: str | Precision = "auto",
 ) -> dict:
     """Per-emotion metrics of a checkpoint on one split of a prepared dataset.
 
     The checkpoint's own preprocessing settings select the feature cache and its tuned thresholds
     are applied unchanged, as in the paper (thresholds come from the validation split).
+    `precision` ("auto", "32", "bf16", ...; see :mod:`mesm.training.precision`) is what the
+    model runs at.
 
     Returns:
-        The :func:`mesm.evaluation.evaluate` report plus "checkpoint", "data" and "split".
+        The :func:`mesm.evaluation.evaluate` report plus "checkpoint", "data", "split" and
+        "precision" (Lightning's name of what ran: "32-true", "bf16-mixed", "16-mixed").
     """
+    resolved = resolve_precision(precision, device)
     model, meta = load_checkpoint(checkpoint, map_location=device)
     dataset = open_split(data, split, meta)
-    probs, labels = predict_split(model, dataset, batch_size=batch_size, num_workers=num_workers)
+    probs, labels = predict_split(
+        model, dataset, batch_size=batch_size, num_workers=num_workers, precision=resolved
+    )
     thresholds = meta["thresholds"] or [0.5] * len(meta["label_names"])
     report = evaluate(probs, labels, np.asarray(thresholds), meta["label_names"], meta["task"])
-    return {**report, "checkpoint": str(Path(checkpoint)), "data": str(Path(data)), "split": split}
+    return {
+        **report,
+        "checkpoint": str(Path(checkpoint)),
+        "data": str(Path(data)),
+        "split": split,
+        "precision": resolved.lightning,
+    }

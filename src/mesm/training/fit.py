@@ -21,12 +21,14 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from mesm.models import BASELINE_ARCHS, build_model
 from mesm.training.checkpoint import save_checkpoint
 from mesm.training.config import RunConfig, save_run_config
 from mesm.training.module import EmotionModule
+from mesm.training.precision import resolve_precision
 
 MONITOR = "val/f1"
 
@@ -130,6 +132,8 @@ def train(
         raise FileNotFoundError(f"cannot resume: {last} does not exist")
     if not resume and last.is_file():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume or another folder")
+    t = config.trainer
+    precision = resolve_precision(t.precision, t.accelerator)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_run_config(config, run_dir / "config.yaml")
 
@@ -153,7 +157,7 @@ def train(
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max")
     # Without a monitor it saves after every epoch: the state --resume continues from.
     last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
-    t = config.trainer
+    rank_zero_info(f"training {precision.describe()}")
     trainer = pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=t.max_epochs,
@@ -162,7 +166,7 @@ def train(
         devices=t.devices,
         strategy=t.strategy,
         num_nodes=t.num_nodes,
-        precision=_precision(t.precision, t.accelerator),
+        precision=precision.lightning,
         deterministic=t.deterministic,
         # Dense BN layers become SyncBatchNorm; MESM's sparse stages keep per-process statistics.
         sync_batchnorm=t.sync_batchnorm,
@@ -213,11 +217,3 @@ def train(
         )
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return RunResult(run_dir, checkpoint, best_ckpt, ckpt_dir / "last.ckpt", metrics)
-
-
-def _precision(precision: str, accelerator: str) -> str:
-    # "auto": mixed precision where it pays (CUDA), full precision on CPU.
-    if precision != "auto":
-        return precision
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "16-mixed" if on_gpu else "32-true"

@@ -80,7 +80,10 @@ class EmotionModule(pl.LightningModule):
         return self.model(**model_inputs(batch, self.model.modalities))
 
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.pos_weight)
+        # In float32 under autocast too (bf16/fp16 logits from the last linear layer).
+        return F.binary_cross_entropy_with_logits(
+            logits.float(), labels, pos_weight=self.pos_weight
+        )
 
     def on_train_epoch_start(self) -> None:
         self._epoch_started = time.perf_counter()
@@ -102,7 +105,9 @@ class EmotionModule(pl.LightningModule):
         self.log(
             f"{stage}/loss", self._loss(logits, batch["labels"]), batch_size=size, sync_dist=True
         )
-        self._outputs[stage].append((torch.sigmoid(logits).detach(), batch["labels"].detach()))
+        # float32 probabilities: bf16/fp16 ones (autocast) would tie in threshold tuning and AUC.
+        probs = torch.sigmoid(logits.detach().float())
+        self._outputs[stage].append((probs, batch["labels"].detach()))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -20,6 +20,7 @@ from mesm.data.manifest import Record
 from mesm.data.text import TextTokenizer
 from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.training.module import model_inputs
+from mesm.training.precision import Precision, resolve_precision
 
 
 def read_transcript(text_or_file: str | None) -> str:
@@ -101,6 +102,7 @@ def predict_clip(
     *,
     audio: str | os.PathLike | None = None,
     device: str = "cpu",
+    precision: str | Precision = "auto",
 ) -> dict[str, Any]:
     """Per-emotion probabilities and decisions for one clip.
 
@@ -110,11 +112,14 @@ def predict_clip(
         transcript: the transcript, or a path to a text file holding it (None: empty).
         audio: a separate audio file (default: the video's own track).
         device: where the model runs.
+        precision: what it runs at ("auto", "32", "bf16", ...; :mod:`mesm.training.precision`).
 
     Returns:
         {"clip", "transcript", "preprocessing": {...}, "emotions": {name: {"probability",
-        "threshold", "present"}}, "present": [names], "top": name (single-label checkpoints)}.
+        "threshold", "present"}}, "present": [names], "top": name (single-label checkpoints),
+        "precision": "32-true" | "bf16-mixed" | "16-mixed"}.
     """
+    resolved = resolve_precision(precision, device)
     model, meta = load_checkpoint(checkpoint, map_location=device)
     settings = preprocessing_settings(meta)
     text = read_transcript(transcript)
@@ -128,7 +133,9 @@ def predict_clip(
         num_classes=len(meta["label_names"]),
     )
     inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
-    probs = torch.sigmoid(model(**inputs))[0].cpu().tolist()
+    with resolved.autocast():
+        logits = model(**inputs)
+    probs = torch.sigmoid(logits.float())[0].cpu().tolist()
     thresholds = meta["thresholds"] or [0.5] * len(probs)
     emotions = {
         name: {"probability": p, "threshold": t, "present": p > t}
@@ -140,6 +147,7 @@ def predict_clip(
         "preprocessing": info,
         "emotions": emotions,
         "present": [n for n, e in emotions.items() if e["present"]],
+        "precision": resolved.lightning,
     }
     if meta["task"] == "single_label":
         out["top"] = max(emotions, key=lambda n: emotions[n]["probability"])
