@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from mesm.errors import MesmError
+from mesm.files import atomic_write_json, check_output_file
+
+
+def _check_json(args: argparse.Namespace) -> None:
+    # Checked before any work, so a bad --json never costs a whole evaluation.
+    if args.json:
+        check_output_file(args.json)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -81,12 +89,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mesm.evaluation import format_table, json_safe
     from mesm.training.evaluate import evaluate_checkpoint
 
+    _check_json(args)
     report = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device
     )
     print(format_table(report, f"{args.split} ({report['num_samples']} utterances)"))
     if args.json:
-        Path(args.json).write_text(json.dumps(json_safe(report), indent=2))
+        atomic_write_json(args.json, json_safe(report))
         print(f"report written to {args.json}")
     return 0
 
@@ -94,6 +103,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from mesm.training.predict import predict_clip
 
+    _check_json(args)
     result = predict_clip(
         args.checkpoint, args.clip, args.transcript, audio=args.audio, device=args.device
     )
@@ -109,7 +119,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if "top" in result:
         print(f"most likely: {result['top']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        atomic_write_json(args.json, result)
         print(f"written to {args.json}")
     return 0
 
@@ -177,6 +187,7 @@ def _print_flops(report: dict) -> None:
 def _cmd_flops(args: argparse.Namespace) -> int:
     from mesm.analysis.flops import dataset_flops, preset_flops
 
+    _check_json(args)
     if args.checkpoint:
         if not args.data:
             raise ValueError("--checkpoint needs --data DATASET")
@@ -188,7 +199,7 @@ def _cmd_flops(args: argparse.Namespace) -> int:
         print(f"untrained {args.preset!r} preset, {args.frames} faces + {args.chunks} mel chunks")
     _print_flops(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        atomic_write_json(args.json, report)
         print(f"written to {args.json}")
     return 0
 
@@ -433,11 +444,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mesm.data.errors import DataError
-
+    """Runs one command; the project's own errors and OS errors about a path become one line
+    (exit status 2). Anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"mesm {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except OSError as err:
+        if err.filename is not None:
+            message = f"{err.filename}: {err.strerror or err}"
+        elif isinstance(err, (FileNotFoundError, FileExistsError)):
+            message = str(err)  # ours, with the path in the message
+        else:
+            raise
+    except (MesmError, ValueError, RuntimeError) as err:
+        message = str(err)
+    print(f"mesm {args.command}: error: {message}", file=sys.stderr)
+    return 2
