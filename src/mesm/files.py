@@ -3,8 +3,8 @@
 Every file a command writes goes through `atomic_target` (or the `atomic_write_*` shortcuts): the
 content goes to a temporary file in the destination's folder, named after this process and a random
 token (so concurrent writers never share a temporary), is flushed and fsynced, and is renamed over
-the destination. A crash leaves at worst a temporary ``.NAME.PID-TOKEN.tmp`` that `stale_temporaries`
-recognises once its process is gone.
+the destination. A crash leaves at worst a temporary ``.NAME.PID-TOKEN.tmp``, which
+`stale_temporaries` recognises once its process is gone.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ import math
 import struct
 
 import pytest
-import torch
 
 from bad_inputs import CASES
 from helpers import tiny_model
