@@ -42,7 +42,7 @@ CASES: dict[str, Case] = {
     "symlink-escapes": Case(
         "a symlink inside the dataset folder pointing outside it",
         "manifest error naming the line and id",
-        "leaves the dataset folder (symlink)",
+        "leaves the dataset folder (symlink to",
     ),
     "unknown-split": Case(
         "`preprocess --split dev`", ERROR + "; nothing computed", "unknown split 'dev'"

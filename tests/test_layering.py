@@ -47,3 +47,8 @@ def test_nothing_imports_the_cli():
     for path in sorted(SRC.rglob("*.py")):
         if path.name not in ("cli.py", "__main__.py"):
             assert "cli" not in _imports(path), path
+
+
+@pytest.mark.parametrize("leaf", ["errors.py", "files.py", "resources.py"])
+def test_leaves_import_nothing_of_ours(leaf):
+    assert _imports(SRC / leaf) == set()

@@ -100,13 +100,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transcript(args: argparse.Namespace) -> str:
+    from mesm.training.predict import read_transcript, read_transcript_file
+
+    if args.transcript_file is not None:
+        return read_transcript_file(args.transcript_file)
+    if args.text is not None:
+        return args.text
+    return read_transcript(args.transcript)
+
+
+def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--text", metavar="TEXT", help="what is said in the clip")
+    group.add_argument("--transcript-file", metavar="FILE", help="a UTF-8 file holding it")
+    group.add_argument(
+        "--transcript",
+        metavar="TEXT_OR_FILE",
+        help="older form: an existing file is read, a path-like word naming no file is an error",
+    )
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from mesm.training.predict import predict_clip
 
     _check_json(args)
-    result = predict_clip(
-        args.checkpoint, args.clip, args.transcript, audio=args.audio, device=args.device
-    )
+    text = _transcript(args)
+    result = predict_clip(args.checkpoint, args.clip, text, audio=args.audio, device=args.device)
     info = result["preprocessing"]
     print(
         f"{result['clip']}: {info['frames']} frames ({info['faces_found']} with a detected face, "
@@ -231,12 +251,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     source = args.clip
     if args.utterance is None:
         from mesm.training.checkpoint import preprocessing_settings, read_checkpoint_meta
-        from mesm.training.predict import clip_batch, read_transcript
+        from mesm.training.predict import clip_batch
 
+        text = _transcript(args)
         meta = read_checkpoint_meta(args.checkpoint)
         source, _ = clip_batch(
             args.clip,
-            read_transcript(args.transcript),
+            text,
             audio=args.audio,
             settings=preprocessing_settings(meta),
             text_model=meta["model"].get("text_model"),
@@ -385,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("clip", help="a video file (or a folder of frames with --audio)")
     pr.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .safetensors checkpoint")
-    pr.add_argument("--transcript", metavar="TEXT_OR_FILE", help="what is said, or a text file")
+    _add_transcript_options(pr)
     pr.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", metavar="OUT", help="also write the result as JSON")
@@ -435,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
     ex.add_argument("--checkpoint", required=True, metavar="CKPT")
     ex.add_argument("--out", required=True, metavar="DIR")
-    ex.add_argument("--transcript", metavar="TEXT_OR_FILE")
+    _add_transcript_options(ex)
     ex.add_argument("--audio", metavar="WAV")
     ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
     ex.add_argument("--p", type=float, help="run at this nucleus mass")

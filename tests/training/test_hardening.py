@@ -151,3 +151,36 @@ def test_json_output_that_is_a_folder_fails_before_any_work(tmp_path, checkpoint
     captured = capsys.readouterr()
     assert captured.out == "" and CASES["json-is-folder"].message in captured.err
     assert str(folder) in captured.err
+
+
+def test_transcript_text_and_file_are_explicit(tmp_path, capsys):
+    from mesm.training.predict import read_transcript, read_transcript_file
+
+    # The transcript is resolved before the checkpoint is opened (which does not exist here).
+    base = ["predict", "clip.mp4", "--checkpoint", str(tmp_path / "none.safetensors")]
+    missing = tmp_path / "notes" / "t.txt"
+    assert main([*base, "--transcript-file", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert CASES["transcript-file-missing"].message in err and str(missing) in err
+    assert main([*base, "--transcript", "notes/t.txt"]) == 2
+    assert CASES["transcript-looks-like-path"].message in capsys.readouterr().err
+    # --text is always the words; --transcript still reads an existing file.
+    path = tmp_path / "t.txt"
+    path.write_text("  I am fine \n", encoding="utf-8")
+    assert read_transcript_file(path) == "I am fine" == read_transcript(str(path))
+    assert read_transcript("I am so tired of all of this") == "I am so tired of all of this"
+    assert read_transcript("fine") == "fine"
+
+
+def test_non_utf8_transcript_names_the_file_and_line(tmp_path, capsys):
+    from mesm.data.errors import DataError
+    from mesm.training.predict import read_transcript_file
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"line one\n" + "déjà vu\n".encode("latin-1"))
+    with pytest.raises(DataError, match=CASES["transcript-not-utf8"].message) as err:
+        read_transcript_file(bad)
+    assert str(err.value).startswith(f"{bad}:2: ")
+    base = ["predict", "clip.mp4", "--checkpoint", str(tmp_path / "none.safetensors")]
+    assert main([*base, "--transcript-file", str(bad)]) == 2
+    assert f"{bad}:2: not UTF-8" in capsys.readouterr().err

@@ -296,7 +296,7 @@ def extract_features(
     for record in records:
         fingerprint = source_fingerprint(root, record)
         meta = None if overwrite else store.metadata(record.id)
-        if meta is not None and meta.get("source") == fingerprint:
+        if meta is not None and meta.get("source") == fingerprint and not store.problem(record.id):
             report.reused += 1
         else:
             todo.append((record, fingerprint))

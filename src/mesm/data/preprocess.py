@@ -30,7 +30,8 @@ from mesm.data.cache import (
 )
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.faces import FaceCropper
-from mesm.data.manifest import Record, atomic_write_text, read_dataset
+from mesm.data.manifest import SPLITS, Record, read_dataset
+from mesm.files import atomic_write_text
 
 
 @dataclass
@@ -106,6 +107,8 @@ def preprocess_dataset(
     settings = settings or PreprocessSettings()
     _, records = read_dataset(root)
     records = _select(records, split, ids)
+    if not records:
+        raise DataError(f"{root}: no utterances to preprocess")
     cache = FeatureCache(root, settings)
     cache.prepare()
     report = PreprocessReport(cache_dir=str(cache.dir))
@@ -114,7 +117,8 @@ def preprocess_dataset(
     for record in records:
         fingerprint = source_fingerprint(root, record)
         meta = None if overwrite else cache.metadata(record.id)
-        if meta is not None and meta.get("source") == fingerprint:
+        # A damaged, misplaced or incomplete entry is recomputed, not reused.
+        if meta is not None and meta.get("source") == fingerprint and not cache.problem(record.id):
             report.reused += 1
         else:
             todo.append((record, fingerprint))
@@ -141,7 +145,11 @@ def preprocess_dataset(
 
 def _select(records: list[Record], split: str | None, ids: Iterable[str] | None) -> list[Record]:
     if split is not None:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r} (the splits are {', '.join(SPLITS)})")
         records = [r for r in records if r.split == split]
+        if not records:
+            raise DataError(f"the dataset has no utterances in split {split!r}")
     if ids is not None:
         wanted = set(ids)
         unknown = wanted - {r.id for r in records}

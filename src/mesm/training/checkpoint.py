@@ -14,11 +14,9 @@ the first tensor that differs and the header field it depends on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mesm.data.cache import PreprocessSettings
+from mesm.data.cache import PreprocessSettings, tensors_digest
 from mesm.errors import CheckpointError
 from mesm.files import atomic_target
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
@@ -34,16 +32,6 @@ from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 # 2: the header holds "weights_sha256" (format 1 had no checksum and is not read any more).
 FORMAT_VERSION = 2
 _META_KEY = "mesm"
-
-
-def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _threshold_problem(thresholds: object, num_labels: int) -> str | None:
@@ -91,7 +79,7 @@ def save_checkpoint(
         "thresholds": thresholds,
         "preprocessing": preprocessing or {},
         "extra": extra or {},
-        "weights_sha256": weights_digest(tensors),
+        "weights_sha256": tensors_digest(tensors),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +168,7 @@ def load_checkpoint(
             f"gives {model.modalities!r}"
         )
     state = load_file(str(path), device="cpu")
-    if weights_digest(state) != meta["weights_sha256"]:
+    if tensors_digest(state) != meta["weights_sha256"]:
         raise CheckpointError(
             f"{path}: weights checksum mismatch (the file was damaged or changed after saving)"
         )
