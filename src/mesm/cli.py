@@ -11,6 +11,12 @@ from mesm.errors import MesmError
 from mesm.files import atomic_write_json, check_output_file
 
 
+def _workers(args: argparse.Namespace) -> int:
+    from mesm.data.workers import cap_workers
+
+    return cap_workers(args.workers, say=True)
+
+
 def _check_json(args: argparse.Namespace) -> None:
     # Checked before any work, so a bad --json never costs a whole evaluation.
     if args.json:
@@ -49,7 +55,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     report = extract_features(
         args.dataset,
         settings,
-        num_workers=args.workers,
+        num_workers=_workers(args),
         split=args.split,
         overwrite=args.overwrite,
         progress=not args.no_progress,
@@ -157,7 +163,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         report = prepare(
             args.release,
             args.out,
-            num_workers=args.workers,
+            num_workers=_workers(args),
             overwrite=args.overwrite,
             progress=not args.no_progress,
             **common,
@@ -173,7 +179,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     report = preprocess_dataset(
         args.dataset,
         settings,
-        num_workers=args.workers,
+        num_workers=_workers(args),
         device=args.device,
         split=args.split,
         overwrite=args.overwrite,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -160,3 +161,98 @@ def test_nan_features_at_evaluation_name_the_utterance(synthetic_copy, tmp_path,
     assert main(args) == 2
     err = capsys.readouterr().err
     assert CASES["nan-features"].message in err and repr(uid) in err and err.count("\n") == 1
+
+
+_PARENT = """
+import os, sys, time
+from mesm.data.workers import worker_pool
+pool = worker_pool(2)
+pids = set()
+while len(pids) < 2:
+    pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(4)]}
+for _ in range(2):
+    pool.submit(time.sleep, 300)  # busy workers, as during preprocessing
+print(" ".join(map(str, sorted(pids))), flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its re-parenting reaper is late
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True, env=env
+    )
+    workers: list[int] = []
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_running(p) for p in workers)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while any(_running(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [p for p in workers if _running(p)]
+        assert not left, f"not {CASES['kill-parent'].message}: {left} still run"
+    finally:
+        parent.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_too_many_workers_are_capped_with_a_message(media_root, make_dataset, monkeypatch, capsys):
+    import mesm.data.preprocess as preprocess
+    import mesm.data.workers as workers
+
+    make_dataset(media_root, [{}, {"audio": "a.wav"}])
+    monkeypatch.setattr(workers, "cpu_count", lambda: 1)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("one CPU: no worker pool should be started")
+
+    monkeypatch.setattr(preprocess, "worker_pool", no_pool)
+    assert main(["preprocess", str(media_root), "--workers", "1000", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert f"--workers 1000 {CASES['too-many-workers'].message} 1" in captured.err
+    assert "2 computed" in captured.out
+    assert workers.cap_workers(8, jobs=3) == 1 and workers.cap_workers(0) == 0
+
+
+def test_a_second_preprocess_on_a_busy_cache_stops_clearly(media_root, make_dataset):
+    import subprocess
+    import sys
+
+    make_dataset(media_root, [{}])
+    cache = FeatureCache(media_root)
+    cache.prepare()
+    # A temporary of a live process (another run's worker) and one of a process that is gone.
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_TEXT)
+    live = cache.items / f".u0.safetensors.{os.getppid()}-00ab.tmp"
+    dead = cache.items / f".u0.safetensors.{int(done.stdout)}-00cd.tmp"
+    live.write_bytes(b"in flight")
+    dead.write_bytes(b"left by a killed run")
+    with cache.lock():
+        with pytest.raises(DataError, match=CASES["concurrent-preprocess"].message) as err:
+            preprocess_dataset(media_root, progress=False)
+        assert f"pid {os.getpid()}" in str(err.value)
+        assert live.exists() and dead.exists()  # the refused run touched nothing
+    report = preprocess_dataset(media_root, progress=False)
+    assert report.computed == 1
+    assert live.exists() and not dead.exists()  # only the stale temporary was cleaned
+
+
+_TEXT = {"capture_output": True, "text": True, "check": True}

@@ -36,6 +36,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save_file
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from mesm.data.audio import chunk_spectrogram, load_waveform, mel_spectrogram
 from mesm.data.errors import DataError
@@ -166,6 +173,36 @@ class FeatureCache:
         # Only temporaries whose process is gone: another run may be writing the others.
         for stale in stale_temporaries(self.items):
             stale.unlink(missing_ok=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds this cache's lock file (``<cache>/.lock``) for one writing run.
+
+        Raises:
+            DataError: another process holds it (its pid is named); nothing was touched.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / ".lock"
+        with open(path, "a+", encoding="utf-8") as fh:
+            if fcntl is not None:  # POSIX; elsewhere runs are not serialised
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.seek(0)
+                    owner = fh.read().strip() or "?"
+                    raise DataError(
+                        f"{self.dir} is in use by another run (pid {owner}); wait for it to "
+                        "finish, then run again (finished entries are kept)"
+                    ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()  # the lock itself is released when the file closes (or we die)
 
     def save(self, uid: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
         """Write an entry atomically (temporary file in the same folder, fsync, rename), with

@@ -10,11 +10,10 @@ utterances; they are all listed in one `PreprocessError` at the end.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from mesm.data.cache import (
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.faces import FaceCropper
 from mesm.data.manifest import SPLITS, Record, read_dataset
+from mesm.data.workers import cap_workers, worker_pool
 from mesm.files import atomic_write_text
 
 
@@ -102,7 +102,6 @@ def preprocess_dataset(
         ManifestError: the manifest is invalid (nothing is computed then).
         PreprocessError: some utterances failed; the others are cached.
     """
-    began = time.perf_counter()
     root = Path(dataset_dir)
     settings = settings or PreprocessSettings()
     _, records = read_dataset(root)
@@ -110,6 +109,21 @@ def preprocess_dataset(
     if not records:
         raise DataError(f"{root}: no utterances to preprocess")
     cache = FeatureCache(root, settings)
+    with cache.lock():  # a second run on this cache stops here with a clear message
+        return _fill(cache, records, overwrite, num_workers, device, face_batch_size, progress)
+
+
+def _fill(
+    cache: FeatureCache,
+    records: list[Record],
+    overwrite: bool,
+    num_workers: int,
+    device: str,
+    face_batch_size: int,
+    progress: bool,
+) -> PreprocessReport:
+    began = time.perf_counter()
+    root = cache.root
     cache.prepare()
     report = PreprocessReport(cache_dir=str(cache.dir))
 
@@ -125,8 +139,9 @@ def preprocess_dataset(
 
     bar = tqdm(total=len(todo), desc="preprocess", unit="utt", disable=not progress)
     try:
-        if num_workers <= 0 or len(todo) <= 1:
-            cropper = make_cropper(settings, device, face_batch_size)
+        num_workers = cap_workers(num_workers, len(todo))
+        if num_workers <= 1:
+            cropper = make_cropper(cache.settings, device, face_batch_size)
             for record, fingerprint in todo:
                 _record_outcome(report, record.id, _run_one(cache, record, fingerprint, cropper))
                 bar.update()
@@ -205,12 +220,8 @@ def _run_parallel(
     device: str,
     batch_size: int,
 ) -> None:
-    # Spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock.
-    context = multiprocessing.get_context("spawn")
     init = (str(cache.root), cache.settings.to_dict(), device, batch_size)
-    with ProcessPoolExecutor(
-        num_workers, mp_context=context, initializer=_init_worker, initargs=init
-    ) as pool:
+    with worker_pool(num_workers, _init_worker, init) as pool:
         pending: dict[Future, str] = {}
         queue = iter(todo)
         try:
