@@ -65,11 +65,20 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
     tmp = temporary_name(path)
     try:
         yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Makes a finished temporary file the file at `path`: fsync, rename, fsync the folder.
+
+    For writers that keep a temporary open across calls (a video encoder); name it with
+    `temporary_name`. Everything else uses `atomic_target`.
+    """
+    _fsync_file(Path(tmp))
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
