@@ -133,7 +133,7 @@ CASES: dict[str, Case] = {
     "kill-parent": Case(
         "`kill -9` of `preprocess --workers N`",
         "the workers notice and exit within seconds",
-        "workers exited",
+        "worker processes gone within 15 s",
     ),
     "too-many-workers": Case(
         "`--workers` larger than the CPU count",
@@ -150,7 +150,7 @@ CASES: dict[str, Case] = {
 
 def render() -> str:
     """The README section body (a Markdown table between the markers)."""
-    rows = ["| input | what mesm does | the message says |", "|---|---|---|"]
+    rows = ["| input | what mesm does | its test checks for |", "|---|---|---|"]
     for case in CASES.values():
         rows.append(f"| {case.input} | {case.outcome} | `{case.message}` |")
     return "\n".join([BEGIN, *rows, END])

@@ -202,7 +202,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
         assert len(workers) == 2 and all(_running(p) for p in workers)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 15  # the case's "gone within 15 s"
         while any(_running(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         left = [p for p in workers if _running(p)]
