@@ -184,3 +184,13 @@ def test_non_utf8_transcript_names_the_file_and_line(tmp_path, capsys):
     base = ["predict", "clip.mp4", "--checkpoint", str(tmp_path / "none.safetensors")]
     assert main([*base, "--transcript-file", str(bad)]) == 2
     assert f"{bad}:2: not UTF-8" in capsys.readouterr().err
+
+
+def test_format_1_checkpoints_still_load_and_format_2_needs_its_checksum(checkpoint):
+    # mesm 0.1.0 wrote format 1 without a checksum: still read (everything else is checked).
+    _edit_header(checkpoint, lambda m: (m.update(format=1), m.pop("weights_sha256")))
+    _, meta = load_checkpoint(checkpoint)
+    assert meta["format"] == 1 and meta["label_names"] == NAMES
+    _edit_header(checkpoint, lambda m: m.update(format=2))
+    with pytest.raises(CheckpointError, match="header lacks 'weights_sha256'"):
+        load_checkpoint(checkpoint)

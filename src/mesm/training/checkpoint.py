@@ -29,8 +29,10 @@ from mesm.errors import CheckpointError
 from mesm.files import atomic_target
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 
-# 2: the header holds "weights_sha256" (format 1 had no checksum and is not read any more).
+# 2: the header holds "weights_sha256", checked on load. Format 1 (mesm 0.1.0) had no checksum:
+# still read, with everything but the checksum checked.
 FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, 2)
 _META_KEY = "mesm"
 
 
@@ -106,10 +108,10 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: the mesm header is not valid JSON ({err})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: the mesm header must be a JSON object")
-    if meta.get("format") != FORMAT_VERSION:
+    if meta.get("format") not in _READABLE_FORMATS:
         raise CheckpointError(
             f"{path}: checkpoint format {meta.get('format')!r} is not supported (this mesm reads "
-            f"format {FORMAT_VERSION})"
+            f"formats {', '.join(map(str, _READABLE_FORMATS))})"
         )
     problem = _header_problem(meta)
     if problem:
@@ -124,8 +126,9 @@ def _header_problem(meta: dict[str, Any]) -> str | None:
         "label_names": list,
         "task": str,
         "modalities": str,
-        "weights_sha256": str,
     }
+    if meta["format"] >= 2:
+        kinds["weights_sha256"] = str
     for key, kind in kinds.items():
         if key not in meta:
             return f"header lacks {key!r} (not a checkpoint written by `mesm train`?)"
@@ -168,7 +171,7 @@ def load_checkpoint(
             f"gives {model.modalities!r}"
         )
     state = load_file(str(path), device="cpu")
-    if tensors_digest(state) != meta["weights_sha256"]:
+    if meta["format"] >= 2 and tensors_digest(state) != meta["weights_sha256"]:
         raise CheckpointError(
             f"{path}: weights checksum mismatch (the file was damaged or changed after saving)"
         )
