@@ -180,7 +180,8 @@ if _ONEDNN_LINEAR:
 
 
 def linear(rows: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
-    """``F.linear`` (then ReLU), through oneDNN on CPU where nothing needs a gradient.
+    """``F.linear`` (then ReLU), through oneDNN on CPU where nothing needs a gradient; under
+    ``torch.autocast`` in the autocast dtype, as ``F.linear``.
 
     Args:
         rows: (M, K).
@@ -194,6 +195,9 @@ def linear(rows: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool 
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (rows, weight, bias)
     )
+    dtype = _compute_dtype(rows, weight)
+    if dtype != rows.dtype or dtype != weight.dtype:  # autocast's rule for a matmul
+        rows, weight, bias = rows.to(dtype), weight.to(dtype), _cast(bias, dtype)
     if (
         _ONEDNN_LINEAR
         and not needs_grad
