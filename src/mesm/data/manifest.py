@@ -234,6 +234,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` durably: a temporary file in the same folder, fsync, then rename.
+
+    Readers see the old file or the whole new one, also after a crash or power loss.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def resolve(root: str | os.PathLike, relative: str) -> Path:
     """The absolute path of a manifest path, refusing any that would leave `root`.
 
