@@ -36,7 +36,11 @@ def read_transcript(text_or_file: str | None) -> str:
 
 
 def _clip_record(
-    clip: str | os.PathLike, audio: str | os.PathLike | None, transcript: str
+    clip: str | os.PathLike,
+    audio: str | os.PathLike | None,
+    transcript: str,
+    start: float | None = None,
+    end: float | None = None,
 ) -> tuple[Path, Record]:
     """A one-record "dataset" rooted where the clip (and its audio) live."""
     clip = Path(clip).resolve()
@@ -52,6 +56,8 @@ def _clip_record(
         audio=None if audio is None else str(paths[1].relative_to(root)),
         text=transcript,
         labels=(),
+        start=start,
+        end=end,
     )
     return root, record
 
@@ -133,14 +139,19 @@ class Predictor:
         return self._cropper
 
     def clip_features(
-        self, clip: str | os.PathLike, audio: str | os.PathLike | None = None
+        self,
+        clip: str | os.PathLike,
+        audio: str | os.PathLike | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Cache tensors of one whole clip (see `mesm.data.cache`)."""
-        root, record = _clip_record(clip, audio, "")
+        """Cache tensors of one clip, or of its span [start, end) s (see `mesm.data.cache`)."""
+        root, record = _clip_record(clip, audio, "", start, end)
         try:
             return compute_features(root, record, self.settings, self.cropper)
         except DataError as err:
-            raise ValueError(f"{root / record.video}: {err}") from err
+            raise ValueError(str(err)) from err  # it names the record and the file
 
     def media_features(self, media: SegmentMedia) -> dict[str, torch.Tensor]:
         """Cache tensors of one segment of a long video (frames and audio already decoded)."""
