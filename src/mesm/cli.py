@@ -203,6 +203,8 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
 
     if not args.out:
         raise ValueError("whole-video prediction (--subtitles / --transcribe) needs --out DIR")
+    if args.subtitles and args.transcribe:
+        raise ValueError("give --subtitles or --transcribe, not both (subtitles carry the text)")
     if args.subtitles and len(clips) != 1:
         raise ValueError(f"--subtitles belongs to one video, got {len(clips)} inputs")
     vad = VadSettings(max_length=args.max_segment, min_silence=args.min_silence)

@@ -142,6 +142,8 @@ def read_subtitles(
         raise DataError(f"no subtitle file at {path}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot read subtitles ({err})") from None
+    if not raw.strip():
+        raise DataError(f"{path}: no subtitle cues in the file (it is empty)")
     try:
         subs = pysubs2.SSAFile.from_string(raw)
     except (pysubs2.exceptions.Pysubs2Error, ValueError, KeyError, IndexError) as err:
