@@ -31,6 +31,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nMESM / FE2E feature-extraction FLOPs: {report['flops_ratio']:.3f}")
     maps = report["attention_maps"]
     print(f"MESM attention maps of test clip {maps['utterance']}: {maps['overview']}")
+    video = report["video"]
+    print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
     return 0
 

@@ -36,16 +36,6 @@ VIDEO_SECONDS = 60.0
 SAMPLE_RATE = 16000
 
 
-@pytest.fixture
-def one_thread():
-    """Run torch on one thread: these workloads are tiny, and on a busy 2-core machine a second
-    thread made MTCNN and the tiny model ~50x slower (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """An untrained tiny FE2E (4 emotions, thresholds 0.5/0.4/0.5/0.6) as a checkpoint."""
