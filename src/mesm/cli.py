@@ -205,6 +205,8 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
 
     if not args.out:
         raise ValueError("whole-video prediction (--subtitles / --transcribe) needs --out DIR")
+    if args.json:
+        raise ValueError("--json is for clips; whole videos get DIR/timeline.json (--out DIR)")
     if args.subtitles and args.transcribe:
         raise ValueError("give --subtitles or --transcribe, not both (subtitles carry the text)")
     if args.subtitles and len(clips) != 1:

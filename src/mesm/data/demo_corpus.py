@@ -145,9 +145,13 @@ def _expression_field(expression: float) -> np.ndarray:
     centre = _to_work(np.array([[225.0, 125.0]]))[0]
     ring = [centre + 52 * np.array([np.cos(t), 1.2 * np.sin(t)]) for t in np.linspace(0, 6.2, 10)]
     anchors = np.array(border + ring)
-    warp = PiecewiseAffineTransform()
     # The map goes from output (warped) positions to source positions.
-    warp.estimate(np.vstack([anchors, dst]), np.vstack([anchors, src]))
+    moved, fixed = np.vstack([anchors, dst]), np.vstack([anchors, src])
+    if hasattr(PiecewiseAffineTransform, "from_estimate"):  # scikit-image >= 0.26
+        warp = PiecewiseAffineTransform.from_estimate(moved, fixed)
+    else:  # pragma: no cover - older scikit-image
+        warp = PiecewiseAffineTransform()
+        warp.estimate(moved, fixed)
     rows, cols = np.mgrid[0:_WORK, 0:_WORK].astype(np.float64)
     source = warp(np.column_stack([cols.ravel(), rows.ravel()]))  # (x, y) per output pixel
     field = np.stack([source[:, 1] - rows.ravel(), source[:, 0] - cols.ravel()])
