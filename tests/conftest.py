@@ -24,5 +24,15 @@ def quick_demo(tmp_path_factory):
 
 
 @pytest.fixture
+def one_thread():
+    """Run torch on one thread: these workloads are tiny, and on a busy 2-core machine a second
+    thread made MTCNN and the tiny model ~50x slower (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def batch() -> dict[str, torch.Tensor]:
     return make_batch([2, 0, 3], [1, 2, 3], [4, 7, 5])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
@@ -44,3 +46,29 @@ def test_readme_tour_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
     assert "most likely" in printed and "ratio to FE2E" in printed
     assert (root / "mesm-demo" / "sweep" / "sweep.png").is_file()
     assert (root / "mesm-demo" / "explain" / "overview.png").is_file()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_readme_whole_video_block_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
+    import csv
+    import shlex
+
+    from mesm.cli import main
+
+    root, _ = quick_demo
+    monkeypatch.chdir(root)
+    block = next(code for lang, code in BLOCKS if lang == "bash" and "--subtitles" in code)
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    for command in commands:
+        assert command[:2] == ["mesm", "predict"]
+        assert main(command[1:]) == 0, command
+    demo = root / "mesm-demo"
+    with open(demo / "timeline" / "timeline.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cues = (demo / "video" / "talk.srt").read_text().strip().split("\n\n")
+    assert len(rows) == len(cues) and [r["text"] for r in rows] == [c.split("\n")[2] for c in cues]
+    for name in ("timeline", "timeline-vad"):
+        assert (demo / name / "timeline.png").stat().st_size > 10_000
+    assert "blank" in capsys.readouterr().err  # VAD without --transcribe: the text is empty
+    assert len((demo / "clips.csv").read_text().splitlines()) == 3
+    assert (ROOT / "docs" / "timeline_demo.png").stat().st_size < 200_000

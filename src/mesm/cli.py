@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nMESM / FE2E feature-extraction FLOPs: {report['flops_ratio']:.3f}")
     maps = report["attention_maps"]
     print(f"MESM attention maps of test clip {maps['utterance']}: {maps['overview']}")
+    video = report["video"]
+    print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
     return 0
 
@@ -148,19 +151,7 @@ def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from mesm.training.predict import predict_clip
-
-    _check_json(args)
-    text = _transcript(args)
-    result = predict_clip(
-        args.checkpoint,
-        args.clip,
-        text,
-        audio=args.audio,
-        device=args.device,
-        precision=_precision(args, args.device),
-    )
+def _print_prediction(result: dict) -> None:
     info = result["preprocessing"]
     print(
         f"{result['clip']}: {info['frames']} frames ({info['faces_found']} with a detected face, "
@@ -172,10 +163,160 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"{name:<14}{e['probability']:>12.3f}{e['threshold']:>11.2f}  {mark}")
     if "top" in result:
         print(f"most likely: {result['top']}")
-    if args.json:
-        atomic_write_json(args.json, result)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from mesm.training.batch import expand_inputs
+    from mesm.training.predict import Predictor, predict_clip
+
+    _check_json(args)
+    text = _transcript(args)
+    precision = _precision(args, args.device)
+    whole_video = bool(args.out or args.subtitles or args.transcribe)
+    if not whole_video and len(args.clip) == 1 and _is_one_clip(Path(args.clip[0])):
+        result = predict_clip(
+            args.checkpoint,
+            args.clip[0],
+            text,
+            audio=args.audio,
+            device=args.device,
+            precision=precision,
+        )
+        _print_prediction(result)
+        if args.json:
+            atomic_write_json(args.json, result)
+            print(f"written to {args.json}")
+        if args.csv:
+            _write_rows_csv(args.csv, [_clip_row(result)], list(result["emotions"]))
+        return 0
+    clips = expand_inputs(args.clip)
+    if not clips:
+        raise ValueError(f"no clips in {' '.join(args.clip)}")
+    predictor = Predictor(args.checkpoint, args.device, precision)
+    failed: list[tuple[str, str]] = []
+
+    def report_failure(path: object, reason: str) -> None:
+        print(f"mesm predict: failed: {path}: {reason}", file=sys.stderr)
+
+    if whole_video:
+        rows = _predict_timelines(args, clips, predictor, failed, report_failure)
+    else:
+        from mesm.training.batch import predict_clips
+
+        rows, failed = predict_clips(
+            predictor,
+            clips,
+            transcript=text,
+            audio=args.audio,
+            progress=not args.no_progress,
+            on_failure=report_failure,
+        )
+        for row in rows:
+            present = ", ".join(row["present"]) or "-"
+            top = f"; most likely {row['top']}" if "top" in row else ""
+            print(f"{row['clip']}: present: {present}{top}")
+    if args.csv:
+        _write_rows_csv(args.csv, rows, predictor.label_names)
+    if args.json and not whole_video:
+        atomic_write_json(args.json, rows)
         print(f"written to {args.json}")
+    done = len(clips) - len(failed)
+    print(f"{done} of {len(clips)} input(s) predicted, {len(rows)} row(s)")
+    if failed:
+        print(f"mesm predict: {len(failed)} of {len(clips)} input(s) failed:", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _is_one_clip(path: Path) -> bool:
+    """A video file or a frame folder (not a manifest, not a folder of videos)."""
+    from mesm.training.batch import MANIFEST_SUFFIXES, VIDEO_SUFFIXES
+
+    if path.is_dir():
+        return not any(n.lower().endswith(VIDEO_SUFFIXES) for n in os.listdir(path))
+    return path.suffix.lower() not in MANIFEST_SUFFIXES
+
+
+def _clip_row(result: dict) -> dict:
+    info = result["preprocessing"]
+    return {
+        "clip": result["clip"],
+        "source": "clip",
+        "text": result["transcript"],
+        "frames": info["frames"],
+        "faces_found": info["faces_found"],
+        "chunks": info["chunks"],
+        **{k: result[k] for k in ("emotions", "top") if k in result},
+    }
+
+
+def _write_rows_csv(path: str, rows: list[dict], label_names: list[str]) -> None:
+    from mesm.files import atomic_write_bytes
+    from mesm.training.timeline import prediction_rows_csv
+
+    atomic_write_bytes(path, prediction_rows_csv(rows, label_names).encode("utf-8"))
+    print(f"{len(rows)} row(s) written to {path}")
+
+
+def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[dict]:
+    """Whole-video mode: a timeline (CSV, JSON, PNG) per video under --out."""
+    from mesm.analysis.timeline import write_timeline
+    from mesm.data.segments import VadSettings
+    from mesm.training.batch import CLIP_ERRORS
+    from mesm.training.timeline import predict_video
+
+    if not args.out:
+        raise ValueError("whole-video prediction (--subtitles / --transcribe) needs --out DIR")
+    if args.json:
+        raise ValueError("--json is for clips; whole videos get DIR/timeline.json (--out DIR)")
+    if args.subtitles and args.transcribe:
+        raise ValueError("give --subtitles or --transcribe, not both (subtitles carry the text)")
+    if args.subtitles and len(clips) != 1:
+        raise ValueError(f"--subtitles belongs to one video, got {len(clips)} inputs")
+    vad = VadSettings(max_length=args.max_segment, min_silence=args.min_silence)
+    transcriber = None
+    if args.transcribe:
+        from mesm.data.transcribe import Transcriber
+
+        transcriber = Transcriber(args.transcribe, args.device)
+    out = Path(args.out)
+    rows: list[dict] = []
+    used: set[str] = set()
+    for item in clips:
+        folder = out
+        if len(clips) > 1:
+            name = item.clip.stem
+            while name in used:
+                name += "_"
+            used.add(name)
+            folder = out / name
+        try:
+            timeline = predict_video(
+                predictor,
+                item.clip,
+                subtitles=args.subtitles,
+                transcribe=transcriber,
+                audio=item.audio or args.audio,
+                overlapping_cues=args.overlapping_cues,
+                vad=vad,
+                progress=not args.no_progress,
+            )
+        except CLIP_ERRORS as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            failed.append((str(item.clip), reason))
+            report_failure(item.clip, reason)
+            continue
+        for warning in timeline.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        paths = write_timeline(timeline, folder)
+        rows.extend(timeline.rows)
+        print(f"{item.clip}: {timeline.segmentation.summary()}")
+        for note in timeline.segmentation.notes:
+            print(f"  {note}")
+        print(f"  written: {', '.join(str(p) for p in paths.values())}")
+    return rows
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -463,18 +604,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser(
         "predict",
-        help="per-emotion probabilities for a new video clip",
-        description="Runs a checkpoint on one clip: frames every img_interval ms, MTCNN face "
+        help="per-emotion probabilities for clips, or an emotion timeline of whole videos",
+        description="Runs a checkpoint on clips: frames every img_interval ms, MTCNN face "
         "crops, mel chunks of the clip's own audio track (or --audio), the transcript; prints "
-        "each emotion's probability and the decision at its validation-tuned threshold.",
+        "each emotion's probability and the decision at its validation-tuned threshold. Several "
+        "clips, folders of videos or manifests (.csv with a 'clip' column and optional "
+        "'transcript'/'audio', .jsonl, .txt) give one row per clip (--csv); a clip that fails "
+        "is reported and skipped, and the exit status is 1 if any failed. Whole videos (--out "
+        "DIR): cut into utterances by --subtitles or by voice activity, text from the "
+        "subtitles or --transcribe, and written as DIR/timeline.csv, .json and .png.",
     )
-    pr.add_argument("clip", help="a video file (or a folder of frames with --audio)")
+    pr.add_argument(
+        "clip", nargs="+", help="video file(s), folder(s) of videos or frames, or a manifest"
+    )
     pr.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .safetensors checkpoint")
     _add_transcript_options(pr)
     pr.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     _add_precision(pr)
+    pr.add_argument("--csv", metavar="OUT", help="write one CSV row per clip or segment")
+    pr.add_argument("--out", metavar="DIR", help="whole videos: write the timeline files here")
+    pr.add_argument("--subtitles", metavar="FILE", help="SRT/WebVTT/ASS: each cue an utterance")
+    pr.add_argument(
+        "--transcribe", metavar="MODEL", help="speech-recognition model (name or folder) for text"
+    )
+    pr.add_argument(
+        "--overlapping-cues",
+        default="error",
+        choices=["error", "merge"],
+        help="what to do with subtitle cues whose times overlap",
+    )
+    pr.add_argument(
+        "--max-segment", type=float, default=15.0, metavar="S", help="VAD: longest segment (s)"
+    )
+    pr.add_argument(
+        "--min-silence", type=float, default=0.4, metavar="S", help="VAD: pause that splits (s)"
+    )
+    pr.add_argument("--no-progress", action="store_true", help="no progress bars")
     pr.set_defaults(func=_cmd_predict)
 
     fl = sub.add_parser(

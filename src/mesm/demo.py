@@ -1,13 +1,15 @@
 """`mesm demo`: the whole pipeline on a synthetic corpus, on a laptop.
 
-1. writes a small corpus in the on-disk format of a real dataset (mp4 clips with a drawn face,
+1. writes a small corpus in the on-disk format of a real dataset (mp4 clips of a real face,
    speech-like audio, transcripts; see :mod:`mesm.data.demo_corpus`: no single modality suffices);
 2. preprocesses it through the real pipeline (video decoding, MTCNN with centre-crop fallback,
    mel-spectrograms, feature cache);
 3. trains FE2E and MESM (``tiny`` preset, the offline MiniLM text encoder) with the paper's
    procedure (validation-tuned thresholds, best epoch by average F1);
 4. reports each model's per-emotion test table, top-1 accuracy and feature-extraction FLOPs per
-   utterance, draws MESM's attention maps for one test clip, and writes ``report.json``.
+   utterance, draws MESM's attention maps for one test clip, and writes ``report.json``;
+5. writes ``video/talk.mp4`` + ``video/talk.srt``: a longer video of new utterances in blocks of
+   one emotion each, with one subtitle cue per utterance, for ``mesm predict --out``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from mesm.analysis.attention_maps import explain
 from mesm.analysis.flops import dataset_flops
-from mesm.data.demo_corpus import write_demo_corpus
+from mesm.data.demo_corpus import EMOTIONS, write_demo_corpus, write_demo_video
 from mesm.data.manifest import read_dataset
 from mesm.data.preprocess import preprocess_dataset
 from mesm.evaluation import json_safe
@@ -28,9 +30,10 @@ from mesm.training.config import RunConfig
 from mesm.training.fit import train
 from mesm.training.precision import Precision, resolve_precision
 
-# Sizes of the full demo and of --quick (the latter is what the tests run).
-FULL = {"utterances": 240, "epochs": 14, "patience": 5}
-QUICK = {"utterances": 96, "epochs": 6, "patience": 6}
+# Sizes of the full demo and of --quick (the latter is what the tests run). "video": the long
+# video for `mesm predict --out` has this many blocks of utterances of one emotion each.
+FULL = {"utterances": 240, "epochs": 14, "patience": 5, "video": (8, 8)}
+QUICK = {"utterances": 96, "epochs": 6, "patience": 6, "video": (4, 3)}
 
 
 def demo_config(
@@ -94,13 +97,24 @@ def run_demo(
     if (out / "runs").exists():
         raise FileExistsError(f"{out} already holds a demo run; choose another --out")
     write_demo_corpus(data, sizes["utterances"], seed=seed)
+    blocks, per_block = sizes["video"]
+    sequence = [
+        EMOTIONS[(b + seed) % len(EMOTIONS)] for b in range(blocks) for _ in range(per_block)
+    ]
+    video, subtitles = write_demo_video(out / "video" / "talk.mp4", sequence, seed=seed + 1)
     workers = min(2, os.cpu_count() or 1)
     prep = preprocess_dataset(data, num_workers=workers, progress=progress)
     report: dict[str, Any] = {
         "corpus": {"utterances": sizes["utterances"], "path": str(data)},
-        "preprocess": {"summary": prep.summary(), "seconds": prep.seconds},
+        "preprocess": {
+            "summary": prep.summary(),
+            "seconds": prep.seconds,
+            "frames": prep.frames,
+            "face_found_rate": prep.face_found_rate,
+        },
         "precision": resolved.lightning,
         "models": {},
+        "video": {"video": str(video), "subtitles": str(subtitles), "emotions": sequence},
     }
     for arch in ("fe2e", "mesm"):
         config = demo_config(

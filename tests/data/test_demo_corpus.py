@@ -22,18 +22,49 @@ def test_corpus_is_a_valid_balanced_dataset(tmp_path):
         write_demo_corpus(tmp_path / "x", 4, noise=1.0)
 
 
-def test_cues_separate_what_the_design_says():
+def _mouth_drop(landmarks: np.ndarray) -> float:
+    """Mouth corners' distance below the eye line, in inter-ocular distances (pose-free)."""
+    eye_l, eye_r, _, mouth_l, mouth_r = landmarks
+    axis = (eye_r - eye_l) / np.linalg.norm(eye_r - eye_l)
+    down = np.array([-axis[1], axis[0]])  # perpendicular to the eye line, pointing to the chin
+    corners = (mouth_l + mouth_r) / 2 - (eye_l + eye_r) / 2
+    return float(corners @ down / np.linalg.norm(eye_r - eye_l))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_mtcnn_finds_the_real_face_and_the_expression_moves_the_mouth():
+    import torch
+    from facenet_pytorch import MTCNN
+
     rng = np.random.default_rng(0)
-    mouth_row = {}
-    for expression in (1.0, 0.0, -1.0):
-        frame = _face(expression, 1, rng)[0].astype(float)
-        red = (frame[..., 0] > 120) & (frame[..., 1] < 80)  # the mouth's colour
-        rows = np.nonzero(red)[0]
-        # Centre column minus corners: a smile's middle sits below its corners.
-        centre = rows[np.abs(np.nonzero(red)[1] - 48) < 3].mean()
-        corners = rows[np.abs(np.nonzero(red)[1] - 48) > 8].mean()
-        mouth_row[expression] = centre - corners
-    assert mouth_row[1.0] > 2 and abs(mouth_row[0.0]) < 2 and mouth_row[-1.0] < -2
+    detector = MTCNN(min_face_size=20)
+    found, frames = 0, 0
+    drop: dict[float, list[float]] = {1.0: [], 0.0: [], -1.0: []}
+    for _ in range(8):
+        for expression in drop:
+            clip = _face(expression, 4, rng)
+            boxes, _, landmarks = detector.detect(torch.from_numpy(clip), landmarks=True)
+            frames += len(clip)
+            found += sum(b is not None for b in boxes)
+            drop[expression] += [_mouth_drop(lm[0]) for lm in landmarks if lm is not None]
+    assert found / frames >= 0.95, (found, frames)
+    mean = {e: float(np.mean(v)) for e, v in drop.items()}
+    # Smile: corners highest; frown: lowest (the photo itself smiles, "flat" lowers it).
+    assert mean[1.0] < mean[0.0] < mean[-1.0], mean
+
+
+def test_the_face_alone_cannot_tell_anger_from_neutral():
+    """The visual cue is one of three expressions; anger and neutral share one."""
+    from mesm.data.demo_corpus import _MOUTH
+
+    assert _MOUTH["anger"] == _MOUTH["neutral"] != _MOUTH["happiness"] != _MOUTH["sadness"]
+    a = _face(_MOUTH["anger"], 2, np.random.default_rng(3))
+    n = _face(_MOUTH["neutral"], 2, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, n)  # same draw of pose and lighting: the same pixels
+
+
+def test_voice_prosody_follows_arousal():
+    rng = np.random.default_rng(0)
     loud = _voice(True, 1.0, rng)
     soft = _voice(False, 1.0, rng)
     assert np.sqrt((loud**2).mean()) > 2 * np.sqrt((soft**2).mean())

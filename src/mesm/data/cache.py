@@ -53,9 +53,9 @@ except ImportError:  # Windows
 
 from mesm.data.audio import chunk_spectrogram, load_waveform, mel_spectrogram
 from mesm.data.errors import DataError
-from mesm.data.faces import FaceCropper
+from mesm.data.faces import FaceCropper, FaceCrops
 from mesm.data.manifest import Record, resolve
-from mesm.data.video import sample_frames
+from mesm.data.video import Frames, sample_frames
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries
 
 
@@ -326,8 +326,25 @@ def compute_features(
     except DataError as err:
         raise DataError(f"record {record.id!r}: {err}") from None
     wave = load_waveform(root, record, settings.sample_rate)
+    return media_features(frames, crops, wave, settings)
+
+
+def media_features(
+    frames: Frames, crops: FaceCrops, waveform: torch.Tensor, settings: PreprocessSettings
+) -> dict[str, torch.Tensor]:
+    """Cache tensors from sampled frames, their face crops and the waveform.
+
+    Args:
+        frames: the sampled frames (their timestamps are stored).
+        crops: `cropper(frames.images)`.
+        waveform: (N,) mono samples at ``settings.sample_rate``.
+        settings: the preprocessing settings.
+
+    Returns:
+        The tensors of a cache entry (see the module docstring).
+    """
     mel = mel_spectrogram(
-        wave,
+        waveform,
         sample_rate=settings.sample_rate,
         n_fft=settings.n_fft,
         win_length=settings.win_length,

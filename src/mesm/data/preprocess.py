@@ -62,12 +62,22 @@ class PreprocessReport:
         """One paragraph for the command line."""
         fallback = sum(self.fallback_frames.values())
         share = f"{100 * fallback / self.frames:.1f}%" if self.frames else "n/a"
+        rate = f"{100 * self.face_found_rate:.1f}%" if self.frames else "n/a"
         return (
             f"cache {self.cache_dir}: {self.computed} computed, {self.reused} reused, "
             f"{len(self.failed)} failed in {self.seconds:.1f} s; {self.frames} frames, "
-            f"{self.chunks} spectrogram chunks; no face found in {fallback} frames ({share}) "
-            f"of {len(self.fallback_frames)} utterance(s) (centre crop used)"
+            f"{self.chunks} spectrogram chunks; faces found by MTCNN in "
+            f"{self.frames - fallback} of {self.frames} frames ({rate}); no face found in "
+            f"{fallback} frames ({share}) of {len(self.fallback_frames)} utterance(s) "
+            "(centre crop used)"
         )
+
+    @property
+    def face_found_rate(self) -> float:
+        """Share of the sampled frames in which MTCNN found a face (0 when there are none)."""
+        if not self.frames:
+            return 0.0
+        return 1 - sum(self.fallback_frames.values()) / self.frames
 
 
 def preprocess_dataset(

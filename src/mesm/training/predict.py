@@ -13,10 +13,13 @@ from typing import Any
 
 import torch
 
-from mesm.data.cache import PreprocessSettings, compute_features, make_cropper
+from mesm.data.audio import resample
+from mesm.data.cache import PreprocessSettings, compute_features, make_cropper, media_features
 from mesm.data.dataset import Batch, Item, collate
 from mesm.data.errors import DataError
+from mesm.data.faces import FaceCropper
 from mesm.data.manifest import Record
+from mesm.data.stream import SegmentMedia
 from mesm.data.text import TextTokenizer
 from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.training.module import model_inputs
@@ -66,6 +69,33 @@ def read_transcript(text_or_file: str | None) -> str:
     return text_or_file
 
 
+def _clip_record(
+    clip: str | os.PathLike,
+    audio: str | os.PathLike | None,
+    transcript: str,
+    start: float | None = None,
+    end: float | None = None,
+) -> tuple[Path, Record]:
+    """A one-record "dataset" rooted where the clip (and its audio) live."""
+    clip = Path(clip).resolve()
+    if not clip.exists():
+        raise FileNotFoundError(f"no clip at {clip}")
+    paths = [clip] if audio is None else [clip, Path(audio).resolve()]
+    if audio is not None and not paths[1].is_file():
+        raise FileNotFoundError(f"no audio file at {paths[1]}")
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    record = Record(
+        id=clip.stem,
+        video=str(clip.relative_to(root)),
+        audio=None if audio is None else str(paths[1].relative_to(root)),
+        text=transcript,
+        labels=(),
+        start=start,
+        end=end,
+    )
+    return root, record
+
+
 def clip_batch(
     clip: str | os.PathLike,
     transcript: str,
@@ -90,26 +120,12 @@ def clip_batch(
     Returns:
         (batch, info) with info = {"frames", "faces_found", "chunks", "timestamps"}.
     """
-    clip = Path(clip).resolve()
-    if not clip.exists():
-        raise FileNotFoundError(f"no clip at {clip}")
-    paths = [clip] if audio is None else [clip, Path(audio).resolve()]
-    if audio is not None and not paths[1].is_file():
-        raise FileNotFoundError(f"no audio file at {paths[1]}")
-    # A one-record "dataset" rooted where both files live.
-    root = Path(os.path.commonpath([p.parent for p in paths]))
-    record = Record(
-        id=clip.stem,
-        video=str(clip.relative_to(root)),
-        audio=None if audio is None else str(paths[1].relative_to(root)),
-        text=transcript,
-        labels=(),
-    )
+    root, record = _clip_record(clip, audio, transcript)
     settings = settings or PreprocessSettings()
     try:
         tensors = compute_features(root, record, settings, make_cropper(settings))
     except DataError as err:
-        raise ValueError(f"{clip}: {err}") from err
+        raise ValueError(f"{root / record.video}: {err}") from err
     tokenizer = TextTokenizer(text_model, max_length=max_text_length)
     item = Item(
         id=record.id,
@@ -127,7 +143,119 @@ def clip_batch(
     return collate([item], pad_id=tokenizer.pad_id), info
 
 
-@torch.inference_mode()
+class Predictor:
+    """A checkpoint loaded once, with its preprocessing, for many clips or segments.
+
+    Args:
+        checkpoint: a `.safetensors` checkpoint written by `mesm train`.
+        device: where the model runs.
+        precision: numeric precision of the model (see :mod:`mesm.training.precision`).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        device: str = "cpu",
+        precision: str | Precision = "auto",
+    ) -> None:
+        self.checkpoint = str(checkpoint)
+        self.device = device
+        self.precision = resolve_precision(precision, device)
+        self.model, self.meta = load_checkpoint(checkpoint, map_location=device)
+        self.settings = preprocessing_settings(self.meta) or PreprocessSettings()
+        self.label_names: list[str] = list(self.meta["label_names"])
+        self.thresholds: list[float] = self.meta["thresholds"] or [0.5] * len(self.label_names)
+        self.task: str = self.meta["task"]
+        self.tokenizer = TextTokenizer(
+            self.meta["model"].get("text_model"),
+            max_length=self.meta["extra"].get("max_text_length", 100),
+        )
+        self._cropper: FaceCropper | None = None
+
+    @property
+    def cropper(self) -> FaceCropper:
+        """The face detector of the checkpoint's settings (built on first use)."""
+        if self._cropper is None:
+            self._cropper = make_cropper(self.settings)
+        return self._cropper
+
+    def clip_features(
+        self,
+        clip: str | os.PathLike,
+        audio: str | os.PathLike | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Cache tensors of one clip, or of its span [start, end) s (see `mesm.data.cache`)."""
+        root, record = _clip_record(clip, audio, "", start, end)
+        try:
+            return compute_features(root, record, self.settings, self.cropper)
+        except DataError as err:
+            raise ValueError(str(err)) from err  # it names the record and the file
+
+    def media_features(self, media: SegmentMedia) -> dict[str, torch.Tensor]:
+        """Cache tensors of one segment of a long video (frames and audio already decoded)."""
+        wave = resample(
+            torch.from_numpy(media.waveform), media.sample_rate, self.settings.sample_rate
+        )
+        return media_features(media.frames, self.cropper(media.frames.images), wave, self.settings)
+
+    @torch.inference_mode()
+    def predict(self, tensors: dict[str, torch.Tensor], text: str) -> dict[str, Any]:
+        """Probabilities and decisions for one utterance's features and transcript.
+
+        Returns:
+            {"transcript", "preprocessing": {"frames", "faces_found", "chunks", "timestamps"},
+            "emotions": {name: {"probability", "threshold", "present"}}, "present": [names],
+            "top": name (single-label checkpoints)}.
+        """
+        item = Item(
+            id="clip",
+            faces=tensors["faces"],
+            specs=tensors["specs"],
+            text_ids=torch.tensor(self.tokenizer.encode([text])[0], dtype=torch.int64),
+            labels=torch.zeros(len(self.label_names)),
+        )
+        batch = collate([item], pad_id=self.tokenizer.pad_id)
+        inputs = model_inputs(batch, self.model.modalities)
+        with self.precision.autocast():
+            logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+        probs = torch.sigmoid(logits.float())
+        emotions = {
+            name: {"probability": p, "threshold": t, "present": p > t}
+            for name, p, t in zip(
+                self.label_names, probs[0].cpu().tolist(), self.thresholds, strict=True
+            )
+        }
+        out: dict[str, Any] = {
+            "transcript": text,
+            "preprocessing": {
+                "frames": int(tensors["faces"].shape[0]),
+                "faces_found": int(tensors["found"].sum()),
+                "chunks": int(tensors["specs"].shape[0]),
+                "timestamps": [round(float(t), 3) for t in tensors["timestamps"]],
+            },
+            "emotions": emotions,
+            "present": [n for n, e in emotions.items() if e["present"]],
+            "precision": self.precision.lightning,
+        }
+        if self.task == "single_label":
+            out["top"] = max(emotions, key=lambda n: emotions[n]["probability"])
+        return out
+
+    def predict_clip(
+        self,
+        clip: str | os.PathLike,
+        transcript: str | None = None,
+        *,
+        audio: str | os.PathLike | None = None,
+    ) -> dict[str, Any]:
+        """`predict_clip` with this predictor's model (see there)."""
+        text = transcript or ""
+        return {"clip": str(clip), **self.predict(self.clip_features(clip, audio), text)}
+
+
 def predict_clip(
     checkpoint: str | os.PathLike,
     clip: str | os.PathLike,
@@ -152,36 +280,4 @@ def predict_clip(
         "threshold", "present"}}, "present": [names], "top": name (single-label checkpoints),
         "precision": "32-true" | "bf16-mixed" | "16-mixed"}.
     """
-    resolved = resolve_precision(precision, device)
-    model, meta = load_checkpoint(checkpoint, map_location=device)
-    settings = preprocessing_settings(meta)
-    text = transcript or ""
-    batch, info = clip_batch(
-        clip,
-        text,
-        audio=audio,
-        settings=settings,
-        text_model=meta["model"].get("text_model"),
-        max_text_length=meta["extra"].get("max_text_length", 100),
-        num_classes=len(meta["label_names"]),
-    )
-    inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
-    with resolved.autocast():
-        logits = model(**inputs)
-    probs = torch.sigmoid(logits.float())[0].cpu().tolist()
-    thresholds = meta["thresholds"] or [0.5] * len(probs)
-    emotions = {
-        name: {"probability": p, "threshold": t, "present": p > t}
-        for name, p, t in zip(meta["label_names"], probs, thresholds, strict=True)
-    }
-    out: dict[str, Any] = {
-        "clip": str(clip),
-        "transcript": text,
-        "preprocessing": info,
-        "emotions": emotions,
-        "present": [n for n, e in emotions.items() if e["present"]],
-        "precision": resolved.lightning,
-    }
-    if meta["task"] == "single_label":
-        out["top"] = max(emotions, key=lambda n: emotions[n]["probability"])
-    return out
+    return Predictor(checkpoint, device, precision).predict_clip(clip, transcript, audio=audio)

@@ -1,0 +1,201 @@
+"""Batch prediction: many clips (files, folders, manifests) in, one row per clip out.
+
+`expand_inputs` turns what the user names into a list of `ClipInput`:
+
+* a video file → that clip;
+* a folder holding video files → each of them (natural name order; sub-folders are not
+  searched); a folder holding only images → one frame-folder clip;
+* a manifest: ``.csv`` with a header holding ``clip`` (or ``video``) and optionally
+  ``transcript`` (or ``text``) and ``audio``; ``.jsonl`` with one object per line with the same
+  keys (a mesm dataset's ``manifest.jsonl`` works: ``video``, ``audio``, ``text``, ``start``,
+  ``end``); ``.txt`` with one path per line. Relative paths are relative to the manifest's
+  folder.
+
+`predict_clips` runs a `Predictor` over them and keeps going past a clip that fails: each
+failure is recorded with its path and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mesm.data.errors import DataError
+from mesm.data.video import natural_key
+from mesm.training.predict import Predictor, read_transcript
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".txt")
+# What a bad clip may raise; anything else is a bug and should surface.
+CLIP_ERRORS = (DataError, ValueError, FileNotFoundError, RuntimeError, OSError)
+
+
+@dataclass(frozen=True)
+class ClipInput:
+    """One clip to predict.
+
+    Attributes:
+        clip: the video file or frame folder.
+        transcript: its text (None: take the command's default).
+        audio: a separate audio file (None: the clip's own track).
+        start: span start in seconds (None: from the beginning).
+        end: span end in seconds (None: to the end).
+    """
+
+    clip: Path
+    transcript: str | None = None
+    audio: Path | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[ClipInput]:
+    """The clips named by files, folders and manifests (rules in the module docstring).
+
+    A path that does not exist is kept as a clip, so that it is reported as a failure with the
+    others rather than stopping the run.
+
+    Raises:
+        ValueError: a manifest that cannot be read (naming the file and line).
+    """
+    clips: list[ClipInput] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            names = sorted(os.listdir(path), key=natural_key)
+            videos = [path / n for n in names if n.lower().endswith(VIDEO_SUFFIXES)]
+            if videos:
+                clips.extend(ClipInput(v) for v in videos if v.is_file())
+            else:
+                # A folder of frames is one clip; an empty or unrelated folder fails as one.
+                clips.append(ClipInput(path))
+        elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+            clips.extend(read_clip_manifest(path))
+        else:
+            clips.append(ClipInput(path))
+    return clips
+
+
+def read_clip_manifest(path: Path) -> list[ClipInput]:
+    """Clips listed in a .csv, .jsonl or .txt manifest (see the module docstring).
+
+    Raises:
+        ValueError: unreadable file, missing column, or a malformed line (naming it).
+    """
+    base = path.parent
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the manifest ({err})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return [
+            ClipInput(base / line.strip())
+            for line in text.splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    entries: list[tuple[int, dict[str, Any]]] = []
+    if suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        fields = set(reader.fieldnames or [])
+        if not fields & {"clip", "video"}:
+            raise ValueError(f"{path}: the CSV needs a 'clip' (or 'video') column")
+        entries = [(i, dict(row)) for i, row in enumerate(reader, start=2)]
+    else:
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {i}: not JSON ({err.msg})") from None
+            if not isinstance(value, dict):
+                raise ValueError(f"{path}: line {i}: expected an object")
+            entries.append((i, value))
+    clips = []
+    for line, entry in entries:
+        clip = entry.get("clip") or entry.get("video")
+        if not isinstance(clip, str) or not clip:
+            raise ValueError(f"{path}: line {line}: no 'clip' (or 'video') path")
+        text_value = entry.get("transcript", entry.get("text"))
+        audio = entry.get("audio")
+        try:
+            start, end = (
+                None if v in (None, "") else float(v)
+                for v in (entry.get("start"), entry.get("end"))
+            )
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: line {line}: 'start'/'end' must be numbers") from None
+        clips.append(
+            ClipInput(
+                base / clip,
+                transcript=None if text_value is None else str(text_value),
+                audio=base / audio if isinstance(audio, str) and audio else None,
+                start=start,
+                end=end,
+            )
+        )
+    return clips
+
+
+def predict_clips(
+    predictor: Predictor,
+    clips: Sequence[ClipInput],
+    *,
+    transcript: str | None = None,
+    audio: str | os.PathLike | None = None,
+    progress: bool = True,
+    on_failure: Callable[[Path, str], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Predict every clip; a clip that fails is recorded and skipped.
+
+    Args:
+        predictor: the loaded checkpoint.
+        clips: from `expand_inputs`.
+        transcript: text (or a text file) for clips whose input names none.
+        audio: a separate audio file for clips whose input names none.
+        progress: show a progress bar over clips.
+        on_failure: called with (path, reason) as each failure happens.
+
+    Returns:
+        (rows, failures): one result of `Predictor.predict_clip` per clip that worked (in input
+        order), and (path, reason) per clip that failed.
+    """
+    default_text = read_transcript(transcript)
+    rows, failures = [], []
+    for item in tqdm(clips, desc="clips", unit="clip", disable=not progress):
+        text = default_text if item.transcript is None else item.transcript
+        try:
+            features = predictor.clip_features(
+                item.clip, item.audio or audio, start=item.start, end=item.end
+            )
+            result = predictor.predict(features, text)
+        except CLIP_ERRORS as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            failures.append((str(item.clip), reason))
+            if on_failure is not None:
+                on_failure(item.clip, reason)
+            continue
+        info = result.pop("preprocessing")
+        rows.append(
+            {
+                "clip": str(item.clip),
+                "segment": None,
+                "start": item.start,
+                "end": item.end,
+                "source": "clip",
+                "text": result.pop("transcript"),
+                "frames": info["frames"],
+                "faces_found": info["faces_found"],
+                "chunks": info["chunks"],
+                **result,
+            }
+        )
+    return rows, failures
