@@ -50,6 +50,7 @@ def _config(root, devices: int, batch_size: int, strategy: str) -> RunConfig:
                 "devices": devices,
                 "strategy": strategy,
                 "deterministic": True,
+                "precision": "32",  # equivalence in float32 (auto may pick bf16 on this CPU)
             },
         }
     )
