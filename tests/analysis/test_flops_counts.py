@@ -129,7 +129,8 @@ def test_text_flops_ignore_padding():
 
 
 def test_dataset_flops_average_per_utterance(checkpoint, dataset_dir):
-    report = dataset_flops(checkpoint, dataset_dir, "test", batch_size=2)
+    # fp32, as the per-utterance forward passes below (auto may pick bf16 on this CPU).
+    report = dataset_flops(checkpoint, dataset_dir, "test", batch_size=2, precision="32")
     assert json.loads(json.dumps(report)) == report  # JSON-serialisable as is
     assert report["num_utterances"] == 3
     model, meta = load_checkpoint(checkpoint)

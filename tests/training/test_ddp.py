@@ -50,6 +50,8 @@ def _config(root, devices: int, batch_size: int, strategy: str) -> RunConfig:
                 "devices": devices,
                 "strategy": strategy,
                 "deterministic": True,
+                # fp32: the 1e-4 match below is float32's (auto may pick bf16 on this CPU).
+                "precision": "32",
             },
         }
     )
