@@ -5,12 +5,13 @@ with one set of weights (MESM loads FE2E's state dict, ``strict=False``), forwar
 and forward+backward (train mode), for MESM at several p with the "torch" engine and, forward-only
 on CPU, the "spconv" engine. Each row gives the time, the time ratio to FE2E, the FLOPs ratio to
 FE2E (with and without the attention layers) and the goal check: time ratio <= 1.15 x FLOPs ratio.
-With ``--precision 32 bf16`` every configuration also runs under bf16 autocast (weights fp32, as
-``mesm ... --precision bf16`` runs); ratios are to FE2E at the same precision, and the column
-"vs fp32" gives each row's time over the same configuration's fp32 time.
 
 Inputs are random (faces randn, mel chunks rand >= 0) and the attention is untrained, so the
 selection is close to uniform over sites; that is fine for measuring cost.
+
+With ``--precision 32 bf16`` every configuration also runs under bf16 autocast (weights fp32, as
+``mesm ... --precision bf16`` runs); ratios are to FE2E at the same precision, and the column
+"vs fp32" gives each row's time over the same configuration's fp32 time.
 
 Example:
     python benchmarks/bench_sparse.py --preset paper --frames 16 --chunks 16 --repeats 5
@@ -28,8 +29,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import mesm.sparse as sparse_ops
 from mesm.analysis.flops import pathway_flops
@@ -41,8 +44,10 @@ from mesm.training.precision import resolve_precision
 GOAL = 1.15
 
 # -- per-op profile (--profile) ------------------------------------------------------------------
-# Scopes put around the library's functions while profiling (patched here, so the same profile
-# runs on any version of the engine); aten ops outside every scope are sorted by their name.
+# Every aten op of a pass is timed by a dispatch mode, in CPU time of this process (process_time:
+# robust to other load on the machine, unlike wall-clock), and booked to the innermost scope the
+# benchmark put around a library function (patched here, so the same profile runs on any version of
+# the engine) or, outside every scope, to a category named by the op.
 _SCOPED = {
     ("mesm.models.attention", "CrossModalAttention.forward"): "attention (score, softmax, top-p)",
     ("mesm.models.layers", "MLP.forward"): "MLP",
@@ -56,19 +61,23 @@ _SCOPED = {
     ("mesm.sparse", "SparseMap.neighbor_index"): "gather / rulebook",
 }
 _BY_OP = {
-    "aten::mm": "conv GEMM",
-    "aten::addmm": "conv GEMM",
-    "aten::mkldnn_convolution": "conv GEMM",
-    "aten::convolution": "conv GEMM",
-    "aten::index_select": "gather / rulebook",
-    "aten::cat": "gather / rulebook",
-    "aten::index": "gather / rulebook",
-    "aten::relu": "batch norm / ReLU",
-    "aten::relu_": "batch norm / ReLU",
-    "aten::clamp_min": "batch norm / ReLU",
-    "aten::clamp_min_": "batch norm / ReLU",
-    "aten::native_batch_norm": "batch norm / ReLU",
-    "aten::_native_batch_norm_legit_no_training": "batch norm / ReLU",
+    "mm": "conv GEMM",
+    "addmm": "conv GEMM",
+    "_linear_pointwise": "conv GEMM",
+    "mkldnn_convolution": "conv GEMM",
+    "conv2d": "conv GEMM",
+    "linear": "conv GEMM",
+    "convolution": "conv GEMM",
+    "index_select": "gather / rulebook",
+    "cat": "gather / rulebook",
+    "index": "gather / rulebook",
+    "copy_": "gather / rulebook",
+    "relu": "batch norm / ReLU",
+    "relu_": "batch norm / ReLU",
+    "clamp_min": "batch norm / ReLU",
+    "clamp_min_": "batch norm / ReLU",
+    "native_batch_norm": "batch norm / ReLU",
+    "_native_batch_norm_legit_no_training": "batch norm / ReLU",
 }
 CATEGORIES = [
     "conv GEMM",
@@ -80,6 +89,24 @@ CATEGORIES = [
     "MLP",
     "other",
 ]
+_scope: list[str] = []
+
+
+class _OpTimer(TorchDispatchMode):
+    """Sums the CPU time of every aten op per category."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.totals = dict.fromkeys(CATEGORIES, 0.0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.process_time()
+        out = func(*args, **(kwargs or {}))
+        elapsed = time.process_time() - start
+        name = func.overloadpacket.__name__
+        category = _scope[-1] if _scope else _BY_OP.get(name, "other")
+        self.totals[category] += elapsed
+        return out
 
 
 @contextlib.contextmanager
@@ -97,8 +124,11 @@ def _profile_scopes():
         inner = original.__func__ if is_classmethod else original
 
         def wrapped(*a, _inner=inner, _label=label, **k):
-            with torch.profiler.record_function(f"mesm::{_label}"):
+            _scope.append(_label)
+            try:
                 return _inner(*a, **k)
+            finally:
+                _scope.pop()
 
         own = name in vars(owner)
         setattr(owner, name, classmethod(wrapped) if is_classmethod else wrapped)
@@ -113,31 +143,17 @@ def _profile_scopes():
                 delattr(owner, name)  # it was inherited
 
 
-def _category(event) -> str | None:
-    if event.name.startswith("mesm::"):
-        return None  # a scope itself: its children carry the time
-    node = event.cpu_parent
-    while node is not None:
-        if node.name.startswith("mesm::"):
-            return node.name.removeprefix("mesm::")
-        node = node.cpu_parent
-    return _BY_OP.get(event.name, "other")
-
-
 def profile_ms(fn: Callable, repeats: int) -> dict[str, float]:
-    """Self CPU time per category (ms per pass) of `fn`, over `repeats` profiled passes."""
-    from torch.profiler import ProfilerActivity, profile
-
+    """CPU time per category (ms per pass) of `fn`: the median of each category over `repeats`
+    passes."""
     fn()  # warm-up
-    with _profile_scopes(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    passes = []
+    with _profile_scopes():
         for _ in range(repeats):
-            fn()
-    totals = dict.fromkeys(CATEGORIES, 0.0)
-    for event in prof.events():
-        category = _category(event)
-        if category is not None:
-            totals[category] += event.self_cpu_time_total / 1000 / repeats
-    return totals
+            with _OpTimer() as timer:
+                fn()
+            passes.append({c: 1000 * t for c, t in timer.totals.items()})
+    return {c: statistics.median(p[c] for p in passes) for c in CATEGORIES}
 
 
 def run_profile(args: argparse.Namespace) -> None:
@@ -153,7 +169,7 @@ def run_profile(args: argparse.Namespace) -> None:
         for p in args.p:
             set_engine(sparse, p, "torch")
             columns[f"MESM p={p}"] = profile_ms(forward_fn(sparse, frames, y), args.repeats)
-        print(f"\n{modality} forward, ms per pass (self CPU time, torch.profiler)\n")
+        print(f"\n{modality} forward, CPU ms per pass (median of {args.repeats})\n")
         print("| category | " + " | ".join(columns) + " |")
         print("|---|" + "---|" * len(columns))
         for category in [*CATEGORIES, "total"]:
@@ -174,8 +190,8 @@ class Row:
     p: float | None
     ms: float
     time_ratio: float
-    flops: int
-    flops_ratio: float
+    flops: int  # of the ops that ran (a dense-masked layer counts its whole map)
+    flops_ratio: float  # nominal: every kept site through the full 3x3, attention included
     flops_ratio_no_attention: float
     kept: float  # sites processed by the sparse stages / sites of the dense stages
     vs_fp32: float | None = None  # ms / ms of the same configuration in fp32
@@ -209,7 +225,6 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved_ms(
-    sparse: Pathway,
     runs: list[tuple],
     repeats: int,
     warmup: int,
@@ -217,13 +232,13 @@ def interleaved_ms(
     clock: Callable[[], float] = time.perf_counter,
 ) -> list[float]:
     """Median ms of each run; runs are interleaved (round-robin) so that drift and other load on
-    the machine hit every configuration alike. `clock` is wall-clock by default;
+    the machine hit every configuration alike. Each run is (prepare, fn, ...): prepare() sets the
+    shared model up for it (p, engine, layout) and is not timed. `clock` is wall-clock by default;
     ``time.process_time`` (this process's CPU time) is steadier on a machine others load."""
     times: list[list[float]] = [[] for _ in runs]
     for i in range(warmup + repeats):
-        for j, (_, model, backend, p, _, fn) in enumerate(runs):
-            if model == "mesm":
-                set_engine(sparse, p, backend)
+        for j, (prepare, fn, *_) in enumerate(runs):
+            prepare()
             _sync(device)
             start = clock()
             fn()
@@ -240,23 +255,27 @@ def set_engine(pathway: Pathway, p: float, backend: str) -> None:
 
 
 def forward_fn(
-    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision
+    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision=None
 ) -> Callable:
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
+
     def run() -> None:
         pathway.eval()
-        with torch.no_grad(), precision.autocast():
+        with torch.inference_mode(), autocast():  # as mesm's inference entry points run
             pathway.extract(frames, y)
 
     return run
 
 
 def backward_fn(
-    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision
+    pathway: Pathway, frames: torch.Tensor, y: torch.Tensor | None, precision=None
 ) -> Callable:
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
+
     def run() -> None:
         pathway.train()
         pathway.zero_grad(set_to_none=True)
-        with precision.autocast():
+        with autocast():
             out = pathway.extract(frames, y)
         out.float().square().mean().backward()
 
@@ -281,9 +300,9 @@ def build(args: argparse.Namespace, device: torch.device):
     g = torch.Generator().manual_seed(1)
     inputs = {
         "visual": torch.randn(
-            args.frames, cfg.face_channels, cfg.face_size, cfg.face_size, generator=g
+            args.batch * args.frames, cfg.face_channels, cfg.face_size, cfg.face_size, generator=g
         ),
-        "audio": torch.rand(args.chunks, 1, *cfg.spec_shape, generator=g),
+        "audio": torch.rand(args.batch * args.chunks, 1, *cfg.spec_shape, generator=g),
     }
     return fe2e, mesm, inputs, mesm.text.hidden_size
 
@@ -293,6 +312,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
     fe2e, mesm, inputs, text_dim = build(args, device)
     g = torch.Generator().manual_seed(2)
     precisions = [resolve_precision(name, device) for name in args.precision]
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     backends = ["torch"]
     if not args.no_spconv and spconv_available():
         backends.append("spconv")
@@ -302,10 +322,11 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
         y = torch.randn(frames.shape[0], text_dim, generator=g).to(device)
         dense: Pathway = getattr(fe2e, modality)
         sparse: Pathway = getattr(mesm, modality)
-        configs = [("fe2e", "dense", None)]
+        # FE2E in both layouts: the goal is measured against the faster one.
+        configs = [("fe2e", "dense NCHW", None), ("fe2e", "dense channels-last", None)]
         configs += [("mesm", b, p) for b in backends for p in args.p]
         for mode in args.modes:
-            runs = []  # (precision, model, backend, p, flops, callable)
+            runs = []  # (prepare, callable, precision, model, backend, p, flops, nominal flops)
             base_flops = {}
             for precision in precisions:
                 with precision.autocast():
@@ -315,21 +336,36 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
                         continue  # spconv 2.3's CPU build has no working backward
                     if backend == "spconv" and precision.dtype is not None:
                         continue  # spconv under autocast: not supported by us, never measured
-                    if model == "fe2e":
-                        pathway, y_in, flops = dense, None, base_flops[precision.lightning]
-                    else:
-                        pathway, y_in = sparse, y
-                        set_engine(pathway, p, backend)
-                        with precision.autocast():
-                            flops = pathway_flops(pathway.eval(), frames, y_in)
                     make = forward_fn if mode == "fwd" else backward_fn
-                    fn = make(pathway, frames, y_in, precision)
-                    runs.append((precision.lightning, model, backend, p, flops, fn))
-            clock = time.process_time if args.clock == "cpu" else time.perf_counter
-            times = interleaved_ms(sparse, runs, args.repeats, args.warmup, device, clock)
-            base_ms = {r[0]: ms for r, ms in zip(runs, times, strict=True) if r[1] == "fe2e"}
-            fp32_ms = {r[1:4]: ms for r, ms in zip(runs, times, strict=True) if r[0] == "32-true"}
-            for (prec, model, backend, p, flops, _), ms in zip(runs, times, strict=True):
+                    if model == "fe2e":
+                        layout = backend.endswith("channels-last")
+                        prepare = partial(setattr, dense.low_level, "channels_last", layout)
+                        flops = nominal = base_flops[precision.lightning]
+                        fn = make(dense, frames, None, precision)
+                    else:
+                        prepare = partial(set_engine, sparse, p, backend)
+                        prepare()
+                        with precision.autocast():
+                            flops = pathway_flops(sparse.eval(), frames, y)
+                            # Nominal: every kept site through the full 3x3 (no dense fallback).
+                            with sparse_ops.dense_above(float("inf")):
+                                nominal = pathway_flops(sparse.eval(), frames, y)
+                        fn = make(sparse, frames, y, precision)
+                    runs.append(
+                        (prepare, fn, precision.lightning, model, backend, p, flops, nominal)
+                    )
+            times = interleaved_ms(runs, args.repeats, args.warmup, device, clock)
+            dense.low_level.channels_last = True
+            base_ms: dict[str, float] = {}
+            fp32_ms = {}
+            for run_, ms in zip(runs, times, strict=True):
+                prec, model = run_[2], run_[3]
+                if model == "fe2e":
+                    base_ms[prec] = min(ms, base_ms.get(prec, float("inf")))
+                if prec == "32-true":
+                    fp32_ms[run_[3:6]] = ms
+            for run_, ms in zip(runs, times, strict=True):
+                _, _, prec, model, backend, p, flops, nominal = run_
                 base = base_flops[prec]
                 fp32 = fp32_ms.get((model, backend, p))
                 rows.append(
@@ -343,8 +379,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
                         ms=ms,
                         time_ratio=ms / base_ms[prec],
                         flops=flops.total,
-                        flops_ratio=flops.total / base.total,
-                        flops_ratio_no_attention=flops.features / base.features,
+                        flops_ratio=nominal.total / base.total,
+                        flops_ratio_no_attention=nominal.features / base.features,
                         kept=kept_fraction(flops),
                         vs_fp32=None if fp32 is None else ms / fp32,
                     )
@@ -375,8 +411,9 @@ HEADER = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=["paper", "tiny"], default="paper")
-    parser.add_argument("--frames", type=int, default=16, help="faces in the batch (all utts)")
-    parser.add_argument("--chunks", type=int, default=16, help="mel chunks in the batch")
+    parser.add_argument("--batch", type=int, default=1, help="utterances in the batch")
+    parser.add_argument("--frames", type=int, default=16, help="faces per utterance")
+    parser.add_argument("--chunks", type=int, default=16, help="mel chunks per utterance")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -390,17 +427,17 @@ def main() -> None:
     )
     parser.add_argument("--no-spconv", action="store_true", help="skip the spconv engine")
     parser.add_argument(
-        "--precision",
-        nargs="+",
-        default=["32"],
-        help="precisions to time (32, bf16, 16-mixed on CUDA, auto); ratios are within each",
-    )
-    parser.add_argument(
         "--dense-above",
         type=float,
         default=None,
         help="active fraction at which the torch engine's conv runs dense-masked "
         "(default: the engine's; inf = always gather + GEMM)",
+    )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["32"],
+        help="precisions to time (32, bf16, 16-mixed on CUDA, auto); ratios are within each",
     )
     parser.add_argument(
         "--clock",
@@ -424,9 +461,10 @@ def main() -> None:
     info = machine()
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
-        f"{info['threads']} threads, device {args.device}; preset {args.preset}, "
-        f"{args.frames} faces, {args.chunks} mel chunks, median of {args.repeats} interleaved "
-        f"runs ({args.clock} clock), "
+        f"{info['threads']} threads, device {args.device}; preset {args.preset}, batch "
+        f"{args.batch} x ({args.frames} faces, {args.chunks} mel chunks), median of "
+        f"{args.repeats} interleaved "
+        "runs, "
         f"dense-masked above {getattr(sparse_ops, 'dense_fraction', lambda: '-')()}"
         f"{'' if args.dense_above is None else f' (--dense-above {args.dense_above})'}\n"
     )

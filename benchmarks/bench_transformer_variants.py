@@ -1,8 +1,9 @@
 """The paper's sequence transformer vs mesm's former "modern" variant, on the demo corpus.
 
-Writes the full demo corpus once (240 clips, as `mesm demo`), preprocesses it once, then trains
-FE2E and MESM (the demo's settings: `tiny` preset, p = 0.7, 14 epochs, best epoch by average F1)
-with each transformer variant at several seeds, and prints the test metrics as mean ± standard
+Writes the demo corpus once (`--size full`: 240 clips and 14 epochs, as `mesm demo`; `quick`: 96
+clips and 6 epochs, as `mesm demo --quick`), preprocesses it once, then trains FE2E and MESM (the
+demo's settings: `tiny` preset, p = 0.7, best epoch by average F1) with each transformer variant
+at several seeds, and prints the test metrics as mean ± standard
 deviation over the seeds (and min–max), as a markdown table. The variants differ only in the
 structure of the sequence transformer; its widths are the `tiny` preset's:
 
@@ -11,7 +12,7 @@ structure of the sequence transformer; its widths are the `tiny` preset's:
 
 The seed seeds the weights and the data order; the corpus is the same for every run.
 
-    python benchmarks/bench_transformer_variants.py --out /tmp/variants [--seeds 0 1 2]
+    python benchmarks/bench_transformer_variants.py --out /tmp/variants [--size quick]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 from mesm.data.demo_corpus import write_demo_corpus
 from mesm.data.preprocess import preprocess_dataset
-from mesm.demo import FULL, demo_config
+from mesm.demo import FULL, QUICK, demo_config
 from mesm.evaluation import json_safe
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
@@ -40,8 +41,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _config(arch: str, data: Path, variant: str, seed: int) -> RunConfig:
-    base = demo_config(arch, data, FULL["epochs"], FULL["patience"], seed).to_dict()
+def _config(arch: str, data: Path, variant: str, seed: int, size: dict) -> RunConfig:
+    base = demo_config(arch, data, size["epochs"], size["patience"], seed).to_dict()
     base["model"].update(VARIANTS[variant])
     return RunConfig.from_dict(base)
 
@@ -61,11 +62,13 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="working folder (corpus, runs, results)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--archs", nargs="+", default=["fe2e", "mesm"])
+    parser.add_argument("--size", choices=["full", "quick"], default="full")
     args = parser.parse_args()
+    size = FULL if args.size == "full" else QUICK
     out = Path(args.out)
     data = out / "data"
     if not (data / "manifest.jsonl").is_file():
-        write_demo_corpus(data, FULL["utterances"], seed=0)
+        write_demo_corpus(data, size["utterances"], seed=0)
     preprocess_dataset(data, num_workers=min(2, os.cpu_count() or 1), progress=False)
     results_path = out / "results.json"
     results: dict[str, Any] = (
@@ -79,7 +82,7 @@ def main() -> None:
                     continue
                 started = time.perf_counter()
                 run = train(
-                    _config(arch, data, variant, seed),
+                    _config(arch, data, variant, seed, size),
                     out / "runs" / key.replace("/", "_"),
                     enable_progress_bar=False,
                 )
@@ -97,7 +100,10 @@ def main() -> None:
                 print(key, {k: round(v, 4) for k, v in results[key].items()}, flush=True)
 
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print(f"demo corpus ({FULL['utterances']} clips), {len(args.seeds)} seeds, test split\n")
+    print(
+        f"demo corpus ({size['utterances']} clips, {size['epochs']} epochs), "
+        f"{len(args.seeds)} seeds, test split\n"
+    )
     print("| model | transformer | avg Acc | avg F1 | avg AUC | top-1 |")
     print("|---|---|---|---|---|---|")
     for arch in args.archs:

@@ -9,7 +9,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mesm"
 
-# package -> mesm packages it may import (resources is a leaf anyone may use)
+# package -> mesm packages it may import (resources, errors and files are leaves anyone may use)
 ALLOWED = {
     "sparse": set(),
     "models": {"sparse"},
@@ -39,7 +39,7 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_package_imports_follow_the_design(package):
     for path in sorted((SRC / package).rglob("*.py")):
-        bad = _imports(path) - ALLOWED[package] - {package, "resources"}
+        bad = _imports(path) - ALLOWED[package] - {package, "resources", "errors", "files"}
         assert not bad, f"{path.relative_to(SRC)} imports mesm.{sorted(bad)}"
 
 
@@ -47,3 +47,8 @@ def test_nothing_imports_the_cli():
     for path in sorted(SRC.rglob("*.py")):
         if path.name not in ("cli.py", "__main__.py"):
             assert "cli" not in _imports(path), path
+
+
+@pytest.mark.parametrize("leaf", ["errors.py", "files.py", "resources.py"])
+def test_leaves_import_nothing_of_ours(leaf):
+    assert _imports(SRC / leaf) == set()

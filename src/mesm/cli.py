@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from mesm.errors import MesmError
+from mesm.files import atomic_write_json, check_output_file
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from mesm.data.workers import cap_workers
+
+    return cap_workers(args.workers, say=True)
+
+
+def _check_json(args: argparse.Namespace) -> None:
+    # Checked before any work, so a bad --json never costs a whole evaluation.
+    if args.json:
+        check_output_file(args.json)
 
 
 def _precision(args: argparse.Namespace, device: str = "cpu"):
@@ -56,7 +70,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     report = extract_features(
         args.dataset,
         settings,
-        num_workers=args.workers,
+        num_workers=_workers(args),
         split=args.split,
         overwrite=args.overwrite,
         progress=not args.no_progress,
@@ -97,6 +111,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mesm.evaluation import format_table, json_safe
     from mesm.training.evaluate import evaluate_checkpoint
 
+    _check_json(args)
     report = evaluate_checkpoint(
         args.checkpoint,
         args.data,
@@ -107,18 +122,41 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(format_table(report, f"{args.split} ({report['num_samples']} utterances)"))
     if args.json:
-        Path(args.json).write_text(json.dumps(json_safe(report), indent=2))
+        atomic_write_json(args.json, json_safe(report))
         print(f"report written to {args.json}")
     return 0
+
+
+def _transcript(args: argparse.Namespace) -> str:
+    from mesm.training.predict import read_transcript, read_transcript_file
+
+    if args.transcript_file is not None:
+        return read_transcript_file(args.transcript_file)
+    if args.text is not None:
+        return args.text
+    return read_transcript(args.transcript)
+
+
+def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--text", metavar="TEXT", help="what is said in the clip")
+    group.add_argument("--transcript-file", metavar="FILE", help="a UTF-8 file holding it")
+    group.add_argument(
+        "--transcript",
+        metavar="TEXT_OR_FILE",
+        help="older form: an existing file is read, a path-like word naming no file is an error",
+    )
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from mesm.training.predict import predict_clip
 
+    _check_json(args)
+    text = _transcript(args)
     result = predict_clip(
         args.checkpoint,
         args.clip,
-        args.transcript,
+        text,
         audio=args.audio,
         device=args.device,
         precision=_precision(args, args.device),
@@ -135,7 +173,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if "top" in result:
         print(f"most likely: {result['top']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        atomic_write_json(args.json, result)
         print(f"written to {args.json}")
     return 0
 
@@ -153,7 +191,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         report = prepare(
             args.release,
             args.out,
-            num_workers=args.workers,
+            num_workers=_workers(args),
             overwrite=args.overwrite,
             progress=not args.no_progress,
             **common,
@@ -169,7 +207,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     report = preprocess_dataset(
         args.dataset,
         settings,
-        num_workers=args.workers,
+        num_workers=_workers(args),
         device=args.device,
         split=args.split,
         overwrite=args.overwrite,
@@ -203,6 +241,7 @@ def _print_flops(report: dict) -> None:
 def _cmd_flops(args: argparse.Namespace) -> int:
     from mesm.analysis.flops import dataset_flops, preset_flops
 
+    _check_json(args)
     if args.checkpoint:
         if not args.data:
             raise ValueError("--checkpoint needs --data DATASET")
@@ -218,7 +257,7 @@ def _cmd_flops(args: argparse.Namespace) -> int:
         print(f"untrained {args.preset!r} preset, {args.frames} faces + {args.chunks} mel chunks")
     _print_flops(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        atomic_write_json(args.json, report)
         print(f"written to {args.json}")
     return 0
 
@@ -252,12 +291,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     source = args.clip
     if args.utterance is None:
         from mesm.training.checkpoint import preprocessing_settings, read_checkpoint_meta
-        from mesm.training.predict import clip_batch, read_transcript
+        from mesm.training.predict import clip_batch
 
+        text = _transcript(args)
         meta = read_checkpoint_meta(args.checkpoint)
         source, _ = clip_batch(
             args.clip,
-            read_transcript(args.transcript),
+            text,
             audio=args.audio,
             settings=preprocessing_settings(meta),
             text_model=meta["model"].get("text_model"),
@@ -430,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("clip", help="a video file (or a folder of frames with --audio)")
     pr.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .safetensors checkpoint")
-    pr.add_argument("--transcript", metavar="TEXT_OR_FILE", help="what is said, or a text file")
+    _add_transcript_options(pr)
     pr.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", metavar="OUT", help="also write the result as JSON")
@@ -483,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
     ex.add_argument("--checkpoint", required=True, metavar="CKPT")
     ex.add_argument("--out", required=True, metavar="DIR")
-    ex.add_argument("--transcript", metavar="TEXT_OR_FILE")
+    _add_transcript_options(ex)
     ex.add_argument("--audio", metavar="WAV")
     ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
     ex.add_argument("--p", type=float, help="run at this nucleus mass")
@@ -493,11 +533,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mesm.data.errors import DataError
-
+    """Runs one command; the project's own errors and OS errors about a path become one line
+    (exit status 2). Anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"mesm {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except OSError as err:
+        if err.filename is not None:
+            message = f"{err.filename}: {err.strerror or err}"
+        elif isinstance(err, (FileNotFoundError, FileExistsError)):
+            message = str(err)  # ours, with the path in the message
+        else:
+            raise
+    except (MesmError, ValueError, RuntimeError) as err:
+        message = str(err)
+    print(f"mesm {args.command}: error: {message}", file=sys.stderr)
+    return 2

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from mesm.data.demo_corpus import write_demo_corpus
 from mesm.data.manifest import read_dataset
 from mesm.data.preprocess import preprocess_dataset
 from mesm.evaluation import json_safe
+from mesm.files import atomic_write_json
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 from mesm.training.precision import Precision, resolve_precision
@@ -130,5 +130,5 @@ def run_demo(
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]
     report["seconds"] = time.perf_counter() - began
-    (out / "report.json").write_text(json.dumps(json_safe(report), indent=2))
+    atomic_write_json(out / "report.json", json_safe(report))
     return report

@@ -41,9 +41,9 @@ def item(model, checkpoint, dataset_dir):
 @pytest.fixture(scope="module")
 def explained(checkpoint, dataset_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("explain")
-    # fp32, as the direct forward passes the tests compare with (auto may pick bf16 here).
-    report = explain(checkpoint, dataset_dir, out, utterance_id=UTTERANCE, scale=3, precision="32")
-    return report, out
+    return explain(
+        checkpoint, dataset_dir, out, utterance_id=UTTERANCE, scale=3, precision="32"
+    ), out
 
 
 def _png_uint8(path) -> np.ndarray:

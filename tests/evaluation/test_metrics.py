@@ -37,10 +37,11 @@ def test_class_with_no_positives():
 
 
 def test_threshold_ties_go_to_the_lowest():
-    # Every threshold in (0.2, 0.8] separates perfectly: F1 = 1 from 0.25 up to 0.80.
+    # Positive = strictly above the threshold: every threshold in [0.2, 0.8) separates
+    # perfectly, F1 = 1 from 0.20 up to 0.75.
     probs = np.array([[0.2], [0.8], [0.81], [0.1]])
     labels = np.array([[0], [1], [1], [0]])
-    assert tune_thresholds(probs, labels).tolist() == [0.25]
+    assert tune_thresholds(probs, labels).tolist() == [0.2]
     # All predictions wrong at every threshold: F1 = 0 everywhere, lowest threshold wins.
     assert tune_thresholds(np.array([[0.9], [0.01]]), np.array([[0], [1]])).tolist() == [0.05]
 
@@ -48,9 +49,17 @@ def test_threshold_ties_go_to_the_lowest():
 def test_thresholds_are_per_emotion():
     probs = np.array([[0.3, 0.9], [0.6, 0.7], [0.4, 0.2], [0.1, 0.75]])
     labels = np.array([[0, 1], [1, 0], [1, 0], [0, 1]])
-    # emotion 0: positives 0.6, 0.4 vs negatives 0.3, 0.1 → first perfect threshold 0.35
-    # emotion 1: positives 0.9, 0.75 vs negatives 0.7, 0.2 → first perfect threshold 0.75
-    assert tune_thresholds(probs, labels).tolist() == [0.35, 0.75]
+    # emotion 0: positives 0.6, 0.4 vs negatives 0.3, 0.1 → first perfect threshold 0.30
+    # emotion 1: positives 0.9, 0.75 vs negatives 0.7, 0.2 → first perfect threshold 0.70
+    assert tune_thresholds(probs, labels).tolist() == [0.3, 0.7]
+
+
+def test_a_probability_on_the_threshold_is_negative_as_in_the_papers_code():
+    probs = np.array([[0.5], [0.5], [0.9], [0.1]])
+    labels = np.array([[1], [0], [1], [0]])
+    report = evaluate(probs, labels, np.array([0.5]), ["hap"], task="multi_label")
+    # 0.5 is not above 0.5: the first row is a false negative, the second a true negative.
+    assert report["per_emotion"]["hap"]["f1"] == pytest.approx(2 / 3)
 
 
 def test_auc_by_hand_with_ties():

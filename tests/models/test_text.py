@@ -31,3 +31,9 @@ def test_text_encoder_first_token_equals_plain_transformers():
         want = plain(**tokens).last_hidden_state[:, 0]
     assert got.shape == (2, 32)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_a_pretrained_encoder_starts_in_train_mode_like_the_rest_of_the_model():
+    encoder = TextEncoder(pretrained=True)  # the offline MiniLM weights
+    assert all(m.training for m in encoder.modules())
+    assert not any(m.training for m in encoder.eval().modules())

@@ -12,6 +12,7 @@ from mesm.sparse import (
     SparseMap,
     dense_above,
     dense_fraction,
+    linear,
     sparse_batch_norm,
     sparse_max_pool2x2,
     sparse_relu,
@@ -81,12 +82,20 @@ def test_sparse_max_pool_equals_max_pool2d_on_full_grid(frames, channels, h, w):
     upstream = torch.randn(frames, channels, h // 2, w // 2, dtype=torch.float64)
     dense = F.max_pool2d(x, 2)
     (grad_dense,) = torch.autograd.grad((dense * upstream).sum(), x)
-    out = sparse_max_pool2x2(SparseMap.from_dense(x))
+    with SparseFlopCounter() as counter:
+        out = sparse_max_pool2x2(SparseMap.from_dense(x))
+    assert [r.path for r in counter.records] == ["dense"]  # a full map pools densely
     assert out.spatial_shape == (h // 2, w // 2)
     sparse = out.to_dense()
     (grad_sparse,) = torch.autograd.grad((sparse * upstream).sum(), x)
     _rel_close(sparse, dense)
     _rel_close(grad_sparse, grad_dense)
+    # The window path (a map with one inactive site far from the rest) agrees where it overlaps.
+    mask = torch.ones(frames, h, w, dtype=torch.bool)
+    mask[0, 0, 0] = False
+    partial = sparse_max_pool2x2(SparseMap.from_dense(x.detach(), mask))
+    reference = F.max_pool2d(x.detach().masked_fill(~mask[:, None], float("-inf")), 2)
+    _rel_close(partial.to_dense(), reference.nan_to_num(neginf=0.0))
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -296,6 +305,10 @@ def test_sparse_max_pool_gradient_matches_masked_dense_reference(seed):
     (grad_dense,) = torch.autograd.grad((pooled[active] * upstream).sum(), dense)
     assert torch.equal(out.features, pooled[active])
     assert torch.equal(grad, grad_dense.permute(0, 2, 3, 1)[mask])
+    with torch.no_grad():  # the inference path keeps the maxima only
+        inference = sparse_max_pool2x2(sites.with_features(feats.detach()))
+    assert torch.equal(inference.coords, out.coords)
+    assert torch.equal(inference.features, out.features)
 
 
 def test_sparse_max_pool_ties_send_the_gradient_to_the_first_site_like_max_pool2d():
@@ -306,3 +319,31 @@ def test_sparse_max_pool_ties_send_the_gradient_to_the_first_site_like_max_pool2
     (grad,) = torch.autograd.grad(out.features.sum(), feats)
     assert torch.equal(grad, grad_dense.permute(0, 2, 3, 1).reshape(4, 2))
     assert grad[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_nonnegative_pooling_without_autograd_equals_the_window_max():
+    *_, sites = _random_sparse(frames=3, channels=5, h=9, w=7, density=0.5, seed=7)
+    relu = sites.with_features(sites.features.relu())
+    reference = sparse_max_pool2x2(relu)
+    with torch.no_grad():
+        fast = sparse_max_pool2x2(relu, nonnegative=True)
+    assert torch.equal(fast.coords, reference.coords)
+    assert torch.equal(fast.features, reference.features)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_linear_equals_f_linear_and_keeps_gradients(relu):
+    g = torch.Generator().manual_seed(3)
+    rows, weight, bias = (torch.randn(*s, generator=g) for s in ((37, 20), (11, 20), (11,)))
+    expected = F.linear(rows, weight, bias)
+    expected = expected.relu() if relu else expected
+    with torch.no_grad():
+        _rel_close(linear(rows, weight, bias, relu=relu), expected)
+    # With autograd it must stay differentiable (oneDNN's op has no backward).
+    weight.requires_grad_()
+    out = linear(rows, weight, bias, relu=relu)
+    (grad,) = torch.autograd.grad(out.sum(), weight)
+    reference = F.linear(rows, weight, bias)
+    reference = reference.relu() if relu else reference
+    (want,) = torch.autograd.grad(reference.sum(), weight)
+    _rel_close(grad, want)

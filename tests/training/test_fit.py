@@ -10,8 +10,10 @@ import pytest
 import torch
 import yaml
 
+from bad_inputs import CASES
 from mesm.data.dataset import EmotionDataset
 from mesm.data.synthetic import write_synthetic_dataset
+from mesm.errors import CheckpointError
 from mesm.models import TINY_TEXT
 from mesm.training.checkpoint import load_checkpoint
 from mesm.training.config import RunConfig
@@ -96,3 +98,61 @@ def test_run_folder_misuse_is_a_clear_error(dataset_dir, tmp_path):
         train(config, tmp_path / "run")
     with pytest.raises(ValueError, match=r"data\.path"):
         train(RunConfig.from_dict({"model": {"preset": "tiny", **TINY_TEXT}}), tmp_path / "x")
+
+
+class _ModeProbe(pl.Callback):
+    """Records whether every submodule is in train mode at each train / validation batch."""
+
+    def __init__(self) -> None:
+        self.train: list[bool] = []
+        self.val: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.train.append(all(m.training for m in pl_module.modules()))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, *args) -> None:
+        self.val.append(not any(m.training for m in pl_module.modules()))
+
+
+def test_every_submodule_trains_in_train_mode_and_validates_in_eval_mode(dataset_dir, tmp_path):
+    # With the pretrained text encoder (from_pretrained hands it over in eval mode).
+    config = RunConfig.from_dict(
+        {
+            "model": {"preset": "tiny", "arch": "mesm", "p": 0.7},
+            "data": {"path": str(dataset_dir), "batch_size": 3},
+            "trainer": {"max_epochs": 1, "log_every_n_steps": 1},
+        }
+    )
+    probe = _ModeProbe()
+    train(config, tmp_path / "run", enable_progress_bar=False, callbacks=[probe])
+    assert probe.train and all(probe.train)
+    assert probe.val and all(probe.val)
+
+
+class _Payload:
+    """Unpickling this runs `open(marker, "w")`: harmless, but visible."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_refuses_a_malicious_last_ckpt_even_with_the_old_torch_default(
+    dataset_dir, tmp_path, monkeypatch
+):
+    # torch < 2.6 unpickled anything by default; this variable restores that default.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "payload-ran"
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    last = run / "checkpoints" / "last.ckpt"
+    torch.save({"epoch": 0, "state_dict": {}, "payload": _Payload(str(marker))}, last)
+    with pytest.raises(CheckpointError, match=CASES["resume-malicious-ckpt"].message) as err:
+        train(_config(dataset_dir, max_epochs=1), run, resume=True, enable_progress_bar=False)
+    assert str(last) in str(err.value)
+    assert not marker.exists()
+    # The file is a real threat: loaded the old default way, the payload runs.
+    torch.load(last)
+    assert marker.exists()

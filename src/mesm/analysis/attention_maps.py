@@ -22,7 +22,6 @@ Mel chunks are shown as log power, min-max scaled per chunk, grey, low frequenci
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from mesm.analysis import loading
 from mesm.data.faces import FACE_MEAN, FACE_STD
+from mesm.files import atomic_target, atomic_write_json
 from mesm.models import FE2E
 from mesm.sparse import SparseMap
 from mesm.training.precision import Precision, resolve_precision
@@ -47,6 +47,13 @@ _FRAME_WORD = {"visual": "frame", "audio": "chunk"}
 
 
 # -- capture --------------------------------------------------------------------------------------
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_target(path) as tmp, open(tmp, "xb") as fh:
+        np.save(fh, array)
+
+
 def _dense_maps(probs: Tensor, keep: Tensor, sites: SparseMap) -> dict[str, Tensor]:
     """(N,) per-site values on the sites' coordinates → (F, H, W) maps on the CPU."""
     h, w = sites.spatial_shape
@@ -83,7 +90,7 @@ def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]
             handle.remove()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _forward_capture(model: FE2E, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
     with _recording(model) as store:
         logits = model(**loading.inputs_on(model, dict(batch)))
@@ -226,10 +233,11 @@ def _overview(
                     if c == 0:
                         ax.set_ylabel(label, fontsize="x-small")
     fig.suptitle(title, fontsize="medium")
-    fig.savefig(path)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def explain_batch(
     model: FE2E,
     batch: Mapping[str, Any],
@@ -321,8 +329,8 @@ def explain_batch(
             kept_npy = f"{name}/layer{index}_kept.npy"
             probs_npy = f"{name}/layer{index}_probs.npy"
             (out / name).mkdir(parents=True, exist_ok=True)
-            np.save(out / kept_npy, kept)
-            np.save(out / probs_npy, prob.astype(np.float32))
+            _save_npy(out / kept_npy, kept)
+            _save_npy(out / probs_npy, prob.astype(np.float32))
             heat = {t: heat_overlay(show(images[t]), show(prob[t])) for t in range(len(images))}
             keep = {t: kept_overlay(show(images[t]), show(kept[t])) for t in range(len(images))}
             files = []
@@ -356,7 +364,7 @@ def explain_batch(
         f"top emotion {names[top]} ({probs[top]:.2f})"
     )
     _overview(panels, out / "overview.png", title)
-    (out / "attention.json").write_text(json.dumps(report, indent=2))
+    atomic_write_json(out / "attention.json", report)
     return report
 
 

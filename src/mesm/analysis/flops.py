@@ -69,7 +69,7 @@ class _Extract(nn.Module):
         return self.pathway.extract(frames, y_frames)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def pathway_flops(pathway: Pathway, frames: Tensor, y_frames: Tensor | None = None) -> PathwayFlops:
     """Counts one pass of ``pathway.extract``.
 
@@ -111,7 +111,7 @@ def pathway_flops(pathway: Pathway, frames: Tensor, y_frames: Tensor | None = No
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def model_feature_flops(model: FE2E, batch: dict[str, Tensor]) -> dict[str, PathwayFlops]:
     """FLOPs of each visual/audio feature extractor of `model` on one batch.
 
@@ -166,7 +166,7 @@ _COUNTS = ("features", "attention", "sparse", "sparse_counted", "frames")  # Pat
 _GIGA = 1e9
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def text_flops(model: FE2E, text_ids: Tensor, text_mask: Tensor) -> int:
     """FLOPs of the text encoder (``FlopCounterMode`` on ``model.text``), reported apart from the
     feature extractors.
@@ -302,7 +302,7 @@ def average_feature_flops(model: FE2E, batches: Iterable[dict[str, Tensor]]) -> 
     return {**tally.report(model), "num_utterances": tally.utterances}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def dataset_flops(
     checkpoint_or_model: str | os.PathLike | FE2E,
     data_dir: str | os.PathLike,
@@ -361,7 +361,7 @@ def dataset_flops(
     }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def preset_flops(
     arch: str = "mesm",
     preset: str = "paper",

@@ -10,7 +10,6 @@ Changing p needs no retraining: top-p reads ``CrossModalAttention.p`` at forward
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from mesm.analysis import loading
 from mesm.analysis.flops import average_feature_flops
 from mesm.data.dataset import EmotionDataset
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
+from mesm.files import atomic_target, atomic_write_json
 from mesm.models import FE2E
 from mesm.training.precision import Precision, resolve_precision
 
@@ -55,7 +55,7 @@ def _point(
     }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sweep_p(
     checkpoint: str | os.PathLike | FE2E,
     data_dir: str | os.PathLike,
@@ -132,7 +132,7 @@ def sweep_p(
         out.mkdir(parents=True, exist_ok=True)
         result["files"] = {"json": str(out / "sweep.json"), "png": str(out / "sweep.png")}
         plot_sweep(result, out / "sweep.png")
-        (out / "sweep.json").write_text(json.dumps(result, indent=2))
+        atomic_write_json(out / "sweep.json", result)
     return result
 
 
@@ -194,5 +194,6 @@ def plot_sweep(
     )
     path = Path(png_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     return path

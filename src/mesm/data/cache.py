@@ -19,10 +19,16 @@ timestamps     (T,) float64             frame times in seconds on the source's c
 specs          (S, 1, 128, 32) float32  mel-spectrogram chunks, the last zero-padded
 =============  =======================  ==================================================
 
-and string metadata (id, source fingerprint, counts). Entries are safetensors files (no pickle),
-written to a temporary name and renamed into place, so a crash never leaves a half-written file
-under a valid name. The source fingerprint (record fields + size and mtime of its media) lets a
-rerun of `preprocess_dataset` recompute entries whose media changed.
+and string metadata (id, source fingerprint, counts, ``sha256`` of the tensors, the size and
+mtime of each source file). Entries are safetensors files (no pickle), written to a temporary name
+and renamed into place, so a crash never leaves a half-written file under a valid name. The source
+fingerprint (record fields + size and mtime of its media) lets a rerun of `preprocess_dataset`
+recompute entries whose media changed.
+
+Every load checks the entry (all tensors present, the utterance id is the one asked for, the
+tensors hash to the stored ``sha256``: one pass over the bytes read), so a damaged or misplaced
+entry is an error naming the file and the id, and `preprocess_dataset` recomputes any entry that
+fails the same check.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -38,11 +46,35 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save_file
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from mesm.data.audio import chunk_spectrogram, load_waveform, mel_spectrogram
 from mesm.data.errors import DataError
 from mesm.data.faces import FaceCropper
-from mesm.data.manifest import Record, atomic_write_text, resolve
+from mesm.data.manifest import Record, resolve
 from mesm.data.video import sample_frames
+from mesm.files import atomic_target, atomic_write_text, stale_temporaries
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _header_metadata(blob: bytes) -> dict[str, str]:
+    """The string metadata of a safetensors file held in memory."""
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    return dict(header.get("__metadata__") or {})
+
 
 CACHE_VERSION = 1
 CACHE_DIR = "cache"
@@ -138,19 +170,48 @@ class FeatureCache:
         if not settings_file.is_file():
             text = json.dumps({"version": CACHE_VERSION, **self.settings.to_dict()}, indent=2)
             atomic_write_text(settings_file, text + "\n")
-        for stale in self.items.glob(".*.tmp"):
+        # Only temporaries whose process is gone: another run may be writing the others.
+        for stale in stale_temporaries(self.items):
             stale.unlink(missing_ok=True)
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds this cache's lock file (``<cache>/.lock``) for one writing run.
+
+        Raises:
+            DataError: another process holds it (its pid is named); nothing was touched.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / ".lock"
+        with open(path, "a+", encoding="utf-8") as fh:
+            if fcntl is not None:  # POSIX; elsewhere runs are not serialised
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.seek(0)
+                    owner = fh.read().strip() or "?"
+                    raise DataError(
+                        f"{self.dir} is in use by another run (pid {owner}); wait for it to "
+                        "finish, then run again (finished entries are kept)"
+                    ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()  # the lock itself is released when the file closes (or we die)
+
     def save(self, uid: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-        """Write an entry atomically (temporary file in the same folder, then rename)."""
+        """Write an entry atomically (temporary file in the same folder, fsync, rename), with
+        the id and the tensors' checksum in its metadata."""
         self.items.mkdir(parents=True, exist_ok=True)
-        final = self.path(uid)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+        metadata = {**metadata, "id": uid, "sha256": tensors_digest(tensors)}
+        with atomic_target(self.path(uid)) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
 
     # What an entry must hold, and how the user rebuilds a missing one (subclasses differ).
     entry_keys: tuple[str, ...] = ("faces", "found", "boxes", "timestamps", "specs")
@@ -165,18 +226,36 @@ class FeatureCache:
         path = self.path(uid)
         try:
             # Read into memory rather than mmap: a file changed under a mapping kills the reader.
-            tensors = load(path.read_bytes())
+            blob = path.read_bytes()
         except FileNotFoundError:
             raise DataError(f"{path}: no cache entry for {uid!r} ({self.rebuild_hint})") from None
-        except (SafetensorError, OSError, ValueError) as err:
-            raise DataError(
-                f"{path}: unreadable cache entry for {uid!r} ({err}); delete it and "
-                f"{self.rebuild_hint}"
-            ) from None
+        tensors, problem = self._check(uid, blob)
+        if problem:
+            raise DataError(f"{path}: {problem} (entry of {uid!r}); {self.rebuild_hint}")
+        return tensors  # type: ignore[return-value]
+
+    def problem(self, uid: str) -> str | None:
+        """Why the entry of `uid` cannot be used (missing, unreadable, damaged), or None."""
+        try:
+            blob = self.path(uid).read_bytes()
+        except OSError as err:
+            return f"cannot read the cache entry ({err.strerror or err})"
+        return self._check(uid, blob)[1]
+
+    def _check(self, uid: str, blob: bytes) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+        try:
+            metadata = _header_metadata(blob)
+            tensors = load(blob)
+        except (SafetensorError, ValueError, UnicodeDecodeError) as err:
+            return None, f"unreadable cache entry ({err}); delete it"
         missing = set(self.entry_keys) - set(tensors)
         if missing:
-            raise DataError(f"{path}: cache entry lacks {sorted(missing)}; {self.rebuild_hint}")
-        return tensors
+            return None, f"cache entry lacks {sorted(missing)}"
+        if metadata.get("id") != uid:
+            return None, f"cache entry holds utterance {metadata.get('id')!r}, not {uid!r}"
+        if metadata.get("sha256") != tensors_digest(tensors):
+            return None, "checksum mismatch: the cache entry was damaged or changed after saving"
+        return tensors, None
 
     def metadata(self, uid: str) -> dict[str, str] | None:
         """An entry's metadata (reads only the header), or None if missing or unreadable."""
@@ -185,6 +264,20 @@ class FeatureCache:
                 return dict(fh.metadata() or {})
         except (SafetensorError, OSError, ValueError):
             return None
+
+
+def source_files(root: Path, record: Record) -> list[list[Any]]:
+    """[relative path, size, mtime_ns] of each media file of `record` (None when unreadable)."""
+    out: list[list[Any]] = []
+    for rel in (record.video, record.audio):
+        if rel is None:
+            continue
+        try:
+            st = resolve(root, rel).stat()
+            out.append([rel, st.st_size, st.st_mtime_ns])
+        except (OSError, DataError):
+            out.append([rel, None, None])
+    return out
 
 
 def source_fingerprint(root: Path, record: Record) -> str:
@@ -264,6 +357,7 @@ def build_entry(
         "fallback_frames": str(int((tensors["found"] == 0).sum())),
         "chunks": str(tensors["specs"].shape[0]),
         "cache_version": str(CACHE_VERSION),
+        "source_files": json.dumps(source_files(cache.root, record)),
     }
     cache.save(record.id, tensors, meta)
     return meta

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mesm.errors import MesmError
 
-class DataError(Exception):
+
+class DataError(MesmError):
     """A problem with a dataset's files or records (bad media, missing file, bad cache entry).
 
     The message names the file and, where there is one, the record (utterance id) at fault.

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +38,7 @@ from tqdm.auto import tqdm
 from mesm.data.cache import CACHE_DIR, FeatureCache, source_fingerprint
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.manifest import Record, atomic_write_text, read_dataset, resolve
+from mesm.data.workers import cap_workers, worker_pool
 
 FEATURES_VERSION = 1
 MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
@@ -296,7 +295,7 @@ def extract_features(
     for record in records:
         fingerprint = source_fingerprint(root, record)
         meta = None if overwrite else store.metadata(record.id)
-        if meta is not None and meta.get("source") == fingerprint:
+        if meta is not None and meta.get("source") == fingerprint and not store.problem(record.id):
             report.reused += 1
         else:
             todo.append((record, fingerprint))
@@ -319,17 +318,15 @@ def extract_features(
     bar = tqdm(total=len(jobs), desc="features", unit="utt", disable=not progress)
     init = (settings.to_dict(), str(root))
     try:
-        if num_workers <= 0 or len(jobs) <= 1:
+        num_workers = cap_workers(num_workers, len(jobs))
+        if num_workers <= 1:
             _init_worker(*init, 0)
             outcomes = (_extract_one(*job) for job in jobs)
             for (rec, _, _), failure in zip(jobs, outcomes, strict=True):
                 _record(report, rec["id"], failure)
                 bar.update()
         else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                num_workers, mp_context=context, initializer=_init_worker, initargs=(*init, 1)
-            ) as pool:
+            with worker_pool(num_workers, _init_worker, (*init, 1)) as pool:
                 futures = [pool.submit(_extract_one, *job) for job in jobs]
                 for (rec, _, _), future in zip(jobs, futures, strict=True):
                     try:

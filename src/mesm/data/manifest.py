@@ -13,7 +13,8 @@ A dataset is a folder::
     {"format": "mesm-dataset", "version": 1, "name": "iemocap",
      "task": "single_label",                # or "multi_label"
      "label_names": ["ang", "exc", "fru", "hap", "neu", "sad"],
-     "prepare": {...}}                      # the parameters `prepare_*` used (free-form)
+     "prepare": {...},                      # the parameters `prepare_*` used (free-form)
+     "external_links": ["media"]}           # optional: links in the folder allowed to lead out
 
 Each ``manifest.jsonl`` line (keys other than these are an error, to catch typos)::
 
@@ -29,11 +30,14 @@ Each ``manifest.jsonl`` line (keys other than these are an error, to catch typos
      "fps": null, "frame_pattern": null}    # frame folders only (below)
 
 Paths are relative to the dataset folder, use "/" and may not leave it (no absolute paths, no
-"..").  ``video`` is a media file PyAV/ffmpeg can read, or a *frame folder*: images sorted by
-name with numbers compared as numbers (``img_2.jpg`` before ``img_10.jpg``), optionally filtered
-by the glob ``frame_pattern`` (default: every .jpg/.jpeg/.png/.bmp).  A frame folder's timestamps
-come from a ``timestamps.txt`` inside it (one time in seconds per image, in that order) or else
-from ``fps`` (image i is at i / fps seconds).  ``start``/``end`` apply to the video and the audio.
+"..", and no symbolic link inside the folder that points outside it: links are resolved first,
+except the top-level links the header names in ``external_links``, whose contents may not lead
+further out; `prepare released` declares its ``media`` link this way).
+``video`` is a media file PyAV/ffmpeg can read, or a *frame folder*: images sorted by name with
+numbers compared as numbers (``img_2.jpg`` before ``img_10.jpg``), optionally filtered by the glob
+``frame_pattern`` (default: every .jpg/.jpeg/.png/.bmp).  A frame folder's timestamps come from a
+``timestamps.txt`` inside it (one time in seconds per image, in that order) or else from ``fps``
+(image i is at i / fps seconds).  ``start``/``end`` apply to the video and the audio.
 
 `read_dataset` checks every line and every referenced file before anything is decoded and raises
 one `ManifestError` listing all problems, each with its line number and id.
@@ -51,6 +55,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mesm.data.errors import DataError, ManifestError
+from mesm.files import atomic_write_text
+
+__all__ = ["atomic_write_text"]  # re-exported: the data writers' one atomic writer
 
 FORMAT = "mesm-dataset"
 VERSION = 1
@@ -78,12 +85,15 @@ class DatasetInfo:
         task: "single_label" (exactly one label per utterance) or "multi_label".
         label_names: the K class names, in the order of the label vectors.
         prepare: the parameters the preparation step used (recorded for provenance).
+        external_links: names of top-level symbolic links in the folder that may point outside
+            it (everything else must resolve inside the folder).
     """
 
     name: str
     task: Task
     label_names: tuple[str, ...]
     prepare: dict[str, Any] = field(default_factory=dict)
+    external_links: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in ("single_label", "multi_label"):
@@ -139,11 +149,16 @@ def read_dataset(
     problems: list[str] = []
     records: list[Record] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for lineno, raw_line in enumerate(fh, start=1):
+            where = f"{MANIFEST_FILE}:{lineno}"
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                problems.append(f"{where}: not UTF-8 ({err.reason} at byte {err.start})")
+                continue
             if not line.strip():
                 continue
-            where = f"{MANIFEST_FILE}:{lineno}"
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as err:
@@ -191,6 +206,13 @@ def read_header(root: str | os.PathLike) -> DatasetInfo:
             problems.append(f"{path}: 'label_names' must be a list of non-empty strings")
         if raw.get("task") not in ("single_label", "multi_label"):
             problems.append(f"{path}: 'task' must be 'single_label' or 'multi_label'")
+        if not isinstance(raw.get("prepare") or {}, dict):
+            problems.append(f"{path}: 'prepare' must be a JSON object (the preparation settings)")
+        links = raw.get("external_links") or []
+        if not isinstance(links, list) or not all(
+            isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in links
+        ):
+            problems.append(f"{path}: 'external_links' must be a list of top-level entry names")
     if problems:
         raise ManifestError(problems)
     try:
@@ -199,6 +221,7 @@ def read_header(root: str | os.PathLike) -> DatasetInfo:
             task=raw["task"],
             label_names=tuple(raw["label_names"]),
             prepare=dict(raw.get("prepare") or {}),
+            external_links=tuple(raw.get("external_links") or ()),
         )
     except ValueError as err:
         raise ManifestError([f"{path}: {err}"]) from None
@@ -222,28 +245,36 @@ def write_dataset(root: str | os.PathLike, info: DatasetInfo, records: Iterable[
         "label_names": list(info.label_names),
         "prepare": info.prepare,
     }
+    if info.external_links:
+        header["external_links"] = list(info.external_links)
     lines = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
     atomic_write_text(root / MANIFEST_FILE, lines)
     atomic_write_text(root / HEADER_FILE, json.dumps(header, indent=2, ensure_ascii=False) + "\n")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def resolve(root: str | os.PathLike, relative: str) -> Path:
     """The absolute path of a manifest path, refusing any that would leave `root`.
 
     Raises:
-        DataError: for absolute paths or paths with ".." that escape the dataset folder.
+        DataError: for absolute paths, paths with ".." that escape the dataset folder, and
+            symbolic links that point outside it.
     """
     problem = _path_problem(relative)
     if problem:
         raise DataError(f"{relative!r}: {problem}")
     return Path(root) / relative
+
+
+def _link_problem(root: Path, relative: str, external: tuple[str, ...] = ()) -> str | None:
+    """Whether `relative`, with every symbolic link resolved, leaves `root` (or, under a declared
+    external link, leaves the link's target)."""
+    first = relative.replace("\\", "/").split("/")[0]
+    base = (root / first if first in external else root).resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(base):
+        where = "the dataset folder" if first not in external else f"the {first!r} link's folder"
+        return f"leaves {where} (symlink to {target})"
+    return None
 
 
 def label_vector(record: Record, info: DatasetInfo) -> list[float]:
@@ -401,7 +432,7 @@ def _parse_record(
         if problem:
             errs.append(f"'{key}' {value!r}: {problem}")
         elif root is not None:
-            errs += _file_problems(root, key, value, fps)
+            errs += _file_problems(root, key, value, fps, info.external_links)
     if errs:
         return None, errs
     record = Record(
@@ -420,7 +451,12 @@ def _parse_record(
     return record, []
 
 
-def _file_problems(root: Path, key: str, relative: str, fps: object) -> list[str]:
+def _file_problems(
+    root: Path, key: str, relative: str, fps: object, external: tuple[str, ...] = ()
+) -> list[str]:
+    escape = _link_problem(root, relative, external)
+    if escape:
+        return [f"{key} file {relative!r} {escape}"]
     path = root / relative
     if key == "video" and path.is_dir():
         if fps is None and not (path / TIMESTAMPS_FILE).is_file():

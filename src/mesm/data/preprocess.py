@@ -10,11 +10,10 @@ utterances; they are all listed in one `PreprocessError` at the end.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,9 @@ from mesm.data.cache import (
 )
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.faces import FaceCropper
-from mesm.data.manifest import Record, atomic_write_text, read_dataset
+from mesm.data.manifest import SPLITS, Record, read_dataset
+from mesm.data.workers import cap_workers, worker_pool
+from mesm.files import atomic_write_text
 
 
 @dataclass
@@ -101,12 +102,28 @@ def preprocess_dataset(
         ManifestError: the manifest is invalid (nothing is computed then).
         PreprocessError: some utterances failed; the others are cached.
     """
-    began = time.perf_counter()
     root = Path(dataset_dir)
     settings = settings or PreprocessSettings()
     _, records = read_dataset(root)
     records = _select(records, split, ids)
+    if not records:
+        raise DataError(f"{root}: no utterances to preprocess")
     cache = FeatureCache(root, settings)
+    with cache.lock():  # a second run on this cache stops here with a clear message
+        return _fill(cache, records, overwrite, num_workers, device, face_batch_size, progress)
+
+
+def _fill(
+    cache: FeatureCache,
+    records: list[Record],
+    overwrite: bool,
+    num_workers: int,
+    device: str,
+    face_batch_size: int,
+    progress: bool,
+) -> PreprocessReport:
+    began = time.perf_counter()
+    root = cache.root
     cache.prepare()
     report = PreprocessReport(cache_dir=str(cache.dir))
 
@@ -114,15 +131,17 @@ def preprocess_dataset(
     for record in records:
         fingerprint = source_fingerprint(root, record)
         meta = None if overwrite else cache.metadata(record.id)
-        if meta is not None and meta.get("source") == fingerprint:
+        # A damaged, misplaced or incomplete entry is recomputed, not reused.
+        if meta is not None and meta.get("source") == fingerprint and not cache.problem(record.id):
             report.reused += 1
         else:
             todo.append((record, fingerprint))
 
     bar = tqdm(total=len(todo), desc="preprocess", unit="utt", disable=not progress)
     try:
-        if num_workers <= 0 or len(todo) <= 1:
-            cropper = make_cropper(settings, device, face_batch_size)
+        num_workers = cap_workers(num_workers, len(todo))
+        if num_workers <= 1:
+            cropper = make_cropper(cache.settings, device, face_batch_size)
             for record, fingerprint in todo:
                 _record_outcome(report, record.id, _run_one(cache, record, fingerprint, cropper))
                 bar.update()
@@ -141,7 +160,11 @@ def preprocess_dataset(
 
 def _select(records: list[Record], split: str | None, ids: Iterable[str] | None) -> list[Record]:
     if split is not None:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r} (the splits are {', '.join(SPLITS)})")
         records = [r for r in records if r.split == split]
+        if not records:
+            raise DataError(f"the dataset has no utterances in split {split!r}")
     if ids is not None:
         wanted = set(ids)
         unknown = wanted - {r.id for r in records}
@@ -197,12 +220,8 @@ def _run_parallel(
     device: str,
     batch_size: int,
 ) -> None:
-    # Spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock.
-    context = multiprocessing.get_context("spawn")
     init = (str(cache.root), cache.settings.to_dict(), device, batch_size)
-    with ProcessPoolExecutor(
-        num_workers, mp_context=context, initializer=_init_worker, initargs=init
-    ) as pool:
+    with worker_pool(num_workers, _init_worker, init) as pool:
         pending: dict[Future, str] = {}
         queue = iter(todo)
         try:

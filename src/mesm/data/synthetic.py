@@ -17,6 +17,7 @@ import soundfile as sf
 
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
 from mesm.data.video import h264_or_fallback
+from mesm.files import atomic_target
 
 _AUDIO_CODEC = {".mp4": "aac", ".m4a": "aac", ".mov": "aac"}
 _VIDEO_CODEC = {".avi": "mpeg4"}
@@ -55,7 +56,12 @@ def write_video(
         raise ValueError(f"frame height and width must be even, got {frames.shape[1:3]}")
     suffix = path.suffix.lower()
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w") as container:
+    # Written under a temporary name, so the container format is named, not guessed from it.
+    container_format = {".mkv": "matroska"}.get(suffix, suffix.lstrip("."))
+    with (
+        atomic_target(path) as tmp,
+        av.open(str(tmp), mode="w", format=container_format) as container,
+    ):
         vcodec = codec or _VIDEO_CODEC.get(suffix) or h264_or_fallback()
         vstream = container.add_stream(vcodec, rate=rate)
         vstream.width, vstream.height = frames.shape[2], frames.shape[1]
@@ -97,7 +103,9 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
 def write_wav(path: str | os.PathLike, waveform: np.ndarray, sample_rate: int = 16000) -> Path:
     """Write (N,) or (N, C) float samples in [-1, 1] as 16-bit PCM WAV."""
     path = Path(path)
-    sf.write(str(path), np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16")
+    with atomic_target(path) as tmp:
+        data = np.asarray(waveform, dtype=np.float32)
+        sf.write(str(tmp), data, sample_rate, subtype="PCM_16", format="WAV")
     return path
 
 

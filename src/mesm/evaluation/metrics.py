@@ -1,6 +1,7 @@
 """The paper's evaluation: per emotion one-vs-rest on sigmoid outputs, thresholds tuned on valid.
 
-Definitions (per emotion, from binary predictions ``pred = prob >= threshold``):
+Definitions (per emotion, from binary predictions ``pred = prob > threshold``, strictly above as
+in the paper's evaluation code):
 
 ======================  =============================================================
 accuracy                (TP + TN) / (P + N)                       (IEMOCAP)
@@ -113,7 +114,7 @@ def tune_thresholds(
     grid = np.sort(np.asarray(grid, dtype=np.float64))
     best = np.empty(probs.shape[1])
     for k in range(probs.shape[1]):
-        f1s = [Confusion.of(probs[:, k] >= t, labels[:, k]).f1 for t in grid]
+        f1s = [Confusion.of(probs[:, k] > t, labels[:, k]).f1 for t in grid]
         best[k] = grid[int(np.argmax(f1s))]  # argmax returns the first (lowest) maximum
     return best
 
@@ -150,7 +151,7 @@ def evaluate(
     metric = "acc" if task == "single_label" else "wacc"
     per: dict[str, dict[str, float]] = {}
     for k, name in enumerate(label_names):
-        conf = Confusion.of(probs[:, k] >= thresholds[k], labels[:, k])
+        conf = Confusion.of(probs[:, k] > thresholds[k], labels[:, k])
         per[name] = {
             metric: conf.accuracy if metric == "acc" else conf.weighted_accuracy,
             "f1": conf.f1,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mesm.sparse import SparseMap, sparse_scale
+from mesm.sparse import SparseMap, linear, sparse_scale
 
 
 def top_p_mask(probs: Tensor, p: float, valid: Tensor | None = None) -> Tensor:
@@ -114,7 +114,10 @@ class CrossModalAttention(nn.Module):
         per_frame = self.proj_y(y)
         if self.proj_x.bias is not None:
             per_frame = per_frame + self.proj_x.bias
-        hidden = torch.tanh(torch.addmm(per_frame[sample], x.features, self.proj_x.weight.t()))
+        if torch.is_grad_enabled():
+            hidden = torch.tanh(torch.addmm(per_frame[sample], x.features, self.proj_x.weight.t()))
+        else:  # inference: oneDNN's GEMM on CPU, then in place
+            hidden = linear(x.features, self.proj_x.weight).add_(per_frame[sample]).tanh_()
         scores = self.score(hidden).squeeze(1)  # (N,)
         position, width = _segment_layout(sample, x.num_samples)
         # Under autocast the scores come out of the GEMMs in bf16/fp16; the softmax (and so the

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mesm.sparse import (
     Backend,
     SparseMap,
+    conv3x3_weight_matrix,
     sparse_batch_norm,
     sparse_max_pool2x2,
     sparse_relu,
@@ -33,7 +34,8 @@ class ConvBNReLU(nn.Module):
             in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
         )
         self.bn = nn.BatchNorm2d(out_channels)
-        self._folded: tuple[tuple, Tensor, Tensor] | None = None
+        # (key of the tensors folded, weight, bias, GEMM matrix of the sparse engine or None)
+        self._folded: list | None = None
 
     def folds(self) -> bool:
         """Whether this forward uses the folded conv (eval mode with running statistics)."""
@@ -55,6 +57,7 @@ class ConvBNReLU(nn.Module):
                 key = None
             if key is not None and self._folded is not None and self._folded[0] == key:
                 return self._folded[1], self._folded[2]
+        self._folded = None
         bn = self.bn
         scale = torch.rsqrt(bn.running_var + bn.eps)
         if bn.weight is not None:
@@ -66,8 +69,16 @@ class ConvBNReLU(nn.Module):
         if self.conv.bias is not None:
             bias = bias + self.conv.bias * scale
         if key is not None:
-            self._folded = (key, weight, bias)
+            self._folded = [key, weight, bias, None]
         return weight, bias
+
+    def _folded_matrix(self, weight: Tensor) -> Tensor | None:
+        """The sparse engine's GEMM operand of the folded weight, kept with the cached fold."""
+        if self._folded is None or self._folded[1] is not weight:
+            return None
+        if self._folded[3] is None:
+            self._folded[3] = conv3x3_weight_matrix(weight)
+        return self._folded[3]
 
     def forward(self, x: Tensor) -> Tensor:
         """(F, C_in, H, W) → (F, C_out, H, W)."""
@@ -82,12 +93,10 @@ class ConvBNReLU(nn.Module):
         """The same layer on active sites only (submanifold conv, BN over active sites)."""
         if self.folds():
             weight, bias = self.folded()
-            x = submanifold_conv3x3(x, weight, bias, backend)
-        else:
-            x = sparse_batch_norm(
-                submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend), self.bn
-            )
-        return sparse_relu(x, inplace=True)
+            matrix = self._folded_matrix(weight)
+            return submanifold_conv3x3(x, weight, bias, backend, relu=True, weight_matrix=matrix)
+        x = submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend)
+        return sparse_relu(sparse_batch_norm(x, self.bn), inplace=True)
 
 
 class VGGBlock(nn.Sequential):
@@ -118,11 +127,18 @@ class VGGStage(nn.Module):
 
     def forward_sparse(self, x: SparseMap, backend: Backend = "torch") -> SparseMap:
         """Active sites on (H, W) → active sites on (H/2, W/2) with C_out features."""
-        return sparse_max_pool2x2(self.block.forward_sparse(x, backend), backend)
+        # The block ends with a ReLU: its features are >= 0.
+        return sparse_max_pool2x2(self.block.forward_sparse(x, backend), backend, nonnegative=True)
 
 
 class LowLevelCNN(nn.Sequential):
-    """5x5 conv to C, BN, ReLU, 2x2 max-pool, two VGG blocks at C: (F,C_in,H,W) → (F,C,H/2,W/2)."""
+    """5x5 conv to C, BN, ReLU, 2x2 max-pool, two VGG blocks at C: (F,C_in,H,W) → (F,C,H/2,W/2).
+
+    The maps after the first conv are channels-last (``channels_last=True``): the layout in which
+    the CPU convolutions and max-pools run fastest (max-pool about 9x faster than on NCHW,
+    measured), and the one a :class:`SparseMap` reads without a copy. A 1-channel input (mel
+    chunks) is both NCHW and channels-last, so the layout is set on the first conv's output.
+    """
 
     def __init__(self, in_channels: int, channels: int) -> None:
         super().__init__(
@@ -131,6 +147,16 @@ class LowLevelCNN(nn.Sequential):
             VGGBlock(channels, channels),
             VGGBlock(channels, channels),
         )
+        self.channels_last = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(F, C_in, H, W) → (F, C, H/2, W/2)."""
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = self[0](x.contiguous(memory_format=layout))
+        x = x.contiguous(memory_format=layout)
+        for layer in list(self)[1:]:
+            x = layer(x)
+        return x
 
 
 class MLP(nn.Sequential):

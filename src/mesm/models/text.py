@@ -42,6 +42,9 @@ class TextEncoder(nn.Module):
         finally:
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
+        # `from_pretrained` returns the encoder in eval mode; a new module is in train mode like
+        # every other part of the model (fine-tuning with dropout, as the paper does).
+        self.model.train()
         self.hidden_size: int = config.hidden_size
 
     def _load(

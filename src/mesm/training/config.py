@@ -13,13 +13,18 @@ The resolved config (every default filled in) is written into every run folder.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from mesm.models import BaselineConfig, ModelConfig, config_from_dict
+from mesm.errors import ConfigError
+from mesm.files import atomic_write_text
+from mesm.models import BASELINE_ARCHS, BaselineConfig, ModelConfig, config_from_dict
 
 
 @dataclass
@@ -98,7 +103,7 @@ class RunConfig:
         d = dict(d or {})
         unknown = sorted(set(d) - {"model", "data", "optim", "trainer"})
         if unknown:
-            raise ValueError(f"unknown config sections: {unknown}")
+            raise ConfigError(f"unknown config sections: {unknown}")
         sections = {}
         for name, kind in (
             ("data", DataConfig),
@@ -106,27 +111,94 @@ class RunConfig:
             ("trainer", TrainerConfig),
         ):
             values = d.get(name) or {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"section {name!r} must be a mapping, got {values!r}")
             known = {f.name for f in dataclasses.fields(kind)}
             bad = sorted(set(values) - known)
             if bad:
-                raise ValueError(f"unknown keys in section {name!r}: {bad}")
-            sections[name] = kind(**_coerce_numbers(kind, values))
-        config = cls(model=dict(d.get("model") or {}), **sections)
+                raise ConfigError(f"unknown keys in section {name!r}: {bad}")
+            values = _coerce_numbers(kind, values)
+            check_types(name, kind, values)
+            sections[name] = kind(**values)
+        model = d.get("model") or {}
+        if not isinstance(model, dict):
+            raise ConfigError(f"section 'model' must be a mapping, got {model!r}")
+        kind = BaselineConfig if model.get("arch") in BASELINE_ARCHS else ModelConfig
+        model = _coerce_numbers(kind, model)
+        check_types("model", kind, model)
+        config = cls(model=model, **sections)
         config.model_config()  # validate the model section now, not at training time
         return config
 
 
 def _coerce_numbers(kind: type, values: dict[str, Any]) -> dict[str, Any]:
-    # YAML 1.1 reads "5e-5" (no dot) as a string: accept it where the field is a number.
-    types = {f.name: f.type for f in dataclasses.fields(kind)}
+    # YAML 1.1 reads "5e-5" (no dot) and "nan" as strings: read them as numbers where the field
+    # is one (a non-finite result is then refused by `check_types`).
+    hints = typing.get_type_hints(kind)
     out = dict(values)
     for key, value in values.items():
-        if isinstance(value, str) and types.get(key) in ("float", "int"):
+        if isinstance(value, str) and hints.get(key) in (float, int):
             try:
-                out[key] = float(value) if types[key] == "float" else int(value)
-            except ValueError as err:
-                raise ValueError(f"{kind.__name__}.{key}: {value!r} is not a number") from err
+                out[key] = float(value) if hints[key] is float else int(value)
+            except ValueError:
+                raise ConfigError(f"{kind.__name__}.{key}: {value!r} is not a number") from None
     return out
+
+
+def check_types(section: str, kind: type, values: dict[str, Any]) -> None:
+    """Checks `values` against the field types of dataclass `kind` (unknown keys are skipped:
+    the dataclass reports those itself).
+
+    Floats must be finite; ints are accepted where a float is expected, never bools.
+
+    Raises:
+        ConfigError: naming ``section.field``, what it expects and what it got.
+    """
+    hints = typing.get_type_hints(kind)
+    for key, value in values.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(f"{section}.{key}: expected {_describe(hints[key])}, got {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return any(value == arg and type(value) is type(arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if hint is float:
+        return "a finite number"
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", bool: "true or false", str: "a string"}.get(
+        hint, getattr(origin or hint, "__name__", str(hint))
+    )
 
 
 def _parse_value(text: str) -> Any:
@@ -139,13 +211,13 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"override {item!r} is not of the form key.sub=value")
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section")
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node[parts[-1]] = _parse_value(value)
     return out
 
@@ -158,18 +230,22 @@ def load_run_config(
     if path is not None:
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"
+            ) from None
         except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {err}") from err
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: a run config must be a mapping of sections")
+            raise ConfigError(f"{path}: a run config must be a mapping of sections")
     try:
         return RunConfig.from_dict(apply_overrides(raw, overrides or []))
     except (TypeError, ValueError) as err:
         where = f"{path}: " if path else ""
-        raise ValueError(f"{where}{err}") from err
+        raise ConfigError(f"{where}{err}") from None
 
 
 def save_run_config(config: RunConfig, path: str | Path) -> None:
-    """Writes the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Writes the resolved config as YAML (atomically)."""
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

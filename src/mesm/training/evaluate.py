@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mesm.data.dataset import EmotionDataset
+from mesm.data.errors import DataError
 from mesm.data.feature_dataset import FeatureDataset
 from mesm.data.features import FeatureSettings
 from mesm.evaluation import evaluate
@@ -60,7 +61,7 @@ def open_split(
     return dataset
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_split(
     model: nn.Module,
     dataset: EmotionDataset | FeatureDataset,
@@ -81,6 +82,9 @@ def predict_split(
 
     Returns:
         probs (N, K) float and labels (N, K) 0/1.
+
+    Raises:
+        DataError: naming the utterances whose outputs are NaN or infinite.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -93,7 +97,15 @@ def predict_split(
         inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
         with autocast(precision, device):
             logits = model(**inputs)
-        probs.append(torch.sigmoid(logits.float()).cpu())
+        out = torch.sigmoid(logits.float()).cpu()
+        bad = [uid for uid, row in zip(batch["ids"], out, strict=True) if not row.isfinite().all()]
+        if bad:
+            # NaN/inf features (or weights) give NaN outputs: name where, not a metric's complaint.
+            raise DataError(
+                f"{getattr(dataset, 'root', '')}: non-finite model outputs for utterance(s) "
+                f"{bad[:10]} (NaN or infinite values in their features)"
+            )
+        probs.append(out)
         labels.append(batch["labels"])
     return torch.cat(probs).numpy(), torch.cat(labels).numpy().round()
 

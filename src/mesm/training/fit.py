@@ -11,8 +11,8 @@ epoch).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
+from mesm.errors import CheckpointError
+from mesm.files import atomic_write_json
 from mesm.models import BASELINE_ARCHS, build_model
 from mesm.training.checkpoint import save_checkpoint
 from mesm.training.config import RunConfig, save_run_config
@@ -42,6 +45,29 @@ class RunResult:
     best_ckpt: Path
     last_ckpt: Path
     metrics: dict[str, Any]
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, but `last.ckpt` is read with torch's weights-only unpickler.
+
+    Lightning passes ``weights_only=None`` on resume, which leaves the choice to torch's default:
+    unsafe before torch 2.6 (and wherever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set). Asking for
+    ``weights_only=True`` explicitly makes every supported torch refuse a pickle that names
+    anything but tensors and plain containers, so a planted ``last.ckpt`` cannot run code.
+    """
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        """`torch.load(path, weights_only=True)` whatever the caller asked for."""
+        kwargs = {} if map_location is None else {"map_location": map_location}
+        try:
+            return super().load_checkpoint(path, weights_only=True, **kwargs)
+        except pickle.UnpicklingError as err:
+            lines = str(err).splitlines()
+            why = next((line for line in lines if "Unsupported global" in line), lines[0])
+            raise CheckpointError(
+                f"{path}: refusing to unpickle a training checkpoint that holds more than "
+                f"tensors and plain data ({why.strip()})"
+            ) from None
 
 
 def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
@@ -187,6 +213,7 @@ def train(
         ],
         enable_progress_bar=enable_progress_bar,
         enable_model_summary=False,
+        plugins=[SafeCheckpointIO()],
     )
     trainer.fit(
         module,
@@ -215,5 +242,5 @@ def train(
             preprocessing=dataclasses.asdict(settings) if settings is not None else {},
             extra={"max_text_length": config.data.max_text_length},
         )
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic_write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, checkpoint, best_ckpt, ckpt_dir / "last.ckpt", metrics)

@@ -22,14 +22,47 @@ from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.training.module import model_inputs
 from mesm.training.precision import Precision, resolve_precision
 
+_TEXT_SUFFIXES = (".txt", ".text", ".lab", ".srt", ".vtt", ".json")
+
+
+def read_transcript_file(path: str | os.PathLike) -> str:
+    """The transcript held in a UTF-8 text file (surrounding whitespace removed).
+
+    Raises:
+        DataError: the file does not exist, or is not UTF-8 (naming the file and the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no transcript file at {path}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 ({err.reason})") from None
+
 
 def read_transcript(text_or_file: str | None) -> str:
-    """The transcript itself, or the contents of a text file when given an existing path."""
+    """`--transcript`'s old double meaning, made safe: an existing file is read; anything that
+    looks like a file path (one word with a "/" or a text-file suffix) but is not a file is an
+    error rather than being taken as the words spoken; the rest is the transcript itself.
+
+    Prefer the explicit `read_transcript_file` (``--transcript-file``) or passing the text
+    (``--text``).
+    """
     if not text_or_file:
         return ""
     path = Path(text_or_file)
     if len(text_or_file) < 4096 and path.is_file():
-        return path.read_text(encoding="utf-8").strip()
+        return read_transcript_file(path)
+    word = text_or_file.strip()
+    if not any(c.isspace() for c in word) and (
+        "/" in word or "\\" in word or word.lower().endswith(_TEXT_SUFFIXES)
+    ):
+        raise DataError(
+            f"--transcript {text_or_file!r} looks like a file path but no such file exists "
+            "(use --text for the words themselves, --transcript-file for a file)"
+        )
     return text_or_file
 
 
@@ -94,7 +127,7 @@ def clip_batch(
     return collate([item], pad_id=tokenizer.pad_id), info
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_clip(
     checkpoint: str | os.PathLike,
     clip: str | os.PathLike,
@@ -109,7 +142,7 @@ def predict_clip(
     Args:
         checkpoint: a `.safetensors` checkpoint written by `mesm train`.
         clip: the video file (or frame folder).
-        transcript: the transcript, or a path to a text file holding it (None: empty).
+        transcript: the words spoken (None: empty); see `read_transcript_file` for files.
         audio: a separate audio file (default: the video's own track).
         device: where the model runs.
         precision: what it runs at ("auto", "32", "bf16", ...; :mod:`mesm.training.precision`).
@@ -122,7 +155,7 @@ def predict_clip(
     resolved = resolve_precision(precision, device)
     model, meta = load_checkpoint(checkpoint, map_location=device)
     settings = preprocessing_settings(meta)
-    text = read_transcript(transcript)
+    text = transcript or ""
     batch, info = clip_batch(
         clip,
         text,
@@ -138,7 +171,7 @@ def predict_clip(
     probs = torch.sigmoid(logits.float())[0].cpu().tolist()
     thresholds = meta["thresholds"] or [0.5] * len(probs)
     emotions = {
-        name: {"probability": p, "threshold": t, "present": p >= t}
+        name: {"probability": p, "threshold": t, "present": p > t}
         for name, p, t in zip(meta["label_names"], probs, thresholds, strict=True)
     }
     out: dict[str, Any] = {

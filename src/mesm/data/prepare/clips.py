@@ -9,7 +9,6 @@ temporary name and renamed when complete: an interrupted run never leaves a vali
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +21,7 @@ import soundfile as sf
 from mesm.data.audio import load_video_audio
 from mesm.data.errors import DataError
 from mesm.data.video import h264_or_fallback, iter_video_frames
+from mesm.files import atomic_target, publish, temporary_name
 
 Half = Literal["left", "right"]
 
@@ -118,9 +118,8 @@ def cut_audio_clips(source: Path, clips: list[ClipSpec], *, from_video: bool = F
             mono = data[:, clip.channel]
         else:
             mono = data.mean(axis=1)
-        tmp = clip.audio_out.with_name(f".{clip.audio_out.name}.tmp")
-        sf.write(str(tmp), mono, sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, clip.audio_out)
+        with atomic_target(clip.audio_out) as tmp:
+            sf.write(str(tmp), mono, sr, subtype="PCM_16", format="WAV")
 
 
 def _frame_rate(source: Path) -> Fraction:
@@ -139,7 +138,7 @@ class _ClipWriter:
     def __init__(self, clip: ClipSpec, rate: Fraction, crf: int) -> None:
         clip.video_out.parent.mkdir(parents=True, exist_ok=True)
         self.clip = clip
-        self.tmp = clip.video_out.with_name(f".{clip.video_out.name}.tmp.mp4")
+        self.tmp = temporary_name(clip.video_out)
         self.rate = rate
         self.crf = crf
         self.container: av.container.OutputContainer | None = None
@@ -174,7 +173,7 @@ class _ClipWriter:
             return
         self.container.mux(self.stream.encode())
         self.container.close()
-        os.replace(self.tmp, self.clip.video_out)
+        publish(self.tmp, self.clip.video_out)
 
     def abort(self) -> None:
         if self.container is not None:

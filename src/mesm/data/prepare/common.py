@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 
 from mesm.data.errors import DataError
 from mesm.data.manifest import SPLITS, DatasetInfo, Record, read_id_list, write_dataset
+from mesm.data.workers import cap_workers, worker_pool
 from mesm.resources import split_file
 
 
@@ -100,13 +100,13 @@ def run_jobs(
     results: dict[str, tuple[str | None, Any]] = {}
     bar = tqdm(total=len(jobs), desc=desc, unit="rec", disable=not progress)
     try:
-        if num_workers <= 0 or len(jobs) <= 1:
+        num_workers = cap_workers(num_workers, len(jobs))
+        if num_workers <= 1:
             for name, args in jobs.items():
                 results[name] = _guarded(worker, args)
                 bar.update()
         else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+            with worker_pool(num_workers) as pool:
                 futures = {pool.submit(_guarded, worker, args): name for name, args in jobs.items()}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()

@@ -151,6 +151,8 @@ def prepare_released(
         task="single_label" if dataset == "iemocap" else "multi_label",
         label_names=IEMOCAP_LABELS if dataset == "iemocap" else MOSEI_LABELS,
         prepare={"source": f"{dataset} released processed data", **report.to_dict()},
+        # The media link leads to the release outside the folder, on purpose.
+        external_links=("media",) if prefix else (),
     )
     write_dataset(root, info, records)
     return report

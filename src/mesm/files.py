@@ -1,0 +1,144 @@
+"""Atomic file writing: readers see the old file or the whole new one, never a torn one.
+
+Every file a command writes goes through `atomic_target` (or the `atomic_write_*` shortcuts): the
+content goes to a temporary file in the destination's folder, named after this process and a random
+token (so concurrent writers never share a temporary), is flushed and fsynced, and is renamed over
+the destination. A crash leaves at worst a temporary ``.NAME.PID-TOKEN.tmp``, which
+`stale_temporaries` recognises once its process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_TMP_RE = re.compile(r"^\..+\.(\d+)-[0-9a-f]+\.tmp$")
+
+
+def temporary_name(path: Path) -> Path:
+    """A per-process, per-call temporary path next to `path`."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform (Windows), so best effort.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path to write; on success it is fsynced and renamed to `path`.
+
+    For writers that need a file name (safetensors, matplotlib, PyAV). On an exception the
+    temporary is removed and `path` is left as it was.
+
+    Raises:
+        IsADirectoryError: `path` is an existing folder.
+        OSError: from the file system (with the path), e.g. a read-only or missing folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a file", str(path))
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Makes a finished temporary file the file at `path`: fsync, rename, fsync the folder.
+
+    For writers that keep a temporary open across calls (a video encoder); name it with
+    `temporary_name`. Everything else uses `atomic_target`.
+    """
+    _fsync_file(Path(tmp))
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (see the module docstring)."""
+    with atomic_target(path) as tmp:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
+    """Write `value` as indented JSON to `path` atomically."""
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Checks, before any work is done, that a file can be written at `path`.
+
+    Raises:
+        IsADirectoryError: `path` is a folder.
+        NotADirectoryError / FileNotFoundError: its parent is a file / does not exist.
+        PermissionError: its folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a file", str(path))
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(20, "is not a folder", str(parent))
+    if not parent.exists():
+        raise FileNotFoundError(2, "folder does not exist", str(parent))
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(13, "folder is not writable", str(parent))
+    return path
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    """Temporaries in `folder` left by processes that no longer run (safe to delete).
+
+    Temporaries of live processes (another run writing right now) are not returned.
+    """
+    out = []
+    for tmp in folder.glob(".*.tmp"):
+        match = _TMP_RE.match(tmp.name)
+        if match is None or not _alive(int(match.group(1))):
+            out.append(tmp)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) would signal it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else
+    return True
