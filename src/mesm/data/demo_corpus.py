@@ -36,6 +36,7 @@ import numpy as np
 
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
 from mesm.data.synthetic import write_video, write_wav
+from mesm.files import atomic_write_text
 
 EMOTIONS = ("anger", "happiness", "neutral", "sadness")
 _MOUTH = {"anger": 0.0, "happiness": 1.0, "neutral": 0.0, "sadness": -1.0}  # curvature sign
@@ -349,12 +350,12 @@ def write_demo_video(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_video(path, np.concatenate(frames), fps, np.concatenate(audio).astype(np.float32))
     srt = path.with_suffix(".srt")
-    srt.write_text(
+    atomic_write_text(
+        srt,
         "".join(
             f"{i}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n\n"
             for i, (a, b, text) in enumerate(cues, start=1)
         ),
-        encoding="utf-8",
     )
     return path, srt
 
