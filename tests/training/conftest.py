@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from mesm.data.audio import resample
+from mesm.data.demo_corpus import srt_time
 from mesm.data.synthetic import face_frames, write_video
 from mesm.models import TINY_TEXT, create_model
 from mesm.training.checkpoint import save_checkpoint
@@ -80,7 +81,7 @@ def _spoken(root: Path, sentences: tuple[str, ...], seconds: float, seed: int = 
     srt = root / "talk.srt"
     srt.write_text(
         "".join(
-            f"{i}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n\n"
+            f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{text}\n\n"
             for i, (a, b, text) in enumerate(spans, start=1)
         ),
         encoding="utf-8",
@@ -100,11 +101,3 @@ def spoken_video(tmp_path_factory):
 def short_spoken_video(tmp_path_factory):
     """Like `spoken_video`, 8 s with two sentences."""
     return _spoken(tmp_path_factory.mktemp("short"), SENTENCES[3:5], 8.0, seed=1)
-
-
-def _srt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"

@@ -353,14 +353,15 @@ def write_demo_video(
     atomic_write_text(
         srt,
         "".join(
-            f"{i}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n\n"
+            f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{text}\n\n"
             for i, (a, b, text) in enumerate(cues, start=1)
         ),
     )
     return path, srt
 
 
-def _srt_time(seconds: float) -> str:
+def srt_time(seconds: float) -> str:
+    """An SRT timestamp, HH:MM:SS,mmm."""
     ms = round(seconds * 1000)
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
