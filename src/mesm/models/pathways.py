@@ -8,6 +8,7 @@ run sparse; parameters keep FE2E's names, so a trained FE2E state dict loads int
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -26,14 +27,10 @@ class Pathway(nn.Module):
         low_channels: low-level CNN channels.
         stage_channels: channels of the VGG stages.
         mlp_hidden: MLP hidden width.
-        d_model: transformer width d.
-        num_layers: transformer layers.
-        num_heads: transformer heads.
-        ffn_dim: transformer feed-forward width.
-        dropout: dropout rate.
-        norm_first: pre-norm transformer layers (the paper: post-norm).
-        final_norm: a LayerNorm after the last transformer layer (the paper: none).
-        positions: "none" (the paper) or "sinusoidal" positions for the transformer.
+        d_model: transformer width d (also the MLP's output).
+        dropout: dropout rate (MLP, transformer, head).
+        transformer: the other arguments of :class:`SequenceTransformer` (layers, heads,
+            feed-forward width, norm placement, positions).
         text_dim: D, width of the text feature (MESM only).
         attention_dims: additive-attention width of each stage's attention layer (MESM only).
         p: nucleus mass (MESM only).
@@ -52,13 +49,8 @@ class Pathway(nn.Module):
         stage_channels: tuple[int, ...],
         mlp_hidden: int,
         d_model: int,
-        num_layers: int,
-        num_heads: int,
-        ffn_dim: int,
         dropout: float,
-        norm_first: bool = False,
-        final_norm: bool = False,
-        positions: str = "none",
+        transformer: dict[str, Any],
         text_dim: int = 0,
         attention_dims: tuple[int, ...] = (),
         p: float = 1.0,
@@ -81,16 +73,7 @@ class Pathway(nn.Module):
         self.out_shape = (input_shape[0] // scale, input_shape[1] // scale)
         flat = stage_channels[-1] * self.out_shape[0] * self.out_shape[1]
         self.mlp = MLP(flat, mlp_hidden, d_model, dropout)
-        self.transformer = SequenceTransformer(
-            d_model,
-            num_layers,
-            num_heads,
-            ffn_dim,
-            dropout,
-            norm_first=norm_first,
-            final_norm=final_norm,
-            positions=positions,
-        )
+        self.transformer = SequenceTransformer(d_model, dropout=dropout, **transformer)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, num_classes))
 
     def extract(self, frames: Tensor, y_frames: Tensor | None = None) -> Tensor:
