@@ -120,10 +120,11 @@ def _record(op: str, in_sites: int, out_sites: int, flops: int, path: str = "gat
 
 
 # -- dense-masked threshold -----------------------------------------------------------------------
-# Measured on CPU (benchmarks/bench_sparse.py, 1-2 threads): gather + GEMM costs about 1.3x a oneDNN
-# 3x3 convolution per FLOP (the im2col GEMM runs at ~80-100 GFLOP/s against the direct
-# convolution's ~110-125 on one core), so above roughly this active fraction convolving the whole
-# zero-filled map (and booking the whole map's FLOPs) is the cheaper way to the same outputs.
+# Measured on CPU (2 threads, inference, the paper preset's stage shapes, 16 maps; gather + oneDNN
+# GEMM time over the dense-masked conv's): at 80 % active sites 0.81-0.83 for the 24x24 stage and
+# 1.05-1.06 for the 12x12 and 6x6 stages; at 90 % 0.86-1.20. Above roughly this active fraction,
+# convolving the whole zero-filled map (and booking the whole map's FLOPs) is the cheaper way to
+# the same outputs; a per-layer cost model could move the cut by a few per cent.
 DEFAULT_DENSE_FRACTION = 0.8
 
 
