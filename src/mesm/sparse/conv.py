@@ -511,13 +511,15 @@ def sparse_max_pool2x2(
     """
     h, w = x.spatial_shape
     ho, wo = h // 2, w // 2
+    if backend == "torch" and x.is_full:
+        # Every site active: the dense max-pool of the (channels-last) map is the same and faster.
+        out = SparseMap.from_dense(F.max_pool2d(x.to_dense(), 2))
+        _record("max_pool2x2", x.num_active, out.num_active, 0, "dense")
+        return out
     c = x.coords.long()
     inside = (c[:, 1] < 2 * ho) & (c[:, 2] < 2 * wo)  # floor semantics of F.max_pool2d
     if backend == "spconv":
         out = _spconv_max_pool(x.select(inside) if not bool(inside.all()) else x, (ho, wo))
-    elif backend == "torch" and x.is_full:
-        # Every site active: the dense max-pool of the (channels-last) map is the same and faster.
-        out = SparseMap.from_dense(F.max_pool2d(x.to_dense(), 2))
     elif backend == "torch":
         key = (c[:, 0] * ho + c[:, 1] // 2) * wo + c[:, 2] // 2
         # An occupancy grid instead of torch.unique: nonzero lists it sorted, no sort needed.
@@ -536,8 +538,9 @@ def sparse_max_pool2x2(
         out = SparseMap(feats, coords.to(torch.int32), (ho, wo), x.num_samples, check=False)
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
-    path = "spconv" if backend == "spconv" else ("dense" if x.is_full else "gather")
-    _record("max_pool2x2", x.num_active, out.num_active, 0, path)
+    _record(
+        "max_pool2x2", x.num_active, out.num_active, 0, backend if backend == "spconv" else "gather"
+    )
     return out
 
 
