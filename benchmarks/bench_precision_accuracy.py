@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from mesm.demo import run_demo
-from mesm.training.evaluate import evaluate_checkpoint
+from mesm.inference.evaluate import evaluate_checkpoint
 
 MODELS = ("fe2e", "mesm")
 

@@ -39,7 +39,7 @@ from mesm.analysis.flops import pathway_flops
 from mesm.models import create_model
 from mesm.models.pathways import Pathway
 from mesm.sparse import spconv_available
-from mesm.training.precision import resolve_precision
+from mesm.inference.precision import resolve_precision
 
 GOAL = 1.15
 

@@ -84,7 +84,7 @@ def write_long_video(path: Path, seconds: float, seed: int = 0) -> Path:
 def _child(video: str, srt: str, checkpoint: str, threads: int) -> None:
     import torch
 
-    from mesm.training.timeline import predict_video
+    from mesm.inference.timeline import predict_video
 
     torch.set_num_threads(threads)
     began = time.perf_counter()
@@ -106,7 +106,7 @@ def main() -> None:
     import torch
 
     from mesm.models import TINY_TEXT, create_model
-    from mesm.training.checkpoint import save_checkpoint
+    from mesm.inference.checkpoint import save_checkpoint
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

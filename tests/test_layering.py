@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mesm"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(SRC.parent)}
+
 
 # package -> mesm packages it may import (resources, errors and files are leaves anyone may use)
 ALLOWED = {
@@ -15,9 +23,9 @@ ALLOWED = {
     "models": {"sparse"},
     "data": set(),
     "evaluation": set(),
-    "training": {"models", "data", "evaluation", "sparse"},
-    # analysis reads checkpoints and batches a split the way training does (checkpoint, inputs).
-    "analysis": {"models", "sparse", "data", "evaluation", "training"},
+    "inference": {"models", "data", "evaluation", "sparse"},
+    "training": {"models", "data", "evaluation", "sparse", "inference"},
+    "analysis": {"models", "sparse", "data", "evaluation", "inference"},
 }
 
 
@@ -52,3 +60,15 @@ def test_nothing_imports_the_cli():
 @pytest.mark.parametrize("leaf", ["errors.py", "files.py", "resources.py"])
 def test_leaves_import_nothing_of_ours(leaf):
     assert _imports(SRC / leaf) == set()
+
+
+def test_inference_does_not_import_lightning():
+    # A fresh interpreter: this test process has imported Lightning already.
+    code = (
+        "import sys, mesm.inference.predict, mesm.inference.evaluate, mesm.inference.batch, "
+        "mesm.inference.timeline; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'mesm') "
+        "and (m.startswith('lightning') or m.startswith('mesm.training'))); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env())

@@ -26,7 +26,7 @@ def _check_json(args: argparse.Namespace) -> None:
 
 def _precision(args: argparse.Namespace, device: str = "cpu"):
     """The --precision choice resolved for `device`, after printing what it is."""
-    from mesm.training.precision import resolve_precision
+    from mesm.inference.precision import resolve_precision
 
     precision = resolve_precision(args.precision, device)
     print(precision.describe())
@@ -112,7 +112,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mesm.evaluation import format_table, json_safe
-    from mesm.training.evaluate import evaluate_checkpoint
+    from mesm.inference.evaluate import evaluate_checkpoint
 
     _check_json(args)
     report = evaluate_checkpoint(
@@ -131,7 +131,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _transcript(args: argparse.Namespace) -> str:
-    from mesm.training.predict import read_transcript, read_transcript_file
+    from mesm.inference.predict import read_transcript, read_transcript_file
 
     if args.transcript_file is not None:
         return read_transcript_file(args.transcript_file)
@@ -166,8 +166,8 @@ def _print_prediction(result: dict) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from mesm.training.batch import expand_inputs
-    from mesm.training.predict import Predictor, predict_clip
+    from mesm.inference.batch import expand_inputs
+    from mesm.inference.predict import Predictor, predict_clip
 
     _check_json(args)
     text = _transcript(args)
@@ -201,7 +201,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if whole_video:
         rows = _predict_timelines(args, clips, predictor, failed, report_failure)
     else:
-        from mesm.training.batch import predict_clips
+        from mesm.inference.batch import predict_clips
 
         rows, failed = predict_clips(
             predictor,
@@ -232,7 +232,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _is_one_clip(path: Path) -> bool:
     """A video file or a frame folder (not a manifest, not a folder of videos)."""
-    from mesm.training.batch import MANIFEST_SUFFIXES, VIDEO_SUFFIXES
+    from mesm.inference.batch import MANIFEST_SUFFIXES, VIDEO_SUFFIXES
 
     if path.is_dir():
         return not any(n.lower().endswith(VIDEO_SUFFIXES) for n in os.listdir(path))
@@ -254,7 +254,7 @@ def _clip_row(result: dict) -> dict:
 
 def _write_rows_csv(path: str, rows: list[dict], label_names: list[str]) -> None:
     from mesm.files import atomic_write_bytes
-    from mesm.training.timeline import prediction_rows_csv
+    from mesm.inference.timeline import prediction_rows_csv
 
     atomic_write_bytes(path, prediction_rows_csv(rows, label_names).encode("utf-8"))
     print(f"{len(rows)} row(s) written to {path}")
@@ -264,8 +264,8 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
     """Whole-video mode: a timeline (CSV, JSON, PNG) per video under --out."""
     from mesm.analysis.timeline import write_timeline
     from mesm.data.segments import VadSettings
-    from mesm.training.batch import CLIP_ERRORS
-    from mesm.training.timeline import predict_video
+    from mesm.inference.batch import CLIP_ERRORS
+    from mesm.inference.timeline import predict_video
 
     if not args.out:
         raise ValueError("whole-video prediction (--subtitles / --transcribe) needs --out DIR")
@@ -431,8 +431,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     source = args.clip
     if args.utterance is None:
-        from mesm.training.checkpoint import preprocessing_settings, read_checkpoint_meta
-        from mesm.training.predict import clip_batch
+        from mesm.inference.checkpoint import preprocessing_settings, read_checkpoint_meta
+        from mesm.inference.predict import clip_batch
 
         text = _transcript(args)
         meta = read_checkpoint_meta(args.checkpoint)
@@ -460,7 +460,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
-    from mesm.training.precision import PRECISIONS
+    from mesm.inference.precision import PRECISIONS
 
     parser.add_argument(
         "--precision",

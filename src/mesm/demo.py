@@ -26,9 +26,9 @@ from mesm.data.manifest import read_dataset
 from mesm.data.preprocess import preprocess_dataset
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
+from mesm.inference.precision import Precision, resolve_precision
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
-from mesm.training.precision import Precision, resolve_precision
 
 # Sizes of the full demo and of --quick (the latter is what the tests run). "video": the long
 # video for `mesm predict --out` has this many blocks of utterances of one emotion each.
@@ -82,7 +82,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Runs the demo into `out_dir` (data/, runs/fe2e, runs/mesm, report.json).
 
-    `precision` ("auto", "32", "bf16"; :mod:`mesm.training.precision`) is what both models train
+    `precision` ("auto", "32", "bf16"; :mod:`mesm.inference.precision`) is what both models train
     and run at; `seed` seeds the corpus and the training.
 
     Returns:

@@ -21,7 +21,7 @@ from mesm.analysis.attention_maps import (
 )
 from mesm.analysis.loading import dense_twin, open_split
 from mesm.data.dataset import EmotionDataset
-from mesm.training.checkpoint import load_checkpoint
+from mesm.inference.checkpoint import load_checkpoint
 
 UTTERANCE = "utt0003"  # a test-split clip
 

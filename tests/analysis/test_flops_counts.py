@@ -18,9 +18,9 @@ from mesm.analysis.flops import (
     text_flops,
 )
 from mesm.analysis.loading import dense_twin, open_split
+from mesm.inference.checkpoint import load_checkpoint
+from mesm.inference.inputs import model_inputs
 from mesm.models import TINY_TEXT, create_model
-from mesm.training.checkpoint import load_checkpoint
-from mesm.training.module import model_inputs
 
 # Tiny preset: low-level CNN at 8 channels, stages 8→16, 16→16, 16→32, MLP 288→64→32,
 # additive attention width A = 16, text width D = 32 (TINY_TEXT).
@@ -142,7 +142,7 @@ def test_dataset_flops_average_per_utterance(checkpoint, dataset_dir):
     sums = {"visual": 0, "audio": 0}
     frames = {"visual": 0, "audio": 0}
     for i in range(len(dataset)):
-        batch = model_inputs(dataset.collate([dataset[i]]), model.modalities)
+        batch = model_inputs(model, dataset.collate([dataset[i]]))
         for m, counts in model_feature_flops(model, batch).items():
             name = {"v": "visual", "a": "audio"}[m]
             sums[name] += counts.features

@@ -11,7 +11,7 @@ from matplotlib.image import imread
 from mesm.analysis.loading import dense_twin, open_split, predict
 from mesm.analysis.sweep import plot_sweep, sweep_p
 from mesm.evaluation import evaluate, tune_thresholds
-from mesm.training.checkpoint import load_checkpoint
+from mesm.inference.checkpoint import load_checkpoint
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -13,10 +13,10 @@ from mesm.data.feature_dataset import FeatureDataset
 from mesm.data.features import extract_features
 from mesm.data.synthetic import write_synthetic_dataset
 from mesm.evaluation.compare import compare_runs
+from mesm.inference.checkpoint import load_checkpoint
+from mesm.inference.inputs import model_inputs
 from mesm.models import BASELINE_ARCHS
 from mesm.models.baselines import BaselineModel, EmoEmbs
-from mesm.training.checkpoint import load_checkpoint
-from mesm.training.module import model_inputs
 
 LABELS = ["ang", "hap", "neu", "sad"]
 
@@ -72,7 +72,7 @@ def test_cli_training_leaves_a_loadable_baseline_checkpoint(runs, feature_data, 
     test = FeatureDataset(feature_data, "test")
     batch = test.collate([test[i] for i in range(len(test))])
     with torch.no_grad():
-        logits = model(**model_inputs(batch, model.modalities))
+        logits = model(**model_inputs(model, batch))
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
 
 

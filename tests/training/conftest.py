@@ -15,8 +15,8 @@ import torch
 from mesm.data.audio import resample
 from mesm.data.demo_corpus import srt_time
 from mesm.data.synthetic import face_frames, write_video
+from mesm.inference.checkpoint import save_checkpoint
 from mesm.models import TINY_TEXT, create_model
-from mesm.training.checkpoint import save_checkpoint
 
 EMOTIONS = ["anger", "happiness", "neutral", "sadness"]
 SENTENCES = (

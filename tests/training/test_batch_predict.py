@@ -9,8 +9,8 @@ import pytest
 
 from mesm.cli import main
 from mesm.data.synthetic import face_frames, speech_like, write_synthetic_dataset, write_video
-from mesm.training.batch import ClipInput, expand_inputs, predict_clips
-from mesm.training.predict import Predictor
+from mesm.inference.batch import ClipInput, expand_inputs, predict_clips
+from mesm.inference.predict import Predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

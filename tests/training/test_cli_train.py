@@ -6,7 +6,7 @@ import json
 
 from mesm.cli import main
 from mesm.data.synthetic import write_synthetic_dataset
-from mesm.training.evaluate import evaluate_checkpoint
+from mesm.inference.evaluate import evaluate_checkpoint
 
 TINY_TEXT_SETS = [
     "model.text_pretrained=false",

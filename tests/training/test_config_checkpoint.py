@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from helpers import make_batch, model_inputs, tiny_model
-from mesm.training.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from mesm.inference.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from mesm.training.config import apply_overrides, load_run_config
 
 

@@ -14,11 +14,11 @@ from bad_inputs import CASES
 from mesm.data.dataset import EmotionDataset
 from mesm.data.synthetic import write_synthetic_dataset
 from mesm.errors import CheckpointError
+from mesm.inference.checkpoint import load_checkpoint
+from mesm.inference.inputs import model_inputs
 from mesm.models import TINY_TEXT
-from mesm.training.checkpoint import load_checkpoint
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
-from mesm.training.module import model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_training_run_leaves_checkpoints_logs_and_config(dataset_dir, tmp_path):
     test_set = EmotionDataset(dataset_dir, "test")
     batch = test_set.collate([test_set[i] for i in range(len(test_set))])
     with torch.no_grad():
-        logits = model(**model_inputs(batch, model.modalities))
+        logits = model(**model_inputs(model, batch))
     assert logits.shape == (3, 4) and torch.isfinite(logits).all()
 
 

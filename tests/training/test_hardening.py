@@ -12,7 +12,7 @@ from bad_inputs import CASES
 from helpers import tiny_model
 from mesm.cli import main
 from mesm.errors import CheckpointError, ConfigError
-from mesm.training.checkpoint import load_checkpoint, save_checkpoint
+from mesm.inference.checkpoint import load_checkpoint, save_checkpoint
 from mesm.training.config import load_run_config
 
 NAMES = ["a", "b", "c", "d", "e", "f"]
@@ -154,7 +154,7 @@ def test_json_output_that_is_a_folder_fails_before_any_work(tmp_path, checkpoint
 
 
 def test_transcript_text_and_file_are_explicit(tmp_path, capsys):
-    from mesm.training.predict import read_transcript, read_transcript_file
+    from mesm.inference.predict import read_transcript, read_transcript_file
 
     # The transcript is resolved before the checkpoint is opened (which does not exist here).
     base = ["predict", "clip.mp4", "--checkpoint", str(tmp_path / "none.safetensors")]
@@ -174,7 +174,7 @@ def test_transcript_text_and_file_are_explicit(tmp_path, capsys):
 
 def test_non_utf8_transcript_names_the_file_and_line(tmp_path, capsys):
     from mesm.data.errors import DataError
-    from mesm.training.predict import read_transcript_file
+    from mesm.inference.predict import read_transcript_file
 
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"line one\n" + "déjà vu\n".encode("latin-1"))

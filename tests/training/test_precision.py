@@ -10,10 +10,10 @@ from lightning.pytorch import Callback
 
 from mesm.cli import build_parser, main
 from mesm.data.synthetic import write_synthetic_dataset
+from mesm.inference.precision import autocast, cpu_bf16_flags, resolve_precision
 from mesm.models import TINY_TEXT
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
-from mesm.training.precision import autocast, cpu_bf16_flags, resolve_precision
 
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
 SAPPHIRE_RAPIDS = "flags\t\t: avx512f avx512bw amx_tile amx_bf16 amx_int8\n"

@@ -12,8 +12,8 @@ import pytest
 from mesm.cli import main
 from mesm.data.segments import Segment, VadSettings
 from mesm.data.stream import iter_segment_media
-from mesm.training.predict import Predictor
-from mesm.training.timeline import BLANK_TEXT_WARNING, find_segments, predict_video
+from mesm.inference.predict import Predictor
+from mesm.inference.timeline import BLANK_TEXT_WARNING, find_segments, predict_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

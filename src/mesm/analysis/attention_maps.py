@@ -35,9 +35,9 @@ from torch import Tensor
 from mesm.analysis import loading
 from mesm.data.faces import FACE_MEAN, FACE_STD
 from mesm.files import atomic_target, atomic_write_json
+from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
 from mesm.sparse import SparseMap
-from mesm.training.precision import Precision, resolve_precision
 
 KEPT_COLOUR = (0, 255, 0)
 KEPT_ALPHA = 0.45

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mesm.inference.precision import Precision, resolve_precision
 from mesm.models.fe2e import FE2E
 from mesm.models.pathways import Pathway
 from mesm.sparse import SparseFlopCounter
-from mesm.training.precision import Precision, resolve_precision
 
 _ATTENTION_KEY = re.compile(r"\.attention\.\d+$")
 

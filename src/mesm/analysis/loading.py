@@ -18,12 +18,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mesm.data.dataset import EmotionDataset
+from mesm.inference import evaluate
+from mesm.inference.checkpoint import load_checkpoint
+from mesm.inference.inputs import model_inputs
+from mesm.inference.precision import Precision
 from mesm.models import FE2E, ModelConfig, build_model
 from mesm.models.attention import CrossModalAttention
-from mesm.training import evaluate
-from mesm.training.checkpoint import load_checkpoint
-from mesm.training.module import model_inputs
-from mesm.training.precision import Precision
 
 ModelSource = str | os.PathLike | FE2E
 _ATTENTION_PARAM = re.compile(r"(visual|audio)\.attention\.\d+\.")
@@ -114,7 +114,7 @@ def open_split(
         data_dir: the dataset folder.
         split: "train", "valid", "test", or None for every utterance.
         model: selects the tokenizer (its text model) and must have one output per label.
-        meta: checkpoint header (see :func:`mesm.training.evaluate.open_split`); None for a
+        meta: checkpoint header (see :func:`mesm.inference.evaluate.open_split`); None for a
             model that was never saved.
 
     Returns:
@@ -141,7 +141,7 @@ def batches(dataset: EmotionDataset, batch_size: int) -> Iterator[dict[str, Any]
 def inputs_on(model: FE2E, batch: dict[str, Any]) -> dict[str, Tensor]:
     """The model's inputs of a batch, on the model's device."""
     device = next(model.parameters()).device
-    return {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
+    return model_inputs(model, batch, device)
 
 
 def predict(

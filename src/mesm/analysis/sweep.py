@@ -23,8 +23,8 @@ from mesm.analysis.flops import average_feature_flops
 from mesm.data.dataset import EmotionDataset
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
+from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
-from mesm.training.precision import Precision, resolve_precision
 
 DEFAULT_PS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -78,7 +78,7 @@ def sweep_p(
         batch_size: utterances per forward pass.
         out_dir: if given, also writes ``sweep.json`` and ``sweep.png`` there.
         precision: what the models run at ("auto", "32", "bf16"; see
-            :mod:`mesm.training.precision`).
+            :mod:`mesm.inference.precision`).
 
     Returns:
         {"source", "data", "split", "valid_split", "task", "metric" ("acc" or "wacc"),

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from mesm.files import atomic_write_bytes
-from mesm.training.timeline import Timeline, prediction_rows_csv, timeline_json
+from mesm.inference.timeline import Timeline, prediction_rows_csv, timeline_json
 
 _TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
 _COLOURS = ("#d62728", "#2ca02c", "#7f7f7f", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b")

@@ -21,6 +21,13 @@ from mesm.models.config import ModelConfig
 from mesm.models.pathways import Pathway
 from mesm.models.text import TextEncoder
 
+# modality -> the Batch keys its pathway reads (see DESIGN's Batch contract)
+INPUT_KEYS = {
+    "t": ("text_ids", "text_mask"),
+    "v": ("faces", "face_lengths"),
+    "a": ("specs", "spec_lengths"),
+}
+
 
 class FE2E(nn.Module):
     """Multimodal emotion model with dense CNN pathways.
@@ -72,13 +79,14 @@ class FE2E(nn.Module):
         self.fusion = nn.Linear(num, 1, bias=False)
         nn.init.constant_(self.fusion.weight, 1.0 / num)
 
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """The batch keys this model reads, in forward's order (e.g. ("text_ids", "text_mask",
+        "faces", "face_lengths") for text + visual)."""
+        return tuple(k for m in "tva" if m in self.modalities for k in INPUT_KEYS[m])
+
     def _check_inputs(self, **inputs: Tensor | None) -> None:
-        needed = {
-            "t": ("text_ids", "text_mask"),
-            "a": ("specs", "spec_lengths"),
-            "v": ("faces", "face_lengths"),
-        }
-        missing = [n for m in self.modalities for n in needed[m] if inputs.get(n) is None]
+        missing = [n for n in self.input_keys if inputs.get(n) is None]
         if missing:
             raise ValueError(f"modalities {self.modalities!r} need inputs {missing}")
 

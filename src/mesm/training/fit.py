@@ -27,11 +27,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from mesm.errors import CheckpointError
 from mesm.files import atomic_write_json
+from mesm.inference.checkpoint import save_checkpoint
+from mesm.inference.precision import resolve_precision
 from mesm.models import BASELINE_ARCHS, build_model
-from mesm.training.checkpoint import save_checkpoint
 from mesm.training.config import RunConfig, save_run_config
 from mesm.training.module import EmotionModule
-from mesm.training.precision import resolve_precision
 
 MONITOR = "val/f1"
 

@@ -20,19 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mesm.evaluation import evaluate, tune_thresholds
+from mesm.inference.inputs import model_inputs
 from mesm.models import FE2E, BaselineModel
-from mesm.models.baselines import input_keys
-
-MODEL_INPUTS = ("text_ids", "text_mask", "faces", "face_lengths", "specs", "spec_lengths")
-
-
-def model_inputs(batch: dict[str, Any], modalities: str) -> dict[str, Tensor]:
-    """The batch entries the model's modalities need (feature sequences for the baselines,
-    recognised by their ``*_feats`` keys)."""
-    if any(k.endswith("_feats") for k in batch):
-        return {k: batch[k] for k in input_keys(modalities)}
-    needed = {"t": MODEL_INPUTS[:2], "v": MODEL_INPUTS[2:4], "a": MODEL_INPUTS[4:]}
-    return {k: batch[k] for m in modalities for k in needed[m]}
 
 
 class EmotionModule(pl.LightningModule):
@@ -77,7 +66,7 @@ class EmotionModule(pl.LightningModule):
         self.last_report: dict[str, dict] = {}
 
     def forward(self, batch: dict[str, Any]) -> Tensor:
-        return self.model(**model_inputs(batch, self.model.modalities))
+        return self.model(**model_inputs(self.model, batch))
 
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         # In float32 under autocast too (bf16/fp16 logits from the last linear layer).

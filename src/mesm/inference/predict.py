@@ -21,9 +21,9 @@ from mesm.data.faces import FaceCropper
 from mesm.data.manifest import Record
 from mesm.data.stream import SegmentMedia
 from mesm.data.text import TextTokenizer
-from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
-from mesm.training.module import model_inputs
-from mesm.training.precision import Precision, resolve_precision
+from mesm.inference.checkpoint import load_checkpoint, preprocessing_settings
+from mesm.inference.inputs import model_inputs
+from mesm.inference.precision import Precision, resolve_precision
 
 _TEXT_SUFFIXES = (".txt", ".text", ".lab", ".srt", ".vtt", ".json")
 
@@ -149,7 +149,7 @@ class Predictor:
     Args:
         checkpoint: a `.safetensors` checkpoint written by `mesm train`.
         device: where the model runs.
-        precision: numeric precision of the model (see :mod:`mesm.training.precision`).
+        precision: numeric precision of the model (see :mod:`mesm.inference.precision`).
     """
 
     def __init__(
@@ -218,9 +218,9 @@ class Predictor:
             labels=torch.zeros(len(self.label_names)),
         )
         batch = collate([item], pad_id=self.tokenizer.pad_id)
-        inputs = model_inputs(batch, self.model.modalities)
+        inputs = model_inputs(self.model, batch, self.device)
         with self.precision.autocast():
-            logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+            logits = self.model(**inputs)
         probs = torch.sigmoid(logits.float())
         emotions = {
             name: {"probability": p, "threshold": t, "present": p > t}
@@ -273,7 +273,7 @@ def predict_clip(
         transcript: the words spoken (None: empty); see `read_transcript_file` for files.
         audio: a separate audio file (default: the video's own track).
         device: where the model runs.
-        precision: what it runs at ("auto", "32", "bf16", ...; :mod:`mesm.training.precision`).
+        precision: what it runs at ("auto", "32", "bf16", ...; :mod:`mesm.inference.precision`).
 
     Returns:
         {"clip", "transcript", "preprocessing": {...}, "emotions": {name: {"probability",

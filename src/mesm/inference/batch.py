@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from mesm.data.errors import DataError
 from mesm.data.video import natural_key
-from mesm.training.predict import Predictor, read_transcript
+from mesm.inference.predict import Predictor, read_transcript
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".txt")

@@ -16,10 +16,10 @@ from mesm.data.errors import DataError
 from mesm.data.feature_dataset import FeatureDataset
 from mesm.data.features import FeatureSettings
 from mesm.evaluation import evaluate
+from mesm.inference.checkpoint import load_checkpoint, preprocessing_settings
+from mesm.inference.inputs import model_inputs
+from mesm.inference.precision import Precision, autocast, resolve_precision
 from mesm.models import BASELINE_ARCHS
-from mesm.training.checkpoint import load_checkpoint, preprocessing_settings
-from mesm.training.module import model_inputs
-from mesm.training.precision import Precision, autocast, resolve_precision
 
 
 def open_split(
@@ -32,7 +32,7 @@ def open_split(
     Args:
         data: the dataset folder.
         split: "train", "valid", "test", or None for every utterance.
-        meta: a checkpoint header (:func:`mesm.training.checkpoint.read_checkpoint_meta`); its
+        meta: a checkpoint header (:func:`mesm.inference.checkpoint.read_checkpoint_meta`); its
             preprocessing settings select the cache, its text model and ``max_text_length`` the
             tokenisation; its label names, when present, must be the dataset's. ``{}`` = the
             defaults (a model that was never saved).
@@ -77,7 +77,7 @@ def predict_split(
         dataset: the split.
         batch_size: utterances per forward pass.
         num_workers: data-loading processes.
-        precision: run the model at this precision (see :mod:`mesm.training.precision`);
+        precision: run the model at this precision (see :mod:`mesm.inference.precision`);
             None: as the caller has set it up.
 
     Returns:
@@ -94,7 +94,7 @@ def predict_split(
     )
     probs, labels = [], []
     for batch in loader:
-        inputs = {k: v.to(device) for k, v in model_inputs(batch, model.modalities).items()}
+        inputs = model_inputs(model, batch, device)
         with autocast(precision, device):
             logits = model(**inputs)
         out = torch.sigmoid(logits.float()).cpu()
@@ -124,7 +124,7 @@ def evaluate_checkpoint(
 
     The checkpoint's own preprocessing settings select the feature cache and its tuned thresholds
     are applied unchanged, as in the paper (thresholds come from the validation split).
-    `precision` ("auto", "32", "bf16", ...; see :mod:`mesm.training.precision`) is what the
+    `precision` ("auto", "32", "bf16", ...; see :mod:`mesm.inference.precision`) is what the
     model runs at.
 
     Returns:

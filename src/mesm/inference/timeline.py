@@ -38,7 +38,7 @@ from mesm.data.stream import iter_segment_media
 from mesm.data.transcribe import ASR_RATE, Transcriber
 from mesm.data.vad import speech_probabilities
 from mesm.data.video import video_duration
-from mesm.training.predict import Predictor
+from mesm.inference.predict import Predictor
 
 BLANK_TEXT_WARNING = (
     "no subtitles and no --transcribe model: the transcripts are empty, so the text modality "
