@@ -105,8 +105,8 @@ def main() -> None:
         return
     import torch
 
-    from mesm.models import TINY_TEXT, create_model
     from mesm.inference.checkpoint import save_checkpoint
+    from mesm.models import TINY_TEXT, create_model
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
