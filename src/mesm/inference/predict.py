@@ -201,6 +201,17 @@ class Predictor:
         )
         return media_features(media.frames, self.cropper(media.frames.images), wave, self.settings)
 
+    def batch(self, tensors: dict[str, torch.Tensor], text: str, uid: str = "clip") -> Batch:
+        """One utterance's cache tensors and transcript as a one-utterance Batch."""
+        item = Item(
+            id=uid,
+            faces=tensors["faces"],
+            specs=tensors["specs"],
+            text_ids=torch.tensor(self.tokenizer.encode([text])[0], dtype=torch.int64),
+            labels=torch.zeros(len(self.label_names)),
+        )
+        return collate([item], pad_id=self.tokenizer.pad_id)
+
     @torch.inference_mode()
     def predict(self, tensors: dict[str, torch.Tensor], text: str) -> dict[str, Any]:
         """Probabilities and decisions for one utterance's features and transcript.
@@ -210,15 +221,7 @@ class Predictor:
             "emotions": {name: {"probability", "threshold", "present"}}, "present": [names],
             "top": name (single-label checkpoints)}.
         """
-        item = Item(
-            id="clip",
-            faces=tensors["faces"],
-            specs=tensors["specs"],
-            text_ids=torch.tensor(self.tokenizer.encode([text])[0], dtype=torch.int64),
-            labels=torch.zeros(len(self.label_names)),
-        )
-        batch = collate([item], pad_id=self.tokenizer.pad_id)
-        inputs = model_inputs(self.model, batch, self.device)
+        inputs = model_inputs(self.model, self.batch(tensors, text), self.device)
         with self.precision.autocast():
             logits = self.model(**inputs)
         probs = torch.sigmoid(logits.float())

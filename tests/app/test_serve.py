@@ -1,0 +1,77 @@
+"""`mesm serve` without a browser: the extra is optional, and the page is built from the
+analyser's components."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_mesm_works_without_gradio_and_serve_names_the_extra(mesm_checkpoint):
+    # sys.modules["gradio"] = None makes `import gradio` fail as if it were not installed.
+    code = (
+        "import sys; sys.modules['gradio'] = None\n"
+        "from mesm.cli import main\n"
+        f"sys.exit(main(['serve', '--checkpoint', {str(mesm_checkpoint)!r}]))\n"
+    )
+    done = _python(code)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        'mesm serve: error: the web page needs the app extra: pip install "mesm[app]" '
+        "(import of gradio halted; None in sys.modules)"
+    ]
+
+
+def test_only_serving_imports_gradio():
+    code = (
+        "import sys, mesm.cli, mesm.app.page, mesm.app.analyse, mesm.app.outputs, mesm.demo\n"
+        "from mesm.cli import build_parser\n"
+        "build_parser().parse_args(['serve', '--checkpoint=x'])\n"
+        "assert 'gradio' not in sys.modules, 'gradio imported'\n"
+    )
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_serve_defaults_to_localhost_without_share_link():
+    from mesm.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--checkpoint", "m.safetensors"])
+    assert (args.host, args.port, args.share, args.examples) == ("127.0.0.1", 7860, False, None)
+
+
+def test_the_page_wires_the_inputs_to_the_outputs(mesm_checkpoint, demo_data, tmp_path):
+    pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
+    from mesm.app.analyse import ClipAnalyser, dataset_examples
+    from mesm.app.page import build_page
+
+    analyser = ClipAnalyser(mesm_checkpoint, precision="32", work_dir=tmp_path)
+    page = build_page(analyser, dataset_examples(demo_data))
+    ids = {getattr(block, "elem_id", None) for block in page.blocks.values()}
+    assert {"mesm-video", "mesm-transcript", "mesm-subtitles", "mesm-run"} <= ids
+    assert {"mesm-message", "mesm-probabilities", "mesm-attention", "mesm-csv"} <= ids
+    (run,) = [d for d in page.fns.values() if d.api_name == "analyse"]
+    assert [b.elem_id for b in run.inputs] == ["mesm-video", "mesm-transcript", "mesm-subtitles"]
+    assert [b.elem_id for b in run.outputs] == [
+        "mesm-message",
+        "mesm-probabilities",
+        "mesm-flops",
+        "mesm-attention",
+        "mesm-timeline",
+        "mesm-csv",
+    ]
+    # One request at a time: one model, and the attention capture hooks into it.
+    assert run.concurrency_limit == "default" and page._queue.default_concurrency_limit == 1
