@@ -159,7 +159,6 @@ def submit(driver, video: Path, transcript: str, timeout: float = 90.0) -> str:
     """Upload `video`, type `transcript`, press the button; returns the message shown."""
     from selenium.webdriver.common.by import By
 
-    old = driver.find_element(By.ID, "mesm-message").text
     clear = driver.find_elements(By.CSS_SELECTOR, "#mesm-video button[aria-label='Clear']")
     if clear:  # a video from the previous request
         clear[0].click()
@@ -175,6 +174,35 @@ def submit(driver, video: Path, transcript: str, timeout: float = 90.0) -> str:
     box = driver.find_element(By.CSS_SELECTOR, "#mesm-transcript textarea")
     box.clear()
     box.send_keys(transcript)
+    return run(driver, timeout)
+
+
+def choose_example(driver, index: int = 0, timeout: float = 30.0) -> tuple[str, str]:
+    """Click the `index`-th example; returns (the video's file name, the transcript) once both
+    inputs show it (they must have held another video and another transcript before)."""
+    from selenium.webdriver.common.by import By
+
+    def state(d):
+        players = d.find_elements(By.CSS_SELECTOR, "#mesm-video video")
+        src = (players[0].get_attribute("src") or "") if players else ""
+        text = d.find_element(By.CSS_SELECTOR, "#mesm-transcript textarea").get_attribute("value")
+        return src.rsplit("/", 1)[-1], text
+
+    before = state(driver)
+    driver.find_elements(By.CSS_SELECTOR, "table tbody tr")[index].click()
+
+    def changed(d):
+        now = state(d)
+        return now if now[0] and now[0] != before[0] and now[1] != before[1] else False
+
+    return _wait(driver, changed, timeout, f"example {index} in the inputs")
+
+
+def run(driver, timeout: float = 90.0) -> str:
+    """Press the button and wait for the page's answer (a new message, not a progress line)."""
+    from selenium.webdriver.common.by import By
+
+    old = driver.find_element(By.ID, "mesm-message").text.strip()
     driver.find_element(By.ID, "mesm-run").click()
 
     def answered(d):

@@ -2,7 +2,8 @@
 
 The server runs as a subprocess on a free port with a tiny MESM checkpoint built by the fixture;
 the test uploads a demo clip, types its transcript, submits, and checks what the page shows; then
-uploads a corrupt file and checks the message; then stops the server and checks nothing is left.
+uploads a corrupt file and checks the message, runs one of the page's examples, stops the server
+and checks that nothing is left.
 A screenshot of the result goes to $MESM_SCREENSHOT_DIR (default: the test's tmp folder).
 """
 
@@ -19,8 +20,10 @@ from mesm.data.manifest import read_dataset
 from .browser import (
     attention_image_width,
     browser_missing,
+    choose_example,
     chrome,
     open_page,
+    run,
     shown_emotions,
     start_server,
     stop_server,
@@ -38,7 +41,8 @@ def test_page_in_a_browser_shows_emotions_attention_and_errors(
     began = time.monotonic()
     shots = Path(os.environ.get("MESM_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    record = next(r for r in read_dataset(demo_data)[1] if r.audio is None)
+    records = read_dataset(demo_data)[1]
+    record = next(r for r in records if r.audio is None)
     server = start_server(mesm_checkpoint, tmp_path / "serve.log", examples=demo_data)
     driver = None
     try:
@@ -65,6 +69,12 @@ def test_page_in_a_browser_shows_emotions_attention_and_errors(
         assert "Traceback" not in driver.page_source
         assert shown_emotions(driver) == {}
         driver.save_screenshot(str(shots / "serve_error.png"))
+
+        # An example (the server may only serve files from the examples' folder) runs too.
+        name, text = choose_example(driver, 0)
+        assert text in {r.text for r in records} and (demo_data / "clips" / name).is_file()
+        message = run(driver)
+        assert message.startswith(name) and "Most likely" in message, message
     finally:
         if driver is not None:
             driver.quit()
