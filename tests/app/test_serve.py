@@ -4,11 +4,14 @@ analyser's components."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mesm.app.page import ServeError, serve
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -33,6 +36,20 @@ def test_mesm_works_without_gradio_and_serve_names_the_extra(mesm_checkpoint):
         'mesm serve: error: the web page needs the app extra: pip install "mesm[app]" '
         "(import of gradio halted; None in sys.modules)"
     ]
+
+
+def test_a_taken_port_is_one_line_before_the_model_loads(tmp_path):
+    pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
+    from mesm.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # The checkpoint does not exist: the port is checked first, so that is never noticed.
+        with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
+            serve(tmp_path / "missing.safetensors", port=port)
+        assert main(["serve", "--checkpoint", "x.safetensors", "--port", str(port)]) == 2
 
 
 def test_only_serving_imports_gradio():

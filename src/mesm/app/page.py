@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ voice activity, without text): the page draws the emotion timeline and offers it
 
 class MissingExtraError(MesmError):
     """Gradio is not installed."""
+
+
+class ServeError(MesmError):
+    """The server cannot start (e.g. the port is taken)."""
 
 
 def import_gradio() -> Any:
@@ -131,6 +136,7 @@ def serve(
         share: also open a public Gradio share link (off by default; needs the internet).
     """
     import_gradio()  # before the slow checkpoint load: a missing extra fails at once
+    check_port(host, port)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     analyser = ClipAnalyser(checkpoint, device=device, precision=precision)
@@ -151,9 +157,25 @@ def serve(
             show_error=False,
             quiet=True,
         )
+    except OSError as err:  # taken since check_port looked
+        raise ServeError(f"cannot listen on {host}:{port}: {err}") from None
     finally:
         shutil.rmtree(analyser.work_dir, ignore_errors=True)
         print("mesm serve: stopped", flush=True)
+
+
+def check_port(host: str, port: int) -> None:
+    """Fails at once, with one line, when `host`:`port` cannot be bound (taken, or no such
+    address), rather than after the checkpoint has loaded."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+    except OSError as err:
+        raise ServeError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); choose another --port"
+        ) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
