@@ -145,7 +145,7 @@ def serve(
     allowed = sorted({str(Path(clip).parent) for clip, _ in pairs})
     # SIGTERM (a service manager, a test) stops the server like Ctrl+C: Gradio closes its
     # server on KeyboardInterrupt, then the request folder is removed.
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     print(f"mesm serve: {checkpoint} on http://{host}:{port} (Ctrl+C stops)", flush=True)
     try:
         page.launch(
@@ -160,6 +160,7 @@ def serve(
     except OSError as err:  # taken since check_port looked
         raise ServeError(f"cannot listen on {host}:{port}: {err}") from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(analyser.work_dir, ignore_errors=True)
         print("mesm serve: stopped", flush=True)
 
