@@ -4,8 +4,8 @@
 
 Runs the same browser flow as tests/app/test_browser.py (the server as a subprocess on a free
 port, Debian's headless chromium through Selenium) on the demo's MESM checkpoint, with the demo's
-clips as the page's examples; uploads the first example clip with its transcript and saves a
-screenshot of the result.
+clips as the page's examples; clicks the first example (a test clip and its transcript), runs it
+and saves a screenshot of the result.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from app.browser import (  # noqa: E402
     attention_image_width,
     browser_missing,
+    choose_example,
     chrome,
     open_page,
+    run,
     shown_emotions,
     start_server,
     stop_server,
-    submit,
 )
 from mesm.app.analyse import dataset_examples  # noqa: E402
 from mesm.files import atomic_write_bytes  # noqa: E402
@@ -38,7 +39,7 @@ def main() -> int:
     parser.add_argument("--demo", default="mesm-demo", help="the output folder of `mesm demo`")
     parser.add_argument("--out", default="docs/serve_demo.png", help="the PNG to write")
     parser.add_argument("--width", type=int, default=1280, help="browser window width (px)")
-    parser.add_argument("--height", type=int, default=1150, help="browser window height (px)")
+    parser.add_argument("--height", type=int, default=1400, help="browser window height (px)")
     args = parser.parse_args()
     if browser_missing():
         sys.exit(f"app_screenshot.py: {browser_missing()}")
@@ -54,7 +55,9 @@ def main() -> int:
         try:
             driver = chrome(args.width, args.height)
             open_page(driver, server.url)
-            print(submit(driver, Path(video), transcript))
+            name, text = choose_example(driver, 0)
+            assert (name, text) == (Path(video).name, transcript), (name, text)
+            print(run(driver))
             assert attention_image_width(driver) > 0, "the attention image did not load"
             print({name: e["text"] for name, e in shown_emotions(driver).items()})
             png = driver.get_screenshot_as_png()
