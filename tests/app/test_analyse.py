@@ -65,6 +65,7 @@ def test_a_subtitled_video_gives_the_timeline_plot_and_csv(analyser, subtitled_v
     out = analyser.analyse(str(video), "", str(srt))
     assert out.ok, out.message
     assert "2 segments" in out.message and "text: subtitles" in out.message
+    assert "(talk.srt)" in out.message and str(srt.parent) not in out.message
     rows = list(csv.DictReader(io.StringIO(out.timeline_csv.read_text())))
     assert [r["text"] for r in rows] == ["I am so happy today", "this is the worst day"]
     assert [float(r["start"]) for r in rows] == [0.5, 3.0]

@@ -27,6 +27,7 @@ from mesm.app.outputs import (
     check_request,
     display_name,
     flops_markdown,
+    hide_paths,
     prediction_summary,
     probability_html,
     user_message,
@@ -127,8 +128,11 @@ class ClipAnalyser:
             check_request(video, transcript, subtitles)
             out = self._new_request_dir()
             if subtitles or video_duration(video) > self.long_video_seconds:
-                return self._timeline(video, transcript, subtitles, out)
-            return self._clip(video, transcript, out)
+                outputs = self._timeline(video, transcript, subtitles, out)
+            else:
+                outputs = self._clip(video, transcript, out)
+            outputs.message = hide_paths(outputs.message, names)
+            return outputs
         except Exception as err:  # the page shows a message; the log keeps the traceback
             log.warning("request failed: %s", err, exc_info=not _expected(err))
             return PageOutputs(ok=False, message=f"**Error:** {user_message(err, names)}")

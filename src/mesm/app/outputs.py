@@ -53,9 +53,7 @@ def user_message(err: BaseException, names: Mapping[str, str] | None = None) -> 
         One or two sentences; never a traceback. Errors that are not about the input (bugs) say
         only their type and point to the server log.
     """
-    text = str(err)
-    for path, name in (names or {}).items():
-        text = text.replace(path, name)
+    text = hide_paths(str(err), names)
     name = next(iter((names or {}).values()), "the video")
     if "has no audio track" in text:
         return (
@@ -70,6 +68,13 @@ def user_message(err: BaseException, names: Mapping[str, str] | None = None) -> 
     if isinstance(err, (MesmError, ValueError, OSError)):
         return text
     return f"Internal error ({type(err).__name__}); the server log has the details."
+
+
+def hide_paths(text: str, names: Mapping[str, str] | None) -> str:
+    """`text` with each server-side upload path replaced by the file name the user knows."""
+    for path, name in (names or {}).items():
+        text = text.replace(path, name)
+    return text
 
 
 def probability_html(emotions: Mapping[str, Mapping[str, Any]]) -> str:
