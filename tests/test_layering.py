@@ -26,6 +26,7 @@ ALLOWED = {
     "inference": {"models", "data", "evaluation", "sparse"},
     "training": {"models", "data", "evaluation", "sparse", "inference"},
     "analysis": {"models", "sparse", "data", "evaluation", "inference"},
+    "app": {"inference", "analysis", "models", "data", "evaluation", "sparse"},
 }
 
 

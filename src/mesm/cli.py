@@ -63,6 +63,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     video = report["video"]
     print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
+    print(f'MESM on a web page (needs pip install "mesm[app]"):\n{report["serve_command"]}')
     return 0
 
 
@@ -451,6 +452,21 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mesm.app.page import serve
+
+    serve(
+        args.checkpoint,
+        host=args.host,
+        port=args.port,
+        examples=args.examples,
+        device=args.device,
+        precision=_precision(args, args.device),
+        share=args.share,
+    )
+    return 0
+
+
 def _add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     from mesm.inference.precision import PRECISIONS
 
@@ -688,6 +704,24 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--p", type=float, help="run at this nucleus mass")
     _add_precision(ex)
     ex.set_defaults(func=_cmd_explain)
+
+    se = sub.add_parser(
+        "serve",
+        help="a web page for a checkpoint: upload a video, see its emotions (needs mesm[app])",
+        description="Loads the checkpoint once and serves a Gradio page: a video and its "
+        "transcript (or a subtitle file for a long video) in; each emotion's probability with "
+        "its validation-tuned threshold, MESM's attention overview and FLOPs against FE2E, or "
+        "the timeline of a long video with its CSV, out. Requests run one at a time. Binds to "
+        "this machine only unless --host says otherwise.",
+    )
+    se.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .safetensors checkpoint")
+    se.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
+    se.add_argument("--port", type=int, default=7860)
+    se.add_argument("--examples", metavar="DATASET", help="offer this dataset's test clips")
+    se.add_argument("--device", default="cpu")
+    se.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    _add_precision(se)
+    se.set_defaults(func=_cmd_serve)
     return parser
 
 
