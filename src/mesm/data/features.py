@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from mesm.data.cache import CACHE_DIR, FeatureCache, source_fingerprint
 from mesm.data.errors import DataError, PreprocessError
+from mesm.data.jobs import run_jobs
 from mesm.data.manifest import Record, atomic_write_text, read_dataset, resolve
-from mesm.data.workers import cap_workers, worker_pool
 
 FEATURES_VERSION = 1
 MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
@@ -199,11 +198,9 @@ class FeatureReport:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: dict[str, Any], root: str, threads: int) -> None:
+def _init_worker(settings: dict[str, Any], root: str) -> None:
     from mesm.data.handcrafted import AudioDescriptors, FaceDescriptors
 
-    if threads:
-        torch.set_num_threads(threads)
     s = FeatureSettings.from_dict(settings)
     _WORKER["store"] = FeatureStore(root, s)
     _WORKER["audio"] = AudioDescriptors(s.audio_set, s.sample_rate)
@@ -217,35 +214,30 @@ def _init_worker(settings: dict[str, Any], root: str, threads: int) -> None:
     )
 
 
-def _extract_one(record: dict[str, Any], text: torch.Tensor, fingerprint: str) -> str | None:
-    """Extract and save one utterance in a worker; None on success, else the failure."""
+def _extract_one(rec: Record, text: torch.Tensor, fingerprint: str) -> None:
+    """Extract and save one utterance (raises DataError naming the record on bad media)."""
     from mesm.data.audio import load_waveform
     from mesm.data.video import sample_frames
 
     store: FeatureStore = _WORKER["store"]
     s: FeatureSettings = store.settings  # type: ignore[assignment]
-    rec = Record(**{**record, "labels": tuple(record["labels"])})
+    wave = load_waveform(store.root, rec, s.sample_rate)
+    audio, audio_times = _WORKER["audio"](wave)
     try:
-        wave = load_waveform(store.root, rec, s.sample_rate)
-        audio, audio_times = _WORKER["audio"](wave)
-        try:
-            frames = sample_frames(
-                resolve(store.root, rec.video),
-                interval_ms=s.img_interval_ms,
-                start=rec.start,
-                end=rec.end,
-                fps=rec.fps,
-                frame_pattern=rec.frame_pattern,
-            )
-        except DataError as err:
-            raise DataError(f"record {rec.id!r}: {err}") from None
-        visual = _WORKER["visual"].describe(frames.images)
-        tensors = entry(audio, audio_times, visual, torch.from_numpy(frames.timestamps), text)
+        frames = sample_frames(
+            resolve(store.root, rec.video),
+            interval_ms=s.img_interval_ms,
+            start=rec.start,
+            end=rec.end,
+            fps=rec.fps,
+            frame_pattern=rec.frame_pattern,
+        )
     except DataError as err:
-        return str(err)
+        raise DataError(f"record {rec.id!r}: {err}") from None
+    visual = _WORKER["visual"].describe(frames.images)
+    tensors = entry(audio, audio_times, visual, torch.from_numpy(frames.timestamps), text)
     meta = {"id": rec.id, "source": fingerprint, "features_version": str(FEATURES_VERSION)}
     store.save(rec.id, tensors, meta)
-    return None
 
 
 def extract_features(
@@ -314,39 +306,25 @@ def extract_features(
         "text_dim": vectors.dim,
     }
     store.write_dims(report.dims)
-    jobs = [(r.to_json(), vectors(r.text), fp) for r, fp in todo]
-    bar = tqdm(total=len(jobs), desc="features", unit="utt", disable=not progress)
-    init = (settings.to_dict(), str(root))
+    jobs = ((r.id, (r, vectors(r.text), fp)) for r, fp in todo)  # text vectors made lazily
     try:
-        num_workers = cap_workers(num_workers, len(jobs))
-        if num_workers <= 1:
-            _init_worker(*init, 0)
-            outcomes = (_extract_one(*job) for job in jobs)
-            for (rec, _, _), failure in zip(jobs, outcomes, strict=True):
-                _record(report, rec["id"], failure)
-                bar.update()
-        else:
-            with worker_pool(num_workers, _init_worker, (*init, 1)) as pool:
-                futures = [pool.submit(_extract_one, *job) for job in jobs]
-                for (rec, _, _), future in zip(jobs, futures, strict=True):
-                    try:
-                        failure = future.result()
-                    except Exception as err:  # a crash inside a worker: report, go on
-                        failure = f"{type(err).__name__}: {err}"
-                    _record(report, rec["id"], failure)
-                    bar.update()
+        outcomes = run_jobs(
+            jobs,
+            _extract_one,
+            workers=num_workers,
+            initializer=_init_worker,
+            initargs=(settings.to_dict(), str(root)),
+            total=len(todo),
+            desc="features",
+            unit="utt",
+            progress=progress,
+        )
     finally:
-        bar.close()
-        _WORKER.clear()
+        _WORKER.clear()  # the serial path built its extractors in this process
+    report.computed = len(outcomes.results)
+    report.failed = outcomes.failed
     report.seconds = time.perf_counter() - began
     atomic_write_text(store.dir / "report.json", json.dumps(asdict(report), indent=2) + "\n")
     if report.failed:
         raise PreprocessError(report.failed, str(store.dir))
     return report
-
-
-def _record(report: FeatureReport, uid: str, failure: str | None) -> None:
-    if failure is None:
-        report.computed += 1
-    else:
-        report.failed[uid] = failure
