@@ -61,7 +61,7 @@ def startup_seconds() -> float:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from mesm.data.preprocess import _init_worker
+    from mesm.data.media.preprocess import _init_worker
 
     began = time.perf_counter()
     init = (".", PreprocessSettings().to_dict(), "cpu", 32)

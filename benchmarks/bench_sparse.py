@@ -36,10 +36,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import mesm.sparse as sparse_ops
 from mesm.analysis.flops import pathway_flops
+from mesm.inference.precision import resolve_precision
 from mesm.models import create_model
 from mesm.models.pathways import Pathway
 from mesm.sparse import spconv_available
-from mesm.inference.precision import resolve_precision
 
 GOAL = 1.15
 

@@ -20,7 +20,7 @@ from mesm.analysis.attention_maps import (
     kept_overlay,
 )
 from mesm.analysis.loading import dense_twin, open_split
-from mesm.data.dataset import EmotionDataset
+from mesm.data.media.dataset import EmotionDataset
 from mesm.inference.checkpoint import load_checkpoint
 
 UTTERANCE = "utt0003"  # a test-split clip

@@ -25,3 +25,14 @@ def test_data_imports_only_itself_and_resources():
                 if (name == "mesm" or name.startswith("mesm.")) and not name.startswith(ALLOWED):
                     offenders.append(f"{path.name}: {name}")
     assert offenders == []
+
+
+def test_the_end_to_end_pipeline_imports_neither_the_handcrafted_one_nor_the_preparers():
+    media = Path(mesm.data.__file__).parent / "media"
+    offenders = []
+    for path in media.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.startswith(("mesm.data.handcrafted", "mesm.data.prepare")):
+                    offenders.append(f"{path.name}: {node.module}")
+    assert offenders == []

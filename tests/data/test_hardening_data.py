@@ -14,11 +14,11 @@ from safetensors.torch import load_file, save_file
 
 from bad_inputs import CASES
 from mesm.cli import main
-from mesm.data.cache import FeatureCache
-from mesm.data.dataset import EmotionDataset
 from mesm.data.errors import DataError, ManifestError
 from mesm.data.manifest import read_dataset
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.cache import FeatureCache
+from mesm.data.media.dataset import EmotionDataset
+from mesm.data.media.preprocess import preprocess_dataset
 
 
 def _flip_bytes(cache: FeatureCache, uid: str, other: str) -> None:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from mesm.analysis import loading
-from mesm.data.faces import FACE_MEAN, FACE_STD
+from mesm.data.media.faces import FACE_MEAN, FACE_STD
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E

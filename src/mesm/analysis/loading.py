@@ -17,7 +17,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from mesm.data.dataset import EmotionDataset
+from mesm.data.media.dataset import EmotionDataset
 from mesm.inference import evaluate
 from mesm.inference.checkpoint import load_checkpoint
 from mesm.inference.inputs import model_inputs

@@ -24,7 +24,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mesm.data.cache import PreprocessSettings, tensors_digest
+from mesm.data.media.cache import PreprocessSettings, tensors_digest
 from mesm.errors import CheckpointError
 from mesm.files import atomic_target
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict

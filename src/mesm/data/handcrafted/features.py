@@ -1,8 +1,9 @@
 """Hand-crafted feature sequences for the two-phase baselines: settings, cache, dataset, batches.
 
 `extract_features` fills a feature cache once (the extractors are described in
-`mesm.data.handcrafted`); the readers in `mesm.data.feature_import` fill the same format from
-pre-extracted CMU-MOSEI files. Layout inside the dataset folder (`mesm.data.cache` helpers)::
+`mesm.data.handcrafted.extractors`); the readers in `mesm.data.handcrafted.importers` fill the
+same format from pre-extracted CMU-MOSEI files. Layout inside the dataset folder (the entries,
+checksums and lock of `mesm.data.media.cache`)::
 
     cache/features-<key>/settings.json           the FeatureSettings of this folder
     cache/features-<key>/items/<id>.safetensors  one entry per utterance
@@ -34,10 +35,10 @@ from typing import Any, Literal
 
 import torch
 
-from mesm.data.cache import CACHE_DIR, FeatureCache, source_fingerprint
-from mesm.data.errors import DataError, PreprocessError
+from mesm.data.errors import DataError
 from mesm.data.jobs import run_jobs
-from mesm.data.manifest import Record, atomic_write_text, read_dataset, resolve
+from mesm.data.manifest import Record, atomic_write_text, read_dataset
+from mesm.data.media.cache import CACHE_DIR, FeatureCache
 
 FEATURES_VERSION = 1
 MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
@@ -199,7 +200,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(settings: dict[str, Any], root: str) -> None:
-    from mesm.data.handcrafted import AudioDescriptors, FaceDescriptors
+    from mesm.data.handcrafted.extractors import AudioDescriptors, FaceDescriptors
 
     s = FeatureSettings.from_dict(settings)
     _WORKER["store"] = FeatureStore(root, s)
@@ -216,24 +217,14 @@ def _init_worker(settings: dict[str, Any], root: str) -> None:
 
 def _extract_one(rec: Record, text: torch.Tensor, fingerprint: str) -> None:
     """Extract and save one utterance (raises DataError naming the record on bad media)."""
-    from mesm.data.audio import load_waveform
-    from mesm.data.video import sample_frames
+    from mesm.data.media.audio import load_waveform
+    from mesm.data.media.video import record_frames
 
     store: FeatureStore = _WORKER["store"]
     s: FeatureSettings = store.settings  # type: ignore[assignment]
     wave = load_waveform(store.root, rec, s.sample_rate)
     audio, audio_times = _WORKER["audio"](wave)
-    try:
-        frames = sample_frames(
-            resolve(store.root, rec.video),
-            interval_ms=s.img_interval_ms,
-            start=rec.start,
-            end=rec.end,
-            fps=rec.fps,
-            frame_pattern=rec.frame_pattern,
-        )
-    except DataError as err:
-        raise DataError(f"record {rec.id!r}: {err}") from None
+    frames = record_frames(store.root, rec, s.img_interval_ms)
     visual = _WORKER["visual"].describe(frames.images)
     tensors = entry(audio, audio_times, visual, torch.from_numpy(frames.timestamps), text)
     meta = {"id": rec.id, "source": fingerprint, "features_version": str(FEATURES_VERSION)}
@@ -270,8 +261,13 @@ def extract_features(
         ManifestError: the manifest is invalid.
         PreprocessError: some utterances failed; the others are cached.
     """
-    from mesm.data.handcrafted import GEOMETRY_DIM, LANDMARK_DIM, OPENSMILE_SETS, TextVectors
-    from mesm.data.handcrafted import hog_dim as _hog_dim
+    from mesm.data.handcrafted.extractors import (
+        GEOMETRY_DIM,
+        LANDMARK_DIM,
+        OPENSMILE_SETS,
+        TextVectors,
+    )
+    from mesm.data.handcrafted.extractors import hog_dim as _hog_dim
 
     began = time.perf_counter()
     settings = settings or FeatureSettings()
@@ -283,14 +279,7 @@ def extract_features(
     store = FeatureStore(root, settings)
     store.prepare()
     report = FeatureReport(cache_dir=str(store.dir))
-    todo = []
-    for record in records:
-        fingerprint = source_fingerprint(root, record)
-        meta = None if overwrite else store.metadata(record.id)
-        if meta is not None and meta.get("source") == fingerprint and not store.problem(record.id):
-            report.reused += 1
-        else:
-            todo.append((record, fingerprint))
+    todo, report.reused = store.outdated(records, overwrite)
     vectors = TextVectors(
         settings.glove,
         settings.text_model,
@@ -324,7 +313,5 @@ def extract_features(
     report.computed = len(outcomes.results)
     report.failed = outcomes.failed
     report.seconds = time.perf_counter() - began
-    atomic_write_text(store.dir / "report.json", json.dumps(asdict(report), indent=2) + "\n")
-    if report.failed:
-        raise PreprocessError(report.failed, str(store.dir))
+    store.write_report(asdict(report))
     return report

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from mesm.data.errors import DataError
-from mesm.data.features import FeatureSettings, FeatureStore, entry
+from mesm.data.handcrafted.features import FeatureSettings, FeatureStore, entry
 from mesm.data.manifest import DatasetInfo, Record, read_dataset, write_dataset
 from mesm.data.prepare.released import RestrictedUnpickler
 

@@ -1,8 +1,8 @@
 """`preprocess_dataset`: fill a dataset's feature cache once, in parallel, resumably.
 
 Each utterance is decoded, sampled, face-detected and turned into mel chunks by
-`mesm.data.cache.compute_features`, in worker processes (`mesm.data.jobs.run_jobs`: spawned,
-one MTCNN and one torch thread each), and saved atomically. Entries already present with an
+`mesm.data.media.utterance.compute_features`, in worker processes (`mesm.data.jobs.run_jobs`:
+spawned, one MTCNN and one torch thread each), and saved atomically. Entries already present with an
 unchanged source fingerprint are kept, so an interrupted run continues where it stopped.
 Failures do not stop the other utterances; they are all listed in one `PreprocessError` at the
 end.
@@ -10,24 +10,18 @@ end.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mesm.data.cache import (
-    FeatureCache,
-    PreprocessSettings,
-    build_entry,
-    make_cropper,
-    source_fingerprint,
-)
-from mesm.data.errors import DataError, PreprocessError
+from mesm.data.errors import DataError
 from mesm.data.jobs import run_jobs
 from mesm.data.manifest import SPLITS, Record, read_dataset
-from mesm.files import atomic_write_text
+from mesm.data.media.cache import FeatureCache, PreprocessSettings
+from mesm.data.media.faces import make_cropper
+from mesm.data.media.utterance import build_entry
 
 
 @dataclass
@@ -133,15 +127,7 @@ def _fill(
     cache.prepare()
     report = PreprocessReport(cache_dir=str(cache.dir))
 
-    todo: list[tuple[Record, str]] = []
-    for record in records:
-        fingerprint = source_fingerprint(root, record)
-        meta = None if overwrite else cache.metadata(record.id)
-        # A damaged, misplaced or incomplete entry is recomputed, not reused.
-        if meta is not None and meta.get("source") == fingerprint and not cache.problem(record.id):
-            report.reused += 1
-        else:
-            todo.append((record, fingerprint))
+    todo, report.reused = cache.outdated(records, overwrite)
 
     init = (str(root), cache.settings.to_dict(), device, face_batch_size)
     jobs = ((record.id, (record, fingerprint)) for record, fingerprint in todo)
@@ -164,9 +150,7 @@ def _fill(
 
     _tally(cache, records, report)
     report.seconds = time.perf_counter() - began
-    atomic_write_text(cache.dir / "report.json", json.dumps(asdict(report), indent=2) + "\n")
-    if report.failed:
-        raise PreprocessError(report.failed, str(cache.dir))
+    cache.write_report(asdict(report))
     return report
 
 
