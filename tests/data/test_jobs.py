@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bad_inputs import CASES
 from mesm.data.errors import DataError
 from mesm.data.jobs import WORKER_DIED, JobsInterrupted, run_jobs
 
@@ -111,7 +112,8 @@ def _interrupting(marks: Path, after: int):
 
 def test_ctrl_c_stops_the_workers_and_says_what_finished(tmp_path):
     began = time.monotonic()
-    with pytest.raises(JobsInterrupted, match=r"interrupted after 0 of 100 item\(s\)") as err:
+    message = CASES["ctrl-c"].message
+    with pytest.raises(JobsInterrupted, match=rf"{message} 0 of 100 item\(s\)") as err:
         run_jobs(_interrupting(tmp_path, 2), _square, workers=2, total=100, progress=False)
     assert isinstance(err.value, KeyboardInterrupt)
     assert time.monotonic() - began < 60  # the 300 s jobs were abandoned, not awaited
@@ -135,7 +137,7 @@ def test_a_dead_worker_fails_its_items_and_a_new_pool_runs_the_rest(tmp_path):
     out = run_jobs(
         _items(tmp_path, ids), _square, workers=2, total=len(ids), max_in_flight=2, progress=False
     )
-    assert out.failed["die"] == WORKER_DIED
+    assert out.failed["die"] == WORKER_DIED and CASES["worker-dies"].message in WORKER_DIED
     assert set(out.results) | set(out.failed) == set(ids)
     assert out.results["u5"] == 25  # read after the pool died: run by the new pool
     assert multiprocessing.active_children() == []
