@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import mesm.data
 
 ALLOWED = ("mesm.data", "mesm.resources", "mesm.errors", "mesm.files")
@@ -27,12 +29,19 @@ def test_data_imports_only_itself_and_resources():
     assert offenders == []
 
 
-def test_the_end_to_end_pipeline_imports_neither_the_handcrafted_one_nor_the_preparers():
-    media = Path(mesm.data.__file__).parent / "media"
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("media", ("mesm.data.handcrafted", "mesm.data.prepare")),
+        ("handcrafted", ("mesm.data.prepare",)),
+    ],
+)
+def test_each_pipeline_imports_only_what_comes_before_it(package, forbidden):
+    """media (end-to-end) stands alone; handcrafted may reuse media; neither needs the preparers."""
     offenders = []
-    for path in media.rglob("*.py"):
+    for path in (Path(mesm.data.__file__).parent / package).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                if node.module.startswith(("mesm.data.handcrafted", "mesm.data.prepare")):
+                if node.module.startswith(forbidden):
                     offenders.append(f"{path.name}: {node.module}")
     assert offenders == []

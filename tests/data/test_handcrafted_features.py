@@ -19,11 +19,12 @@ from mesm.data.handcrafted.extractors import (
     read_glove,
 )
 from mesm.data.handcrafted.features import FeatureSettings, FeatureStore, extract_features
-from mesm.data.handcrafted.importers import import_csd, import_pickle, load_numpy_pickle
+from mesm.data.handcrafted.importers import import_csd, import_pickle
 from mesm.data.manifest import read_dataset
 from mesm.data.media.audio import load_waveform
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.video import video_duration
+from mesm.data.pickles import load_numpy_pickle
 from mesm.data.synthetic import speech_like, write_synthetic_dataset
 
 

@@ -10,6 +10,7 @@
                    (the two-phase baselines), or pre-extracted features imported
     manifest       dataset folders: header, JSON Lines manifest, validation, split lists
     errors         `DataError` and friends: one message naming the file and the record
+    pickles        pickles we are handed, read as plain data (and numpy arrays) only
     jobs           `run_jobs`, the one job loop of prepare, preprocess and features
     workers        the worker processes it starts (capped, single-threaded, never orphaned)
     synthetic      synthetic media and corpora for tests and benchmarks
