@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import mesm.data.jobs as jobs
 from bad_inputs import CASES
 from mesm.data.errors import DataError
 from mesm.data.jobs import WORKER_DIED, JobsInterrupted, run_jobs
@@ -141,3 +142,40 @@ def test_a_dead_worker_fails_its_items_and_a_new_pool_runs_the_rest(tmp_path):
     assert set(out.results) | set(out.failed) == set(ids)
     assert out.results["u5"] == 25  # read after the pool died: run by the new pool
     assert multiprocessing.active_children() == []
+
+
+def _failing_start() -> None:
+    raise ImportError("no module named 'facenet_pytorch'")
+
+
+def test_workers_that_cannot_start_stop_the_run_instead_of_restarting_forever(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(jobs, "MAX_SILENT_DEATHS", 1)  # one pool, not three: keeps the test short
+    with pytest.raises(RuntimeError, match=r"died before finishing a job \(1 pool\(s\) in a row"):
+        run_jobs(
+            _items(tmp_path, [f"u{i}" for i in range(50)]),
+            _square,
+            workers=2,
+            initializer=_failing_start,
+            total=50,
+            progress=False,
+        )
+    assert multiprocessing.active_children() == [] and _count(tmp_path, "start-") == 0
+
+
+def _note_start(marks: str) -> None:
+    (Path(marks) / f"init-{os.getpid()}").touch()
+
+
+def test_the_serial_initializer_runs_once_and_only_when_there_is_work(tmp_path):
+    run_jobs([], _square, initializer=_note_start, initargs=(str(tmp_path),), progress=False)
+    assert _count(tmp_path, "init-") == 0
+    out = run_jobs(
+        _items(tmp_path, ["u0", "u1"]),
+        _square,
+        initializer=_note_start,
+        initargs=(str(tmp_path),),
+        progress=False,
+    )
+    assert out.results == {"u0": 0, "u1": 1} and _count(tmp_path, "init-") == 1

@@ -7,7 +7,8 @@ Every caller gets the same behaviour, in worker processes (`mesm.data.workers`) 
 * one tqdm progress bar, with the count of failures so far;
 * an item whose work raises is reported (its id and the reason, on the bar's stream) and counted
   in `Outcomes.failed`; the other items go on. A worker process that dies (out of memory, a
-  crash inside a decoder) fails the items it may have held and a fresh pool runs the rest;
+  crash inside a decoder) fails the items it may have held and a fresh pool runs the rest
+  (workers that die before finishing any job, three pools in a row, stop the run instead);
 * Ctrl-C cancels the jobs not started, ends the worker processes (none is left behind, nothing
   hangs on a long job) and raises `JobsInterrupted`, whose message says what finished.
 
@@ -31,6 +32,8 @@ from mesm.errors import MesmError
 
 Item = tuple[str, tuple[Any, ...]]
 WORKER_DIED = "its worker process died (out of memory, or a crash in native code)"
+# Pools in a row that die before any job finishes: the workers cannot start; stop trying.
+MAX_SILENT_DEATHS = 3
 
 
 @dataclass
@@ -81,7 +84,8 @@ def run_jobs(
         work: a module-level function (spawned workers import it by name).
         workers: worker processes (capped by the CPUs and the item count; 0 or 1: this process).
         initializer: run once per process before its first job (in this process too when
-            serial), e.g. to build a face detector; a module-level function.
+            serial, and only if there is an item), e.g. to build a face detector; a module-level
+            function.
         initargs: its arguments.
         total: the number of items, when `items` has no length (for the bar and the cap).
         max_in_flight: most jobs submitted and not finished (default: twice the workers).
@@ -94,6 +98,7 @@ def run_jobs(
 
     Raises:
         JobsInterrupted: Ctrl-C (KeyboardInterrupt) during the run; no worker is left running.
+        RuntimeError: the worker processes keep dying before finishing any job.
     """
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
@@ -146,9 +151,9 @@ def _serial(
     initargs: tuple[Any, ...],
     run: _Run,
 ) -> None:
-    if initializer is not None:
-        initializer(*initargs)
-    for uid, args in items:
+    for i, (uid, args) in enumerate(items):
+        if i == 0 and initializer is not None:  # nothing to do: no detector built
+            initializer(*initargs)
         try:
             result = work(*args)
         except Exception as err:
@@ -168,10 +173,17 @@ def _parallel(
     pool: ProcessPoolExecutor = worker_pool(*pool_args)
     held: Item | None = None  # read from `items`, not yet submitted
     broken = False
+    deaths = 0  # pools in a row that died before a job of theirs finished
     try:
         while True:
             if broken and not pending:  # every job of the dead pool is accounted for
                 pool.shutdown(wait=True)
+                if deaths >= MAX_SILENT_DEATHS:
+                    raise RuntimeError(
+                        f"{run.desc}: the worker processes died before finishing a job "
+                        f"({deaths} pool(s) in a row; see the messages above; --workers 0 runs "
+                        "the same work in this process)"
+                    )
                 pool, broken = worker_pool(*pool_args), False
             while not broken and len(pending) < limit:
                 held = held or next(items, None)
@@ -180,7 +192,7 @@ def _parallel(
                 try:
                     pending[pool.submit(work, *held[1])] = held[0]
                 except BrokenProcessPool:
-                    broken = True
+                    deaths, broken = deaths + (not broken), True
                     break
                 held = None
             if not pending:
@@ -193,12 +205,14 @@ def _parallel(
                 try:
                     result = future.result()
                 except BrokenProcessPool:
-                    broken = True
+                    deaths, broken = deaths + (not broken), True
                     run.failed(uid, WORKER_DIED)
+                    continue
                 except Exception as err:
                     run.failed(uid, failure_reason(err))
                 else:
                     run.succeeded(uid, result)
+                deaths = 0
     except BaseException:
         stop_workers(pool)
         raise
