@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import mesm.data
 
 ALLOWED = ("mesm.data", "mesm.resources", "mesm.errors", "mesm.files")
@@ -26,22 +24,4 @@ def test_data_imports_only_itself_and_resources():
             for name in names:
                 if (name == "mesm" or name.startswith("mesm.")) and not name.startswith(ALLOWED):
                     offenders.append(f"{path.name}: {name}")
-    assert offenders == []
-
-
-@pytest.mark.parametrize(
-    ("package", "forbidden"),
-    [
-        ("media", ("mesm.data.handcrafted", "mesm.data.prepare")),
-        ("handcrafted", ("mesm.data.prepare",)),
-    ],
-)
-def test_each_pipeline_imports_only_what_comes_before_it(package, forbidden):
-    """media (end-to-end) stands alone; handcrafted may reuse media; neither needs the preparers."""
-    offenders = []
-    for path in (Path(mesm.data.__file__).parent / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                if node.module.startswith(forbidden):
-                    offenders.append(f"{path.name}: {node.module}")
     assert offenders == []
