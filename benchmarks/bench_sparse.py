@@ -250,8 +250,8 @@ def interleaved_ms(
 
 def set_engine(pathway: Pathway, p: float, backend: str) -> None:
     pathway.backend = backend
-    for layer in pathway.attention:
-        layer.p = p
+    for layer in pathway.attention:  # they share one NucleusMass: the first sets them all
+        layer.nucleus.value = p
 
 
 def forward_fn(

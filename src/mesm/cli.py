@@ -429,23 +429,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from mesm.analysis.attention_maps import explain
 
-    source = args.clip
+    source, model = args.clip, args.checkpoint
     if args.utterance is None:
-        from mesm.inference.checkpoint import preprocessing_settings, read_checkpoint_meta
-        from mesm.inference.predict import clip_batch
+        from mesm.inference.predict import Predictor
 
-        text = _transcript(args)
-        meta = read_checkpoint_meta(args.checkpoint)
-        source, _ = clip_batch(
-            args.clip,
-            text,
-            audio=args.audio,
-            settings=preprocessing_settings(meta),
-            text_model=meta["model"].get("text_model"),
-            num_classes=len(meta["label_names"]),
-        )
+        predictor = Predictor(args.checkpoint)  # loaded once: its model is explained below
+        source = predictor.clip_batch(args.clip, _transcript(args), audio=args.audio)
+        model = predictor.trained
     result = explain(
-        args.checkpoint,
+        model,
         source,
         args.out,
         utterance_id=args.utterance,

@@ -69,7 +69,7 @@ def test_settings_key_selects_the_cache_folder():
     assert PreprocessSettings(img_interval_ms=250).key() != base.key()
     assert PreprocessSettings(log_mel=True).key() != base.key()
     assert PreprocessSettings.from_dict(base.to_dict()) == base
-    with pytest.raises(ValueError, match="unknown preprocessing setting"):
+    with pytest.raises(ValueError, match=r"preprocessing: unknown keys"):
         PreprocessSettings.from_dict({"n_mel": 64})
 
 

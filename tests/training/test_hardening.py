@@ -11,6 +11,7 @@ import pytest
 from bad_inputs import CASES
 from helpers import tiny_model
 from mesm.cli import main
+from mesm.data.synthetic import write_synthetic_dataset
 from mesm.errors import CheckpointError, ConfigError
 from mesm.inference.checkpoint import load_checkpoint, save_checkpoint
 from mesm.training.config import load_run_config
@@ -136,8 +137,12 @@ def test_permission_errors_name_the_path(tmp_path, monkeypatch, capsys):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(target))
 
+    # The run stops at its first write, after reading the dataset's manifest: nothing trains.
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, 4, duration=(1.0, 1.1))
     monkeypatch.setattr("mesm.training.fit.save_run_config", refuse)
-    assert main(["train", "--out", str(target)]) == 2
+    sets = ["--set", f"data.path={data}", "--set", "model.preset=tiny"]
+    assert main(["train", "--out", str(target), *sets]) == 2
     err = capsys.readouterr().err
     assert err == f"mesm train: error: {target}: {CASES['read-only-run-folder'].message}\n"
 

@@ -161,7 +161,6 @@ def train(
     t = config.trainer
     precision = resolve_precision(t.precision, t.accelerator)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_run_config(config, run_dir / "config.yaml")
 
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     train_set, valid_set, test_set = datasets or _datasets(config)
@@ -169,7 +168,9 @@ def train(
     task = train_set.info.task
     # Feature datasets fix the baselines' input widths and emotion names.
     overrides = train_set.model_overrides() if hasattr(train_set, "model_overrides") else {}
-    model = build_model(config.model_config(num_classes=len(label_names), **overrides))
+    model_config = config.model_config(num_classes=len(label_names), **overrides)
+    model = build_model(model_config)
+    save_run_config(config.resolved(model_config), run_dir / "config.yaml")
     module = EmotionModule(
         model,
         label_names=label_names,

@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ from mesm.data.errors import DataError
 from mesm.data.jobs import run_jobs
 from mesm.data.manifest import Record, atomic_write_text, read_dataset
 from mesm.data.media.cache import CACHE_DIR, FeatureCache
+from mesm.settings import settings_from_dict, settings_to_dict
 
 FEATURES_VERSION = 1
 MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
@@ -96,14 +97,12 @@ class FeatureSettings:
             raise ValueError(f"settings must be positive: {bad}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureSettings:
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown feature setting(s): {sorted(unknown)}")
-        return cls(**values)
+        """Strictly checked (see :func:`mesm.settings.settings_from_dict`)."""
+        return settings_from_dict(cls, values, "features")
 
     def key(self) -> str:
         """Short hash naming the cache folder (imported sets: of the source and name only)."""

@@ -39,7 +39,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ except ImportError:  # Windows
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.manifest import Record, resolve
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries
+from mesm.settings import settings_from_dict, settings_to_dict
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -123,15 +124,12 @@ class PreprocessSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON, checkpoints and `from_dict`)."""
-        return asdict(self)
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessSettings:
-        """Inverse of `to_dict`; unknown keys are an error."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown preprocessing setting(s): {sorted(unknown)}")
-        return cls(**values)
+        """Inverse of `to_dict`, strictly checked (:func:`mesm.settings.settings_from_dict`)."""
+        return settings_from_dict(cls, values, "preprocessing")
 
     def key(self) -> str:
         """Short hash naming the cache folder of these settings."""
