@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mesm.data.cache import PreprocessSettings
-from mesm.data.features import FeatureSettings
+from mesm.data.handcrafted.features import FeatureSettings
+from mesm.data.media.cache import PreprocessSettings
 from mesm.errors import ConfigError
 from mesm.models import BaselineConfig, ModelConfig
 from mesm.settings import settings_from_dict, settings_to_dict

@@ -68,7 +68,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from mesm.data.features import FeatureSettings, extract_features
+    from mesm.data.handcrafted.features import FeatureSettings, extract_features
 
     settings = FeatureSettings(audio_set=args.audio_set, glove=args.glove)
     report = extract_features(
@@ -264,7 +264,7 @@ def _write_rows_csv(path: str, rows: list[dict], label_names: list[str]) -> None
 def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[dict]:
     """Whole-video mode: a timeline (CSV, JSON, PNG) per video under --out."""
     from mesm.analysis.timeline import write_timeline
-    from mesm.data.segments import VadSettings
+    from mesm.data.media.segments import VadSettings
     from mesm.inference.batch import CLIP_ERRORS
     from mesm.inference.timeline import predict_video
 
@@ -279,7 +279,7 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
     vad = VadSettings(max_length=args.max_segment, min_silence=args.min_silence)
     transcriber = None
     if args.transcribe:
-        from mesm.data.transcribe import Transcriber
+        from mesm.data.media.transcribe import Transcriber
 
         transcriber = Transcriber(args.transcribe, args.device)
     out = Path(args.out)

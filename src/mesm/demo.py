@@ -24,7 +24,7 @@ from mesm.analysis.attention_maps import explain
 from mesm.analysis.flops import dataset_flops
 from mesm.data.demo_corpus import EMOTIONS, write_demo_corpus, write_demo_video
 from mesm.data.manifest import read_dataset
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.preprocess import preprocess_dataset
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
 from mesm.inference.precision import Precision, resolve_precision

@@ -19,7 +19,7 @@ from mesm.analysis.attention_maps import (
     explain_batch,
     kept_overlay,
 )
-from mesm.data.dataset import EmotionDataset
+from mesm.data.media.dataset import EmotionDataset
 from mesm.inference.checkpoint import load_checkpoint, load_model
 from mesm.inference.evaluate import open_split
 

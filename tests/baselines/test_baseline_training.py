@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mesm.cli import main
-from mesm.data.feature_dataset import FeatureDataset
-from mesm.data.features import extract_features
+from mesm.data.handcrafted.dataset import FeatureDataset
+from mesm.data.handcrafted.features import extract_features
 from mesm.data.synthetic import write_synthetic_dataset
 from mesm.evaluation.compare import compare_runs
 from mesm.inference.checkpoint import load_checkpoint

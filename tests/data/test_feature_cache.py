@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import mesm.data.preprocess as preprocess_module
-from mesm.data.cache import FeatureCache, PreprocessSettings
+import mesm.data.media.preprocess as preprocess_module
 from mesm.data.errors import DataError
 from mesm.data.manifest import read_dataset
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.cache import FeatureCache, PreprocessSettings
+from mesm.data.media.preprocess import preprocess_dataset
 from mesm.data.synthetic import face_centre, write_video
 
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from bad_inputs import CASES
-from mesm.data.dataset import EmotionDataset
+from mesm.data.media.dataset import EmotionDataset
 from mesm.data.synthetic import write_synthetic_dataset
 from mesm.errors import CheckpointError
 from mesm.inference.checkpoint import load_checkpoint

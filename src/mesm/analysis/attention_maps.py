@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mesm.data.faces import FACE_MEAN, FACE_STD
+from mesm.data.media.faces import FACE_MEAN, FACE_STD
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.checkpoint import TrainedModel, load_model
 from mesm.inference.evaluate import open_split

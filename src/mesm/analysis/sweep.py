@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mesm.analysis.flops import average_feature_flops
-from mesm.data.dataset import EmotionDataset
+from mesm.data.media.dataset import EmotionDataset
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.checkpoint import load_model

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mesm.data.dataset import EmotionDataset
 from mesm.data.errors import DataError
-from mesm.data.feature_dataset import FeatureDataset
-from mesm.data.features import FeatureSettings
+from mesm.data.handcrafted.dataset import FeatureDataset
+from mesm.data.handcrafted.features import FeatureSettings
+from mesm.data.media.dataset import EmotionDataset
 from mesm.evaluation import evaluate
 from mesm.inference.checkpoint import TrainedModel, load_model, preprocessing_settings
 from mesm.inference.inputs import model_inputs

@@ -13,14 +13,14 @@ from typing import Any
 
 import torch
 
-from mesm.data.audio import resample
-from mesm.data.cache import compute_features, make_cropper, media_features
-from mesm.data.dataset import Batch, Item, collate
 from mesm.data.errors import DataError
-from mesm.data.faces import FaceCropper
 from mesm.data.manifest import Record
-from mesm.data.stream import SegmentMedia
-from mesm.data.text import TextTokenizer
+from mesm.data.media.audio import resample
+from mesm.data.media.dataset import Batch, Item, collate
+from mesm.data.media.faces import FaceCropper, make_cropper
+from mesm.data.media.stream import SegmentMedia
+from mesm.data.media.text import TextTokenizer
+from mesm.data.media.utterance import compute_features, media_features
 from mesm.inference.checkpoint import TrainedModel, load_model
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, resolve_precision

@@ -26,18 +26,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mesm.data.audio import resample
-from mesm.data.segments import (
+from mesm.data.media.audio import resample
+from mesm.data.media.segments import (
     Segment,
     SegmentationReport,
     VadSettings,
     read_subtitles,
     speech_segments,
 )
-from mesm.data.stream import iter_segment_media
-from mesm.data.transcribe import ASR_RATE, Transcriber
-from mesm.data.vad import speech_probabilities
-from mesm.data.video import video_duration
+from mesm.data.media.stream import iter_segment_media
+from mesm.data.media.transcribe import ASR_RATE, Transcriber
+from mesm.data.media.vad import speech_probabilities
+from mesm.data.media.video import video_duration
 from mesm.inference.predict import Predictor
 
 BLANK_TEXT_WARNING = (

@@ -71,8 +71,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
-    from mesm.data.cache import PreprocessSettings
-    from mesm.data.dataset import EmotionDataset
+    from mesm.data.media.cache import PreprocessSettings
+    from mesm.data.media.dataset import EmotionDataset
 
     if not config.data.path:
         raise ValueError("data.path is not set: point it at a prepared dataset folder")
@@ -98,8 +98,8 @@ def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
 
 def _feature_datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
     """The baselines read hand-crafted feature sequences (`mesm.data.features`)."""
-    from mesm.data.feature_dataset import FeatureDataset
-    from mesm.data.features import FeatureSettings
+    from mesm.data.handcrafted.dataset import FeatureDataset
+    from mesm.data.handcrafted.features import FeatureSettings
 
     try:
         settings = FeatureSettings.from_dict(config.data.features)

@@ -10,8 +10,9 @@ from mesm.settings import settings_from_dict, settings_to_dict
 BaselineArch = Literal["lf_lstm", "lf_transformer", "mult", "emoembs"]
 BASELINE_ARCHS: tuple[str, ...] = ("lf_lstm", "lf_transformer", "mult", "emoembs")
 
-# Feature widths of `mesm.data.features` with its default settings: eGeMAPS LLDs (25), the
-# face descriptor (5 box + 10 landmark values + 900 HOG), the MiniLM-L6 input embeddings (384).
+# Feature widths of `mesm.data.handcrafted.features` with its default settings: eGeMAPS LLDs
+# (25), the face descriptor (5 box + 10 landmark values + 900 HOG), the MiniLM-L6 input
+# embeddings (384).
 DEFAULT_FEATURE_DIMS = {"audio_dim": 25, "visual_dim": 915, "text_dim": 384}
 
 
