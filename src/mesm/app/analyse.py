@@ -32,7 +32,7 @@ from mesm.app.outputs import (
     user_message,
 )
 from mesm.data.manifest import read_dataset
-from mesm.data.video import video_duration
+from mesm.data.media.video import video_duration
 from mesm.errors import MesmError
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision

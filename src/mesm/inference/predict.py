@@ -146,7 +146,7 @@ class Predictor:
         start: float | None = None,
         end: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Cache tensors of one clip, or of its span [start, end) s (see `mesm.data.cache`)."""
+        """Cache tensors of one clip, or of its span [start, end) s (`mesm.data.media.cache`)."""
         root, record = _clip_record(clip, audio, "", start, end)
         try:
             return compute_features(root, record, self.settings, self.cropper)

@@ -3,7 +3,7 @@
 `predict_video` cuts a long video into utterances — the cues of a subtitle file, or the speech
 segments found by voice activity detection — and runs a checkpoint on each, exactly as on a
 clip of that span (same frame sampling, face crops, mel chunks and tokenizer). The video and its
-audio are decoded in one streaming pass (`mesm.data.stream`), so memory stays flat with the
+audio are decoded in one streaming pass (`mesm.data.media.stream`), so memory stays flat with the
 video's length. Text comes from the subtitles, from a speech-recognition model
 (``transcribe=``), or is empty (with a warning: the text modality is then blank).
 
@@ -128,7 +128,7 @@ def predict_video(
         transcribe: a speech-recognition model (name/folder, or a `Transcriber`) for the text
             of VAD segments; not used with subtitles.
         audio: a separate audio file (default: the video's own track).
-        overlapping_cues: "error" or "merge" (see `mesm.data.segments`).
+        overlapping_cues: "error" or "merge" (see `mesm.data.media.segments`).
         vad: VAD segmentation settings (default: `VadSettings()`).
         device: where the model (and the speech recogniser) run.
         progress: show a progress bar over segments.

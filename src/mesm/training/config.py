@@ -40,11 +40,11 @@ class DataConfig:
     valid_split: str = "valid"
     test_split: str = "test"
     shuffle: bool = True
-    # Fields of mesm.data.cache.PreprocessSettings (frame interval, mel settings, ...) selecting
-    # the feature cache; empty = the paper's settings.
+    # Fields of mesm.data.media.cache.PreprocessSettings (frame interval, mel settings, ...)
+    # selecting the feature cache; empty = the paper's settings.
     preprocess: dict[str, Any] = field(default_factory=dict)
-    # Baselines only: fields of mesm.data.features.FeatureSettings selecting the hand-crafted
-    # feature cache (`mesm features`); empty = the defaults.
+    # Baselines only: fields of mesm.data.handcrafted.features.FeatureSettings selecting the
+    # hand-crafted feature cache (`mesm features`); empty = the defaults.
     features: dict[str, Any] = field(default_factory=dict)
 
 

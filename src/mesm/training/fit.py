@@ -97,7 +97,7 @@ def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
 
 
 def _feature_datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
-    """The baselines read hand-crafted feature sequences (`mesm.data.features`)."""
+    """The baselines read hand-crafted feature sequences (`mesm.data.handcrafted.features`)."""
     from mesm.data.handcrafted.dataset import FeatureDataset
     from mesm.data.handcrafted.features import FeatureSettings
 
@@ -144,7 +144,7 @@ def train(
         resume: continue from ``run_dir/checkpoints/last.ckpt`` (model, optimiser, scheduler,
             loops, epoch and step).
         datasets: (train, valid, test-or-None) datasets with ``collate``, ``label_names``,
-            ``info.task`` and ``pos_weight()``, as :class:`mesm.data.dataset.EmotionDataset`.
+            ``info.task`` and ``pos_weight()``, as :class:`mesm.data.media.dataset.EmotionDataset`.
         enable_progress_bar: show Lightning's progress bar.
         callbacks: extra Lightning callbacks.
 
