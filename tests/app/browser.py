@@ -143,9 +143,15 @@ def chrome(width: int = 1400, height: int = 1600):
 
 
 def _wait(driver, condition, timeout: float, what: str):
+    """Polls `condition` until it is truthy; an element Gradio re-rendered between finding it
+    and reading it (stale) is polled again rather than failing the test."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition, message=what)
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(condition, message=what)
 
 
 def open_page(driver, url: str, timeout: float = 30.0) -> None:
@@ -188,8 +194,13 @@ def choose_example(driver, index: int = 0, timeout: float = 30.0) -> tuple[str, 
         text = d.find_element(By.CSS_SELECTOR, "#mesm-transcript textarea").get_attribute("value")
         return src.rsplit("/", 1)[-1], text
 
-    before = state(driver)
-    driver.find_elements(By.CSS_SELECTOR, "table tbody tr")[index].click()
+    before = _wait(driver, state, timeout, "the inputs")
+
+    def click(d):
+        d.find_elements(By.CSS_SELECTOR, "table tbody tr")[index].click()
+        return True
+
+    _wait(driver, click, timeout, f"example {index} to click")
 
     def changed(d):
         now = state(d)
