@@ -23,5 +23,5 @@ def test_every_subcommand_has_help(command, capsys):
 
 def test_bad_argument_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
-    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--out", str(tmp_path)]) == 1
     assert "already holds a demo run" in capsys.readouterr().err

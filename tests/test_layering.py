@@ -58,8 +58,10 @@ def test_nothing_imports_the_cli():
 
 
 @pytest.mark.parametrize("leaf", ["errors.py", "files.py", "resources.py"])
-def test_leaves_import_nothing_of_ours(leaf):
-    assert _imports(SRC / leaf) == set()
+def test_leaves_import_nothing_of_ours_but_the_error_types(leaf):
+    # errors.py is the bottom: the other leaves raise its types (one error hierarchy).
+    allowed = set() if leaf == "errors.py" else {"errors"}
+    assert _imports(SRC / leaf) <= allowed
 
 
 def test_inference_does_not_import_lightning():

@@ -18,3 +18,21 @@ class ConfigError(MesmError, ValueError):
 
 class CheckpointError(MesmError, ValueError):
     """A checkpoint that is damaged, inconsistent, or not one of ours (names the file)."""
+
+
+class UsageError(MesmError, ValueError):
+    """An argument, option, setting or input record that cannot work as given (names it)."""
+
+
+class MissingInputError(MesmError, FileNotFoundError):
+    """A file or folder the user pointed us at does not exist (names the path)."""
+
+
+class OutputPathError(MesmError, OSError):
+    """An output that cannot be written where asked: the path is a folder, lies under a file or
+    in a missing or read-only folder, or already holds a run. Raised with ``(errno, strerror,
+    path)`` so ``filename`` names the path."""
+
+
+class MissingDependencyError(MesmError, RuntimeError):
+    """An optional package a feature needs is not installed (names the install command)."""

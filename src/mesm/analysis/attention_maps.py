@@ -34,6 +34,7 @@ from torch import Tensor
 
 from mesm.analysis import loading
 from mesm.data.faces import FACE_MEAN, FACE_STD
+from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
@@ -72,7 +73,7 @@ def _dense_maps(probs: Tensor, keep: Tensor, sites: SparseMap) -> dict[str, Tens
 def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
     layers = loading.attention_layers(model)
     if not layers:
-        raise ValueError("attention maps need a MESM model: FE2E has no cross-modal attention")
+        raise UsageError("attention maps need a MESM model: FE2E has no cross-modal attention")
     store: dict[str, dict[int, dict[str, Tensor]]] = {name: {} for name in layers}
     handles = []
     for name, group in layers.items():
@@ -403,12 +404,12 @@ def explain(
         batch = source
     else:
         if utterance_id is None:
-            raise ValueError("explain on a dataset folder needs the utterance id")
+            raise UsageError("explain on a dataset folder needs the utterance id")
         dataset = loading.open_split(source, None, model, meta)
         try:
             index = dataset.ids.index(utterance_id)
         except ValueError:
-            raise ValueError(f"{source}: no utterance {utterance_id!r}") from None
+            raise UsageError(f"{source}: no utterance {utterance_id!r}") from None
         item = dataset[index]
         batch = dataset.collate([item])
         faces_uint8 = item["faces"]  # the cache's own pixels, not a de-normalised copy

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mesm.data.dataset import EmotionDataset
+from mesm.errors import UsageError
 from mesm.inference import evaluate
 from mesm.inference.checkpoint import load_checkpoint
 from mesm.inference.inputs import model_inputs
@@ -89,9 +90,9 @@ def nucleus_mass(model: FE2E, p: float | None) -> Iterator[FE2E]:
         yield model
         return
     if not layers:
-        raise ValueError("only MESM has a nucleus mass p; this model is dense (FE2E)")
+        raise UsageError("only MESM has a nucleus mass p; this model is dense (FE2E)")
     if not p > 0:
-        raise ValueError(f"p must be > 0, got {p}")
+        raise UsageError(f"p must be > 0, got {p}")
     previous = [a.p for a in layers]
     for a in layers:
         a.p = float(p)
@@ -124,7 +125,7 @@ def open_split(
     meta.setdefault("model", {"text_model": model.config.text_model})
     dataset = evaluate.open_split(data_dir, split, meta)
     if dataset.num_classes != model.config.num_classes:
-        raise ValueError(
+        raise UsageError(
             f"{data_dir}: {dataset.num_classes} labels, the model has "
             f"{model.config.num_classes} outputs"
         )
@@ -134,7 +135,7 @@ def open_split(
 def batches(dataset: EmotionDataset, batch_size: int) -> Iterator[dict[str, Any]]:
     """The split in order, as Batch dicts of at most `batch_size` utterances."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     yield from DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collate)
 
 

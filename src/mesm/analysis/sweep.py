@@ -21,6 +21,7 @@ import torch
 from mesm.analysis import loading
 from mesm.analysis.flops import average_feature_flops
 from mesm.data.dataset import EmotionDataset
+from mesm.errors import UsageError
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.precision import Precision, resolve_precision
@@ -91,10 +92,10 @@ def sweep_p(
     """
     model, meta = loading.resolve_model(checkpoint)
     if not model.config.mesm:
-        raise ValueError("sweep_p needs a MESM model: FE2E has no nucleus mass to vary")
+        raise UsageError("sweep_p needs a MESM model: FE2E has no nucleus mass to vary")
     ps = sorted(float(p) for p in ps)
     if not ps or ps[0] <= 0:
-        raise ValueError(f"every p must be > 0, got {ps}")
+        raise UsageError(f"every p must be > 0, got {ps}")
     valid = loading.open_split(data_dir, valid_split, model, meta)
     test = loading.open_split(data_dir, split, model, meta)
     label_names = list(test.label_names)

@@ -56,6 +56,7 @@ from mesm.data.errors import DataError
 from mesm.data.faces import FaceCropper, FaceCrops
 from mesm.data.manifest import Record, resolve
 from mesm.data.video import Frames, sample_frames
+from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries
 
 
@@ -117,11 +118,11 @@ class PreprocessSettings:
         positive = [f.name for f in fields(self) if f.name != "log_mel"]
         bad = [name for name in positive if not getattr(self, name) > 0]
         if bad:
-            raise ValueError(f"settings must be positive: {bad}")
+            raise UsageError(f"settings must be positive: {bad}")
         if self.win_length > self.n_fft:
-            raise ValueError(f"win_length {self.win_length} > n_fft {self.n_fft}")
+            raise UsageError(f"win_length {self.win_length} > n_fft {self.n_fft}")
         if self.face_margin >= self.face_size:
-            raise ValueError("face_margin must be smaller than face_size")
+            raise UsageError("face_margin must be smaller than face_size")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON, checkpoints and `from_dict`)."""
@@ -132,7 +133,7 @@ class PreprocessSettings:
         """Inverse of `to_dict`; unknown keys are an error."""
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown preprocessing setting(s): {sorted(unknown)}")
+            raise UsageError(f"unknown preprocessing setting(s): {sorted(unknown)}")
         return cls(**values)
 
     def key(self) -> str:

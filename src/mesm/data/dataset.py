@@ -21,6 +21,7 @@ from mesm.data.cache import FeatureCache, PreprocessSettings, build_entry, make_
 from mesm.data.faces import FaceCropper, normalize_faces
 from mesm.data.manifest import DatasetInfo, Record, label_vector, read_dataset
 from mesm.data.text import TextTokenizer, pad_token_ids
+from mesm.errors import UsageError
 
 
 class Item(TypedDict):
@@ -72,7 +73,7 @@ class LabelledUtterances(Dataset):
         self.info, records = read_dataset(self.root, check_files=check_files)
         self.records: list[Record] = [r for r in records if split is None or r.split == split]
         if not self.records:
-            raise ValueError(f"{self.root}: no utterances in split {split!r}")
+            raise UsageError(f"{self.root}: no utterances in split {split!r}")
         self.split = split
         self.labels = torch.tensor([label_vector(r, self.info) for r in self.records])
 

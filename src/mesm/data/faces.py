@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mesm.errors import MissingDependencyError
+
 FACE_MEAN = (159.0, 111.0, 102.0)
 FACE_STD = (37.0, 33.0, 32.0)
 
@@ -62,7 +64,7 @@ class FaceCropper:
         try:
             from facenet_pytorch import MTCNN
         except ImportError as err:  # pragma: no cover - declared install step
-            raise RuntimeError(
+            raise MissingDependencyError(
                 "face detection needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0"
             ) from err
         self.image_size = image_size

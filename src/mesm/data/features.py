@@ -39,6 +39,7 @@ from mesm.data.cache import CACHE_DIR, FeatureCache, source_fingerprint
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.manifest import Record, atomic_write_text, read_dataset, resolve
 from mesm.data.workers import cap_workers, worker_pool
+from mesm.errors import UsageError
 
 FEATURES_VERSION = 1
 MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
@@ -84,16 +85,16 @@ class FeatureSettings:
 
     def __post_init__(self) -> None:
         if self.source not in ("extracted", "imported"):
-            raise ValueError(f"source must be 'extracted' or 'imported', got {self.source!r}")
+            raise UsageError(f"source must be 'extracted' or 'imported', got {self.source!r}")
         if self.source == "imported" and not self.name:
-            raise ValueError("imported features need a name")
+            raise UsageError("imported features need a name")
         if self.audio_set not in ("egemaps", "compare"):
-            raise ValueError(f"audio_set must be 'egemaps' or 'compare', got {self.audio_set!r}")
+            raise UsageError(f"audio_set must be 'egemaps' or 'compare', got {self.audio_set!r}")
         numbers = ("sample_rate", "img_interval_ms", "face_size", "min_face_size", "hog_cell")
         bad = [n for n in (*numbers, "hog_block", "hog_orientations", "max_text_length")]
         bad = [n for n in bad if not getattr(self, n) > 0]
         if bad:
-            raise ValueError(f"settings must be positive: {bad}")
+            raise UsageError(f"settings must be positive: {bad}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +103,7 @@ class FeatureSettings:
     def from_dict(cls, values: dict[str, Any]) -> FeatureSettings:
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown feature setting(s): {sorted(unknown)}")
+            raise UsageError(f"unknown feature setting(s): {sorted(unknown)}")
         return cls(**values)
 
     def key(self) -> str:

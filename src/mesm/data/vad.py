@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mesm.data.errors import DataError
+from mesm.errors import MissingDependencyError
 
 VAD_RATE = 16000
 VAD_WINDOW = 512  # samples per window at 16 kHz (what the model accepts)
@@ -36,7 +37,9 @@ def load_vad_model() -> torch.jit.ScriptModule:
     try:
         from silero_vad import load_silero_vad
     except ImportError as err:  # pragma: no cover - a declared dependency
-        raise RuntimeError("voice-activity segmentation needs: pip install silero-vad") from err
+        raise MissingDependencyError(
+            "voice-activity segmentation needs: pip install silero-vad"
+        ) from err
     finally:
         # Importing silero_vad sets torch's thread count to 1 for the whole process; undo it.
         torch.set_num_threads(threads)

@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mesm.data.cache import PreprocessSettings, tensors_digest
-from mesm.errors import CheckpointError
+from mesm.errors import CheckpointError, MissingInputError
 from mesm.files import atomic_target
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 
@@ -94,7 +94,7 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON header of a checkpoint (no weights loaded)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingInputError(f"no checkpoint at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(_META_KEY)

@@ -15,6 +15,7 @@ from mesm.data.dataset import EmotionDataset
 from mesm.data.errors import DataError
 from mesm.data.feature_dataset import FeatureDataset
 from mesm.data.features import FeatureSettings
+from mesm.errors import UsageError
 from mesm.evaluation import evaluate
 from mesm.inference.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.inference.inputs import model_inputs
@@ -54,7 +55,7 @@ def open_split(
             max_text_length=meta.get("extra", {}).get("max_text_length", 100),
         )
     if meta.get("label_names") and list(dataset.label_names) != meta["label_names"]:
-        raise ValueError(
+        raise UsageError(
             f"{data}: labels {list(dataset.label_names)} differ from the checkpoint's "
             f"{meta['label_names']}"
         )
@@ -87,7 +88,7 @@ def predict_split(
         DataError: naming the utterances whose outputs are NaN or infinite.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate

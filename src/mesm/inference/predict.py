@@ -21,6 +21,7 @@ from mesm.data.faces import FaceCropper
 from mesm.data.manifest import Record
 from mesm.data.stream import SegmentMedia
 from mesm.data.text import TextTokenizer
+from mesm.errors import MissingInputError
 from mesm.inference.checkpoint import load_checkpoint, preprocessing_settings
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, resolve_precision
@@ -79,10 +80,10 @@ def _clip_record(
     """A one-record "dataset" rooted where the clip (and its audio) live."""
     clip = Path(clip).resolve()
     if not clip.exists():
-        raise FileNotFoundError(f"no clip at {clip}")
+        raise MissingInputError(f"no clip at {clip}")
     paths = [clip] if audio is None else [clip, Path(audio).resolve()]
     if audio is not None and not paths[1].is_file():
-        raise FileNotFoundError(f"no audio file at {paths[1]}")
+        raise MissingInputError(f"no audio file at {paths[1]}")
     root = Path(os.path.commonpath([p.parent for p in paths]))
     record = Record(
         id=clip.stem,
@@ -125,7 +126,7 @@ def clip_batch(
     try:
         tensors = compute_features(root, record, settings, make_cropper(settings))
     except DataError as err:
-        raise ValueError(f"{root / record.video}: {err}") from err
+        raise DataError(f"{root / record.video}: {err}") from err
     tokenizer = TextTokenizer(text_model, max_length=max_text_length)
     item = Item(
         id=record.id,
@@ -192,7 +193,7 @@ class Predictor:
         try:
             return compute_features(root, record, self.settings, self.cropper)
         except DataError as err:
-            raise ValueError(str(err)) from err  # it names the record and the file
+            raise DataError(str(err)) from err  # it names the record and the file
 
     def media_features(self, media: SegmentMedia) -> dict[str, torch.Tensor]:
         """Cache tensors of one segment of a long video (frames and audio already decoded)."""

@@ -11,6 +11,7 @@ epoch).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import pickle
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
-from mesm.errors import CheckpointError
-from mesm.files import atomic_write_json
+from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
+from mesm.files import atomic_write_json, make_output_dir
 from mesm.inference.checkpoint import save_checkpoint
 from mesm.inference.precision import resolve_precision
 from mesm.models import BASELINE_ARCHS, build_model
@@ -75,13 +76,13 @@ def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
     from mesm.data.dataset import EmotionDataset
 
     if not config.data.path:
-        raise ValueError("data.path is not set: point it at a prepared dataset folder")
+        raise ConfigError("data.path is not set: point it at a prepared dataset folder")
     if config.model.get("arch") in BASELINE_ARCHS:
         return _feature_datasets(config)
     try:
         settings = PreprocessSettings(**config.data.preprocess)
     except TypeError as err:
-        raise ValueError(f"data.preprocess: {err}") from err
+        raise ConfigError(f"data.preprocess: {err}") from err
     kwargs = {
         "settings": settings,
         "text_model": config.model.get("text_model"),
@@ -104,7 +105,7 @@ def _feature_datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | No
     try:
         settings = FeatureSettings.from_dict(config.data.features)
     except TypeError as err:
-        raise ValueError(f"data.features: {err}") from err
+        raise ConfigError(f"data.features: {err}") from err
     path, data = config.data.path, config.data
     train = FeatureDataset(path, data.train_split, settings=settings)
     valid = FeatureDataset(path, data.valid_split, settings=settings)
@@ -155,12 +156,14 @@ def train(
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if resume and not last.is_file():
-        raise FileNotFoundError(f"cannot resume: {last} does not exist")
+        raise MissingInputError(f"cannot resume: {last} does not exist")
     if not resume and last.is_file():
-        raise FileExistsError(f"{run_dir} already holds a run; pass resume or another folder")
+        raise OutputPathError(
+            errno.EEXIST, "already holds a run; resume it or choose another folder", str(run_dir)
+        )
     t = config.trainer
     precision = resolve_precision(t.precision, t.accelerator)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
     save_run_config(config, run_dir / "config.yaml")
 
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
