@@ -33,6 +33,7 @@ from mesm.inference.precision import resolve_precision
 from mesm.models import BASELINE_ARCHS, build_model
 from mesm.training.config import RunConfig, save_run_config
 from mesm.training.module import EmotionModule
+from mesm.training.quiet import batch_limits, log_interval, silence_lightning_notices
 
 MONITOR = "val/f1"
 
@@ -187,6 +188,7 @@ def train(
     # Without a monitor it saves after every epoch: the state --resume continues from.
     last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
     rank_zero_info(f"training {precision.describe()}")
+    silence_lightning_notices()
     trainer = pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=t.max_epochs,
@@ -200,9 +202,10 @@ def train(
         # Dense BN layers become SyncBatchNorm; MESM's sparse stages keep per-process statistics.
         sync_batchnorm=t.sync_batchnorm,
         gradient_clip_val=config.optim.grad_clip or None,
-        log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=log_interval(
+            t.log_every_n_steps, len(train_set), config.data.batch_size, t.limit_train_batches
+        ),
+        **batch_limits(t.limit_train_batches, t.limit_val_batches),
         callbacks=[
             best_cb,
             last_cb,
