@@ -72,14 +72,18 @@ class FaceCropper:
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.min_face_size = min_face_size
-        self._mtcnn = MTCNN(
-            image_size=image_size,
-            margin=margin,
-            min_face_size=min_face_size,
-            post_process=False,
-            select_largest=True,
-            device=self.device,
-        ).eval()
+        # MTCNN's layers draw random initial weights before its trained ones are loaded. On a
+        # forked generator, so that a dataset filling its cache lazily in the middle of training
+        # never shifts the run's random stream (same seed, same run).
+        with torch.random.fork_rng(devices=[]):
+            self._mtcnn = MTCNN(
+                image_size=image_size,
+                margin=margin,
+                min_face_size=min_face_size,
+                post_process=False,
+                select_largest=True,
+                device=self.device,
+            ).eval()
 
     @torch.no_grad()
     def __call__(self, images: list[np.ndarray]) -> FaceCrops:
