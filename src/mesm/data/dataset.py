@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from mesm.data.cache import FeatureCache, PreprocessSettings, build_entry, make_cropper
 from mesm.data.faces import FaceCropper, normalize_faces
-from mesm.data.manifest import DatasetInfo, Record, label_vector, read_dataset
+from mesm.data.manifest import Record, label_vector, read_dataset
 from mesm.data.text import TextTokenizer, pad_token_ids
 from mesm.errors import UsageError
 
@@ -187,8 +187,3 @@ def collate(items: list[Item], pad_id: int = 0) -> Batch:
         labels=torch.stack([it["labels"] for it in items]).float(),
         ids=[it["id"] for it in items],
     )
-
-
-def dataset_info(dataset_dir: str | os.PathLike) -> DatasetInfo:
-    """The header of a dataset folder (label names, task) without loading the records' features."""
-    return read_dataset(dataset_dir, check_files=False)[0]

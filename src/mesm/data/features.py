@@ -42,7 +42,6 @@ from mesm.data.workers import cap_workers, worker_pool
 from mesm.errors import UsageError
 
 FEATURES_VERSION = 1
-MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
 _ENTRY_KEYS = ("audio", "audio_times", "visual", "visual_times", "text")
 
 

@@ -40,7 +40,6 @@ from mesm.errors import MissingDependencyError
 OPENSMILE_SETS = {"egemaps": ("eGeMAPSv02", 25), "compare": ("ComParE_2016", 65)}
 GEOMETRY_DIM = 5
 LANDMARK_DIM = 10
-AUDIO_HOP_S = 0.01  # openSMILE LLDs: one frame every 10 ms
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 

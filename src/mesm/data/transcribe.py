@@ -22,7 +22,7 @@ class Transcriber:
         device: where it runs ("cpu", "cuda", "cuda:1").
 
     Raises:
-        ValueError: the model cannot be loaded (names it and says why).
+        UsageError: the model cannot be loaded (names it and says why).
     """
 
     def __init__(self, model: str, device: str = "cpu") -> None:

@@ -31,7 +31,7 @@ def load_vad_model() -> torch.jit.ScriptModule:
     """Silero VAD's TorchScript model from the installed package (offline).
 
     Raises:
-        RuntimeError: silero-vad is not installed.
+        MissingDependencyError: silero-vad is not installed.
     """
     threads = torch.get_num_threads()
     try:

@@ -65,8 +65,8 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], split: str = "test") -> 
         the average, then GFLOPs), one row per run with percentages ("-" where unknown).
 
     Raises:
-        FileNotFoundError: a folder without metrics.json.
-        ValueError: no runs, a run without the split, or runs on different emotions/tasks.
+        MissingInputError: a folder without metrics.json.
+        UsageError: no runs, a run without the split, or runs on different emotions/tasks.
     """
     if not run_dirs:
         raise UsageError("compare_runs needs at least one run folder")

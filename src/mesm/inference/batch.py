@@ -64,7 +64,7 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[ClipInput]:
     others rather than stopping the run.
 
     Raises:
-        ValueError: a manifest that cannot be read (naming the file and line).
+        UsageError: a manifest that cannot be read (naming the file and line).
     """
     clips: list[ClipInput] = []
     for raw in paths:
@@ -88,7 +88,7 @@ def read_clip_manifest(path: Path) -> list[ClipInput]:
     """Clips listed in a .csv, .jsonl or .txt manifest (see the module docstring).
 
     Raises:
-        ValueError: unreadable file, missing column, or a malformed line (naming it).
+        UsageError: unreadable file, missing column, or a malformed line (naming it).
     """
     base = path.parent
     try:

@@ -135,7 +135,7 @@ def resolve_precision(
         The resolved precision.
 
     Raises:
-        ValueError: for an unknown precision, or fp16 on a CPU.
+        UsageError: for an unknown precision, or fp16 on a CPU.
     """
     kind = device_type(device)
     if isinstance(requested, Precision):

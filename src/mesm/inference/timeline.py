@@ -138,7 +138,7 @@ def predict_video(
         The timeline (one row per segment, in time order).
 
     Raises:
-        DataError / ValueError: unreadable media or subtitles, bad arguments (naming them).
+        DataError / UsageError: unreadable media or subtitles, bad arguments (naming them).
     """
     if subtitles is not None and transcribe is not None:
         raise UsageError("give --subtitles or --transcribe, not both (subtitles carry the text)")
