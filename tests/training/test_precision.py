@@ -10,6 +10,7 @@ from lightning.pytorch import Callback
 
 from mesm.cli import build_parser, main
 from mesm.data.synthetic import write_synthetic_dataset
+from mesm.errors import UsageError
 from mesm.inference.precision import autocast, cpu_bf16_flags, resolve_precision
 from mesm.models import TINY_TEXT
 from mesm.training.config import RunConfig
@@ -64,9 +65,9 @@ def test_explicit_precisions_ignore_the_cpu(requested, expected):
 
 
 def test_bad_precisions_are_refused_clearly():
-    with pytest.raises(ValueError, match="unknown precision '8'"):
+    with pytest.raises(UsageError, match="unknown precision '8'"):
         resolve_precision("8")
-    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+    with pytest.raises(UsageError, match="needs a CUDA GPU"):
         resolve_precision("16-mixed", "cpu")
     assert resolve_precision("16-mixed", "cuda").dtype == torch.float16
 

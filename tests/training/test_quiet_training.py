@@ -49,6 +49,7 @@ def test_only_the_named_messages_are_silenced(recwarn):
         PossibleUserWarning,
         stacklevel=1,
     )
+    warnings.warn("Checkpoint directory /r/checkpoints exists and is not empty.", stacklevel=1)
     warnings.warn("any other warning", PossibleUserWarning, stacklevel=1)
     warnings.warn("any deprecation", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in recwarn] == ["any other warning", "any deprecation"]

@@ -9,9 +9,10 @@ Lightning's own defaults and notices are addressed one by one, at their source:
 - Notices about Lightning itself, not about the run, are dropped by message: the tip to install
   its cloud logger, the GPU/TPU inventory and the mixed-precision line (mesm prints the precision
   and device it trains with), the DataLoader worker-count suggestion (it names a DataLoader
-  argument; mesm's is ``data.num_workers``), and the FutureWarning raised by Lightning's own use of
-  a torch pytree API that torch deprecated. Each filter matches one message; every other warning
-  and log line still comes through.
+  argument; mesm's is ``data.num_workers``), the FutureWarning raised by Lightning's own use of
+  a torch pytree API that torch deprecated, and "Checkpoint directory ... exists and is not empty"
+  (`train` itself refuses a used run folder unless resuming, when the folder is meant to hold
+  checkpoints). Each filter matches one message; every other warning and log line comes through.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _NOTICES = (
 _WARNINGS = (
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
     (UserWarning, r"The '\w+' does not have many workers"),
+    (UserWarning, r"Checkpoint directory .* exists and is not empty"),
 )
 _RANK_ZERO_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
