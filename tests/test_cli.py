@@ -82,6 +82,11 @@ def test_sweep_takes_a_list_of_ps_and_p_is_one_number():
     assert parser.parse_args(["flops", "--p", "0.5"]).p == 0.5
     with pytest.raises(SystemExit):
         parser.parse_args(["sweep-p", "--checkpoint", "c", "--data", "d", "--p", "0.5"])
+    for bad in ("-1", "0", "nan", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["flops", "--p", bad])
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sweep-p", "--checkpoint", "c", "--data", "d", "--ps", "0.5", bad])
 
 
 def test_the_projects_errors_are_one_line_with_status_1(tmp_path, capsys):

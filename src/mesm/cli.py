@@ -91,10 +91,21 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _nucleus_mass(text: str) -> float:
+    """An argparse type: MESM's nucleus mass p, a number > 0 (p >= 1 keeps every position)."""
+    try:
+        p = float(text)
+    except ValueError:
+        p = float("nan")
+    if not p > 0:
+        raise argparse.ArgumentTypeError(f"p must be a number > 0, got {text!r}")
+    return p
+
+
 def _add_p(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--p",
-        type=float,
+        type=_nucleus_mass,
         metavar="P",
         help="MESM's nucleus mass for the top-p selection (default: the checkpoint's; 0.7 for "
         "a preset)",
@@ -814,7 +825,7 @@ def _add_sweep(sub) -> None:
     _add_dataset(sw, option=True)
     sw.add_argument(
         "--ps",
-        type=float,
+        type=_nucleus_mass,
         nargs="+",
         metavar="P",
         help="the nucleus masses to measure (default: 0.1 0.2 ... 1.0)",
