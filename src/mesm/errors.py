@@ -2,7 +2,18 @@
 
 Every error the library raises on purpose (bad input, bad files, bad settings) derives from
 `MesmError`; its message names the file and, where there is one, the line, record or field at
-fault. Library code catches nothing broader than the errors it expects.
+fault. Library code catches nothing broader than the errors it expects. `mesm <command>` prints a
+`MesmError` as one line (exit status 1); any other exception is a bug and keeps its traceback.
+
+The types also derive from the built-in error they refine (`ValueError`, `FileNotFoundError`,
+`OSError`, `RuntimeError`), so code that caught those still catches them::
+
+    MesmError
+    ├── ConfigError, CheckpointError, UsageError   (ValueError)
+    ├── MissingInputError                           (FileNotFoundError)
+    ├── OutputPathError                             (OSError)
+    ├── MissingDependencyError                      (RuntimeError)
+    └── mesm.data.errors.DataError → ManifestError, PreprocessError
 """
 
 from __future__ import annotations
