@@ -58,16 +58,12 @@ def make_corpus(root: Path, clips: int, seconds: float, size: int) -> str:
 
 def startup_seconds() -> float:
     """Time for a spawned preprocessing worker to import everything and build MTCNN."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from mesm.data.preprocess import _init_worker
+    from mesm.data.media.preprocess import _init_worker
+    from mesm.data.workers import worker_pool
 
     began = time.perf_counter()
     init = (".", PreprocessSettings().to_dict(), "cpu", 32)
-    with ProcessPoolExecutor(
-        1, mp_context=get_context("spawn"), initializer=_init_worker, initargs=init
-    ) as pool:
+    with worker_pool(1, _init_worker, init) as pool:
         pool.submit(int).result()
     return time.perf_counter() - began
 

@@ -36,10 +36,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import mesm.sparse as sparse_ops
 from mesm.analysis.flops import pathway_flops
+from mesm.inference.precision import resolve_precision
 from mesm.models import create_model
 from mesm.models.pathways import Pathway
 from mesm.sparse import spconv_available
-from mesm.inference.precision import resolve_precision
 
 GOAL = 1.15
 
@@ -250,8 +250,8 @@ def interleaved_ms(
 
 def set_engine(pathway: Pathway, p: float, backend: str) -> None:
     pathway.backend = backend
-    for layer in pathway.attention:
-        layer.p = p
+    for layer in pathway.attention:  # they share one NucleusMass: the first sets them all
+        layer.nucleus.value = p
 
 
 def forward_fn(

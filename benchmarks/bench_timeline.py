@@ -34,8 +34,8 @@ def write_long_video(path: Path, seconds: float, seed: int = 0) -> Path:
     from PIL import Image
     from skimage.data import astronaut
 
+    from mesm.data.media.video import h264_or_fallback
     from mesm.data.synthetic import speech_like
-    from mesm.data.video import h264_or_fallback
 
     rng = np.random.default_rng(seed)
     photo = np.asarray(Image.fromarray(astronaut()).resize((200, 200)))
@@ -105,8 +105,8 @@ def main() -> None:
         return
     import torch
 
-    from mesm.models import TINY_TEXT, create_model
     from mesm.inference.checkpoint import save_checkpoint
+    from mesm.models import TINY_TEXT, create_model
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

@@ -140,6 +140,17 @@ CASES: dict[str, Case] = {
         "capped at the CPU count, with a message",
         "capped at",
     ),
+    "ctrl-c": Case(
+        "Ctrl-C during `prepare`, `preprocess` or `features` (with or without `--workers N`)",
+        "jobs not started are cancelled, the workers are ended (none left running), finished "
+        "items are kept; the message says how many finished",
+        "interrupted after",
+    ),
+    "worker-dies": Case(
+        "a worker process killed mid-job (out of memory, a crash in a decoder)",
+        "the items it held are counted as failed, with the reason; a fresh pool runs the rest",
+        "its worker process died",
+    ),
     "concurrent-preprocess": Case(
         "a second `preprocess` on a cache in use",
         ERROR + "; the first run's temporaries are left alone",

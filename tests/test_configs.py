@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mesm.data.cache import PreprocessSettings
-from mesm.data.features import FeatureSettings
+from mesm.data.handcrafted.features import FeatureSettings
+from mesm.data.media.cache import PreprocessSettings
 from mesm.models import BASELINE_ARCHS, MESM, build_model
 from mesm.training.config import load_run_config
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +31,10 @@ def test_quick_demo_beats_chance_for_both_models(quick_demo):
     overview = out / "attention" / "overview.png"
     assert report["attention_maps"]["overview"] == str(overview) and overview.stat().st_size > 0
     assert "attention maps" in printed
+    # The last line is the command that serves the demo's MESM (a valid `mesm serve` command).
+    assert printed.rstrip().splitlines()[-1] == report["serve_command"]
+    from mesm.cli import build_parser
+
+    args = build_parser().parse_args(shlex.split(report["serve_command"])[1:])
+    assert Path(args.checkpoint) == out / "runs" / "mesm" / "best.safetensors"
+    assert Path(args.examples) == out / "data" and args.host == "127.0.0.1"

@@ -5,7 +5,7 @@ Recognition* (NAACL 2021).
 """
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "create_model"]
+__all__ = ["__version__", "create_model", "from_pretrained", "load_model"]
 
 
 def __getattr__(name: str):
@@ -14,4 +14,9 @@ def __getattr__(name: str):
         from mesm.models import create_model
 
         return create_model
+    if name in ("from_pretrained", "load_model"):
+        # A trained model from a .safetensors file, a model folder or a Hugging Face repo id.
+        from mesm.inference.checkpoint import load_model
+
+        return load_model
     raise AttributeError(f"module 'mesm' has no attribute {name!r}")

@@ -220,6 +220,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     video = report["video"]
     print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
+    print(f'MESM on a web page (needs pip install "mesm[app]"):\n{report["serve_command"]}')
     if args.json:
         _write_json(args.json, report)
     return 0
@@ -382,7 +383,7 @@ def _add_features(sub) -> None:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from mesm.data.features import FeatureSettings, extract_features
+    from mesm.data.handcrafted.features import FeatureSettings, extract_features
 
     settings = FeatureSettings(audio_set=args.audio_set, glove=args.glove)
     report = extract_features(
@@ -679,7 +680,7 @@ def _write_rows_csv(path: str, rows: list[dict], label_names: list[str]) -> None
 def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[dict]:
     """Whole-video mode: a timeline (CSV, JSON, PNG) per video under --out."""
     from mesm.analysis.timeline import write_timeline
-    from mesm.data.segments import VadSettings
+    from mesm.data.media.segments import VadSettings
     from mesm.inference.batch import CLIP_ERRORS
     from mesm.inference.timeline import predict_video
 
@@ -694,7 +695,7 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
     vad = VadSettings(max_length=args.max_segment, min_silence=args.min_silence)
     transcriber = None
     if args.transcribe:
-        from mesm.data.transcribe import Transcriber
+        from mesm.data.media.transcribe import Transcriber
 
         transcriber = Transcriber(args.transcribe, args.device)
     out = Path(args.out)
@@ -891,23 +892,15 @@ def _add_explain(sub) -> None:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from mesm.analysis.attention_maps import explain
 
-    source = args.clip
+    source, model = args.clip, args.checkpoint
     if args.utterance is None:
-        from mesm.inference.checkpoint import preprocessing_settings, read_checkpoint_meta
-        from mesm.inference.predict import clip_batch
+        from mesm.inference.predict import Predictor
 
-        text = _transcript(args)
-        meta = read_checkpoint_meta(args.checkpoint)
-        source, _ = clip_batch(
-            args.clip,
-            text,
-            audio=args.audio,
-            settings=preprocessing_settings(meta),
-            text_model=meta["model"].get("text_model"),
-            num_classes=len(meta["label_names"]),
-        )
+        predictor = Predictor(args.checkpoint)  # loaded once: its model is explained below
+        source = predictor.clip_batch(args.clip, _transcript(args), audio=args.audio)
+        model = predictor.trained
     result = explain(
-        args.checkpoint,
+        model,
         source,
         args.out,
         utterance_id=args.utterance,
@@ -920,6 +913,45 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         print(f"{pathway} ({entry['frames']} frames/chunks), sites kept: {kept}")
     if args.json:
         _write_json(args.json, result)
+    return 0
+
+
+# ---- serve --------------------------------------------------------------------------------------
+
+
+def _add_serve(sub) -> None:
+    se = _command(
+        sub,
+        "serve",
+        _cmd_serve,
+        help="a web page for a checkpoint: upload a video, see its emotions (needs mesm[app])",
+        description="Loads the checkpoint once and serves a Gradio page: a video and its "
+        "transcript (or a subtitle file for a long video) in; each emotion's probability with "
+        "its validation-tuned threshold, MESM's attention overview and FLOPs against FE2E, or "
+        "the timeline of a long video with its CSV, out. Requests run one at a time. Binds to "
+        "this machine only unless --host says otherwise.",
+    )
+    _add_checkpoint(se)
+    se.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
+    se.add_argument("--port", type=int, default=7860)
+    se.add_argument("--examples", metavar="DATASET", help="offer this dataset's test clips")
+    _add_device(se)
+    se.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    _add_precision(se)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mesm.app.page import serve
+
+    serve(
+        args.checkpoint,
+        host=args.host,
+        port=args.port,
+        examples=args.examples,
+        device=args.device,
+        precision=_precision(args, args.device),
+        share=args.share,
+    )
     return 0
 
 
@@ -937,6 +969,7 @@ SUBCOMMANDS = (
     _add_flops,
     _add_sweep,
     _add_explain,
+    _add_serve,
 )
 
 

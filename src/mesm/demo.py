@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from mesm.analysis.attention_maps import explain
 from mesm.analysis.flops import dataset_flops
 from mesm.data.demo_corpus import EMOTIONS, write_demo_corpus, write_demo_video
 from mesm.data.manifest import read_dataset
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.preprocess import preprocess_dataset
 from mesm.errors import OutputPathError
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
@@ -72,6 +73,13 @@ def _gflops(checkpoint: Path, data: Path, precision: Precision) -> dict[str, flo
     g = dataset_flops(checkpoint, data, "test", precision=precision)["model"]
     g = g["gflops_per_utterance"]
     return {"v": g["visual"], "a": g["audio"], "total": g["features"], "attention": g["attention"]}
+
+
+def serve_command(out_dir: str | os.PathLike) -> str:
+    """The command that serves the demo's MESM checkpoint on a web page, its clips as examples."""
+    out = Path(out_dir)
+    checkpoint = shlex.quote(str(out / "runs" / "mesm" / "best.safetensors"))
+    return f"mesm serve --checkpoint {checkpoint} --examples {shlex.quote(str(out / 'data'))}"
 
 
 def run_demo(
@@ -145,6 +153,7 @@ def run_demo(
         precision=resolved,
     )
     report["attention_maps"] = {"utterance": test_id, "overview": str(maps / "overview.png")}
+    report["serve_command"] = serve_command(out)
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]
     report["seconds"] = time.perf_counter() - began

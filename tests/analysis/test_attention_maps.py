@@ -19,9 +19,9 @@ from mesm.analysis.attention_maps import (
     explain_batch,
     kept_overlay,
 )
-from mesm.analysis.loading import dense_twin, open_split
-from mesm.data.dataset import EmotionDataset
-from mesm.inference.checkpoint import load_checkpoint
+from mesm.data.media.dataset import EmotionDataset
+from mesm.inference.checkpoint import load_checkpoint, load_model
+from mesm.inference.evaluate import open_split
 
 UTTERANCE = "utt0003"  # a test-split clip
 
@@ -33,7 +33,7 @@ def model(checkpoint):
 
 @pytest.fixture(scope="module")
 def item(model, checkpoint, dataset_dir):
-    dataset = open_split(dataset_dir, None, model, load_checkpoint(checkpoint)[1])
+    dataset = open_split(dataset_dir, None, load_model(checkpoint))
     it = dataset[dataset.ids.index(UTTERANCE)]
     return it, dataset.collate([it])
 
@@ -71,7 +71,7 @@ def test_capture_gives_consistent_dense_maps(model, dataset_dir):
                 pooled = F.max_pool2d(kept[:, None].float(), 2)[:, 0].bool()
                 assert torch.equal(layers[i + 1]["scored"], pooled)
     with pytest.raises(ValueError, match="MESM"):
-        capture_attention(dense_twin(model), batch)
+        capture_attention(model.dense_twin(), batch)
 
 
 def test_explain_writes_every_listed_file(explained):

@@ -17,8 +17,8 @@ from mesm.analysis.flops import (
     sequence_flops,
     text_flops,
 )
-from mesm.analysis.loading import dense_twin, open_split
-from mesm.inference.checkpoint import load_checkpoint
+from mesm.inference.checkpoint import load_checkpoint, load_model
+from mesm.inference.evaluate import open_split
 from mesm.inference.inputs import model_inputs
 from mesm.models import TINY_TEXT, create_model
 
@@ -96,7 +96,7 @@ def test_constructed_sparse_input_matches_the_hand_count():
 def test_mesm_at_p_one_costs_exactly_fe2e_plus_attention(pathway):
     torch.manual_seed(0)
     model = create_model("mesm", preset="tiny", p=1.0, **TINY_TEXT).eval()
-    twin = dense_twin(model)
+    twin = model.dense_twin()
     shape = (3, 3, 48, 48) if pathway == "visual" else (3, 1, 128, 32)
     frames = torch.randn(shape, generator=torch.Generator().manual_seed(2))
     sparse = pathway_flops(getattr(model, pathway), frames, torch.randn(3, D))
@@ -133,12 +133,13 @@ def test_dataset_flops_average_per_utterance(checkpoint, dataset_dir):
     report = dataset_flops(checkpoint, dataset_dir, "test", batch_size=2, precision="32")
     assert json.loads(json.dumps(report)) == report  # JSON-serialisable as is
     assert report["num_utterances"] == 3
-    model, meta = load_checkpoint(checkpoint)
+    trained = load_model(checkpoint)
+    model = trained.model
     assert report["model"]["arch"] == "mesm" and report["model"]["p"] == 0.7
     assert report["fe2e"]["arch"] == "fe2e" and report["fe2e"]["sites_kept"] == {}
 
     # The same sums from one utterance at a time (batching must not change the counts).
-    dataset = open_split(dataset_dir, "test", model, meta)
+    dataset = open_split(dataset_dir, "test", trained)
     sums = {"visual": 0, "audio": 0}
     frames = {"visual": 0, "audio": 0}
     for i in range(len(dataset)):
@@ -188,7 +189,7 @@ def test_dataset_flops_at_p_one_and_for_a_dense_model(checkpoint, dataset_dir):
     assert all(v == 1.0 for v in full["model"]["sites_kept"].values())
     model, _ = load_checkpoint(checkpoint)
     assert model.visual.attention[0].p == 0.7  # the override does not stick
-    dense = dataset_flops(dense_twin(model), dataset_dir, "test")
+    dense = dataset_flops(model.dense_twin(), dataset_dir, "test")
     assert dense["source"] is None and dense["model"] == dense["fe2e"] and dense["ratio"] == 1.0
     assert dense["fe2e"]["gflops_per_utterance"] == full["fe2e"]["gflops_per_utterance"]
 

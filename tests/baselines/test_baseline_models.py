@@ -114,7 +114,7 @@ def test_config_validation_and_round_trip():
     assert isinstance(config, BaselineConfig) and config.hidden_dim == 16
     assert config_from_dict(config.to_dict()) == config
     assert input_keys("av") == ("audio_feats", "audio_mask", "visual_feats", "visual_mask")
-    with pytest.raises(ValueError, match="unknown baseline config keys"):
+    with pytest.raises(ValueError, match=r"model: unknown keys"):
         config_from_dict({"arch": "lf_lstm", "p": 0.5})
     with pytest.raises(ValueError, match="label names"):
         BaselineConfig(arch="emoembs", num_classes=2, label_names=("a", "b", "c"))

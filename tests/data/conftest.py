@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.preprocess import preprocess_dataset
 from mesm.data.synthetic import (
     face_frames,
     speech_like,

@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from mesm.data.audio import (
+from mesm.data.errors import DataError
+from mesm.data.media.audio import (
     check_waveform,
     chunk_spectrogram,
     load_audio,
@@ -17,7 +18,6 @@ from mesm.data.audio import (
     mel_spectrogram,
     resample,
 )
-from mesm.data.errors import DataError
 from mesm.data.synthetic import face_frames, write_video
 
 

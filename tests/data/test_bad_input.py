@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mesm.data.cache import FeatureCache
 from mesm.data.errors import ManifestError, PreprocessError
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.cache import FeatureCache
+from mesm.data.media.preprocess import preprocess_dataset
 
 
 def _failure(root) -> dict[str, str]:

@@ -7,11 +7,11 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from mesm.data.cache import FeatureCache
-from mesm.data.dataset import EmotionDataset, collate
-from mesm.data.faces import normalize_faces
+from mesm.data.media.cache import FeatureCache
+from mesm.data.media.dataset import EmotionDataset, collate
+from mesm.data.media.faces import normalize_faces
+from mesm.data.media.text import TextTokenizer
 from mesm.data.synthetic import write_synthetic_dataset
-from mesm.data.text import TextTokenizer
 from mesm.resources import default_text_model
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mesm.data.faces import FaceCropper, centre_crop, normalize_faces
+from mesm.data.media.faces import FaceCropper, centre_crop, normalize_faces
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is a dev extra")
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import mesm.data.preprocess as preprocess_module
-from mesm.data.cache import FeatureCache, PreprocessSettings
+import mesm.data.media.preprocess as preprocess_module
 from mesm.data.errors import DataError
 from mesm.data.manifest import read_dataset
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.cache import FeatureCache, PreprocessSettings
+from mesm.data.media.preprocess import preprocess_dataset
 from mesm.data.synthetic import face_centre, write_video
 
 
@@ -69,7 +69,7 @@ def test_settings_key_selects_the_cache_folder():
     assert PreprocessSettings(img_interval_ms=250).key() != base.key()
     assert PreprocessSettings(log_mel=True).key() != base.key()
     assert PreprocessSettings.from_dict(base.to_dict()) == base
-    with pytest.raises(ValueError, match="unknown preprocessing setting"):
+    with pytest.raises(ValueError, match=r"preprocessing: unknown keys"):
         PreprocessSettings.from_dict({"n_mel": 64})
 
 

@@ -10,21 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from mesm.data.audio import load_waveform
 from mesm.data.errors import DataError
-from mesm.data.feature_dataset import FeatureDataset
-from mesm.data.feature_import import import_csd, import_pickle, load_numpy_pickle
-from mesm.data.features import FeatureSettings, FeatureStore, extract_features
-from mesm.data.handcrafted import (
+from mesm.data.handcrafted.dataset import FeatureDataset
+from mesm.data.handcrafted.extractors import (
     AudioDescriptors,
     TextVectors,
     hog_dim,
     read_glove,
 )
+from mesm.data.handcrafted.features import FeatureSettings, FeatureStore, extract_features
+from mesm.data.handcrafted.importers import import_csd, import_pickle
 from mesm.data.manifest import read_dataset
+from mesm.data.media.audio import load_waveform
+from mesm.data.media.text import TextTokenizer
+from mesm.data.media.video import video_duration
+from mesm.data.pickles import load_numpy_pickle
 from mesm.data.synthetic import speech_like, write_synthetic_dataset
-from mesm.data.text import TextTokenizer
-from mesm.data.video import video_duration
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ from safetensors.torch import load_file, save_file
 
 from bad_inputs import CASES
 from mesm.cli import main
-from mesm.data.cache import FeatureCache
-from mesm.data.dataset import EmotionDataset
 from mesm.data.errors import DataError, ManifestError
 from mesm.data.manifest import read_dataset
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.cache import FeatureCache
+from mesm.data.media.dataset import EmotionDataset
+from mesm.data.media.preprocess import preprocess_dataset
 
 
 def _flip_bytes(cache: FeatureCache, uid: str, other: str) -> None:
@@ -215,7 +215,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
 
 
 def test_too_many_workers_are_capped_with_a_message(media_root, make_dataset, monkeypatch, capsys):
-    import mesm.data.preprocess as preprocess
+    import mesm.data.jobs as jobs
     import mesm.data.workers as workers
 
     make_dataset(media_root, [{}, {"audio": "a.wav"}])
@@ -224,7 +224,7 @@ def test_too_many_workers_are_capped_with_a_message(media_root, make_dataset, mo
     def no_pool(*args, **kwargs):
         raise AssertionError("one CPU: no worker pool should be started")
 
-    monkeypatch.setattr(preprocess, "worker_pool", no_pool)
+    monkeypatch.setattr(jobs, "worker_pool", no_pool)
     assert main(["preprocess", str(media_root), "--workers", "1000", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert f"--workers 1000 {CASES['too-many-workers'].message} 1" in captured.err

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mesm.data.dataset import EmotionDataset
 from mesm.data.manifest import read_dataset
+from mesm.data.media.dataset import EmotionDataset
+from mesm.data.media.preprocess import preprocess_dataset
+from mesm.data.media.video import sample_frames
 from mesm.data.prepare.iemocap import prepare_iemocap, speaker_half
-from mesm.data.preprocess import preprocess_dataset
 from mesm.data.synthetic import write_video
-from mesm.data.video import sample_frames
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
 

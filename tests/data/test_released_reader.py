@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from mesm.data.cache import FeatureCache
 from mesm.data.errors import DataError
 from mesm.data.manifest import read_dataset
-from mesm.data.prepare.released import load_restricted_pickle, prepare_released
-from mesm.data.preprocess import preprocess_dataset
+from mesm.data.media.cache import FeatureCache
+from mesm.data.media.preprocess import preprocess_dataset
+from mesm.data.pickles import load_restricted_pickle
+from mesm.data.prepare.released import prepare_released
 
 
 class _Exploit:

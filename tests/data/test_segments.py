@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mesm.data.errors import DataError
-from mesm.data.segments import Segment, VadSettings, read_subtitles, speech_segments
+from mesm.data.media.segments import Segment, VadSettings, read_subtitles, speech_segments
 
 SRT = """1
 00:00:01,000 --> 00:00:02,500

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from mesm.data.errors import DataError
+from mesm.data.media.video import natural_key, sample_frames, select_by_interval
 from mesm.data.synthetic import face_frames, write_video
-from mesm.data.video import natural_key, sample_frames, select_by_interval
 
 
 def test_samples_every_500ms_from_real_timestamps(clip_10fps):

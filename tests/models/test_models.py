@@ -190,7 +190,7 @@ def test_missing_inputs_and_bad_configs_are_clear_errors(batch):
         ModelConfig(face_size=40)
     with pytest.raises(ValueError, match="preset"):
         create_model("fe2e", preset="huge")
-    with pytest.raises(ValueError, match="unknown model config keys"):
+    with pytest.raises(ValueError, match=r"model: unknown keys"):
         ModelConfig.from_dict({"colour": "red"})
 
 

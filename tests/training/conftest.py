@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from mesm.data.audio import resample
 from mesm.data.demo_corpus import srt_time
+from mesm.data.media.audio import resample
 from mesm.data.synthetic import face_frames, write_video
 from mesm.inference.checkpoint import save_checkpoint
 from mesm.models import TINY_TEXT, create_model

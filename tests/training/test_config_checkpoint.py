@@ -29,7 +29,7 @@ def test_yaml_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("text", "overrides", "message"),
     [
-        ("optim:\n  learning_rate: 1\n", [], "unknown keys in section 'optim'"),
+        ("optim:\n  learning_rate: 1\n", [], r"optim: unknown keys \['learning_rate'\]"),
         ("extra: {}\n", [], "unknown config sections"),
         ("model:\n  arch: mesm\n  modalities: av\n", [], "MESM needs the text modality"),
         ("model:\n  preset: huge\n", [], "unknown preset"),

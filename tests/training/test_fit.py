@@ -11,12 +11,13 @@ import torch
 import yaml
 
 from bad_inputs import CASES
-from mesm.data.dataset import EmotionDataset
+from mesm.data.media.dataset import EmotionDataset
 from mesm.data.synthetic import write_synthetic_dataset
 from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
 from mesm.inference.checkpoint import load_checkpoint
+from mesm.inference.evaluate import evaluate_checkpoint
 from mesm.inference.inputs import model_inputs
-from mesm.models import TINY_TEXT
+from mesm.models import TINY_TEXT, build_model, make_config
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 
@@ -45,7 +46,14 @@ def test_training_run_leaves_checkpoints_logs_and_config(dataset_dir, tmp_path):
     run = tmp_path / "run"
     assert result.best_ckpt.is_file() and result.last_ckpt.is_file()
     resolved = yaml.safe_load((run / "config.yaml").read_text())
-    assert resolved == config.to_dict() and resolved["trainer"]["patience"] == 5  # defaults filled
+    for section in ("data", "optim", "trainer"):
+        assert resolved[section] == config.to_dict()[section]
+    assert resolved["trainer"]["patience"] == 5  # defaults filled
+    # The model section after the tiny preset, the overrides and what the data fixed (4 labels):
+    # every field, no preset left to re-apply on resume.
+    expected = make_config("mesm", "tiny", gating="gated", p=0.7, num_classes=4, **TINY_TEXT)
+    assert resolved["model"] == {"preset": None, **expected.to_dict()}
+    assert RunConfig.from_dict(resolved).model_config() == expected
     rows = list(csv.DictReader((run / "logs" / "csv" / "version_0" / "metrics.csv").open()))
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert all(float(r["train/utt_per_s"]) > 0 for r in rows if r.get("train/loss"))
@@ -67,6 +75,17 @@ def test_training_run_leaves_checkpoints_logs_and_config(dataset_dir, tmp_path):
     with torch.no_grad():
         logits = model(**model_inputs(model, batch))
     assert logits.shape == (3, 4) and torch.isfinite(logits).all()
+    # The network config.yaml describes, with the best epoch's weights, gives these logits...
+    rebuilt = build_model(RunConfig.from_dict(resolved).model_config()).eval()
+    rebuilt.load_state_dict({k[6:]: v for k, v in best.items() if k.startswith("model.")})
+    with torch.no_grad():
+        assert torch.equal(rebuilt(**model_inputs(rebuilt, batch)), logits)
+    # ...and the saved model reproduces the test report training wrote, metric for metric.
+    again = evaluate_checkpoint(result.checkpoint, dataset_dir, "test", precision="auto")
+    for key in ("per_emotion", "average"):  # as JSON: NaN (an AUC with one class) equals NaN
+        assert json.dumps(again[key], sort_keys=True) == json.dumps(
+            metrics["test"][key], sort_keys=True
+        )
 
 
 class _Interrupt(pl.Callback):

@@ -130,7 +130,8 @@ def test_output_under_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_permission_errors_name_the_path(tmp_path, monkeypatch, capsys):
-    # Root ignores file modes, so the OS error is raised where the run folder is written.
+    # Root ignores file modes, so the OS error is raised where the run folder is made: before
+    # anything is read or trained.
     target = tmp_path / "ro" / "run"
 
     def refuse(self, *args, **kwargs):

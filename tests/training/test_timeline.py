@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mesm.cli import main
-from mesm.data.segments import Segment, VadSettings
-from mesm.data.stream import iter_segment_media
+from mesm.data.media.segments import Segment, VadSettings
+from mesm.data.media.stream import iter_segment_media
 from mesm.inference.predict import Predictor
 from mesm.inference.timeline import BLANK_TEXT_WARNING, find_segments, predict_video
 
@@ -117,7 +117,7 @@ def test_transcribe_uses_a_speech_recognition_model(short_spoken_video, predicto
     import torch
     from transformers import pipeline
 
-    from mesm.data.audio import resample
+    from mesm.data.media.audio import resample
 
     video, _, spans = short_spoken_video
     model_dir = _tiny_asr_model(tmp_path / "asr")

@@ -32,10 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mesm.analysis import loading
-from mesm.data.faces import FACE_MEAN, FACE_STD
+from mesm.data.media.faces import FACE_MEAN, FACE_STD
 from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_json
+from mesm.inference.checkpoint import TrainedModel, load_model
+from mesm.inference.evaluate import open_split
+from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
 from mesm.sparse import SparseMap
@@ -71,7 +73,7 @@ def _dense_maps(probs: Tensor, keep: Tensor, sites: SparseMap) -> dict[str, Tens
 
 @contextmanager
 def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
-    layers = loading.attention_layers(model)
+    layers = model.attention_layers()
     if not layers:
         raise UsageError("attention maps need a MESM model: FE2E has no cross-modal attention")
     store: dict[str, dict[int, dict[str, Tensor]]] = {name: {} for name in layers}
@@ -94,7 +96,7 @@ def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]
 @torch.inference_mode()
 def _forward_capture(model: FE2E, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
     with _recording(model) as store:
-        logits = model(**loading.inputs_on(model, dict(batch)))
+        logits = model(**model_inputs(model, dict(batch)))
     return store, logits
 
 
@@ -286,9 +288,9 @@ def explain_batch(
         raise ValueError(f"scale must be >= 1, got {scale}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with loading.nucleus_mass(model, p):
+    with model.using_p(p):
         maps, logits = _forward_capture(model, batch)
-        used_p = float(next(iter(loading.attention_layers(model).values()))[0].p)
+        used_p = model.p
     names = list(label_names) if label_names else [str(k) for k in range(logits.shape[1])]
     probs = torch.sigmoid(logits[0].float()).tolist()
 
@@ -370,7 +372,7 @@ def explain_batch(
 
 
 def explain(
-    checkpoint: loading.ModelSource,
+    checkpoint: str | os.PathLike | FE2E | TrainedModel,
     source: Mapping[str, Any] | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
@@ -383,7 +385,8 @@ def explain(
     """:func:`explain_batch` for a checkpoint and one utterance.
 
     Args:
-        checkpoint: a MESM ``.safetensors`` checkpoint (or a MESM model in memory).
+        checkpoint: a MESM checkpoint, model folder or repo id (see
+            :func:`~mesm.inference.checkpoint.load_model`), or a MESM model already loaded.
         source: a one-utterance Batch dict (e.g. made from a raw clip), or a prepared dataset
             folder (then `utterance_id` picks the utterance, from any split).
         out_dir: output folder.
@@ -397,7 +400,8 @@ def explain(
     Returns:
         The ``attention.json`` content (see :func:`explain_batch`).
     """
-    model, meta = loading.resolve_model(checkpoint)
+    trained = checkpoint if isinstance(checkpoint, TrainedModel) else load_model(checkpoint)
+    model = trained.model
     resolved = resolve_precision(precision, next(model.parameters()).device)
     faces_uint8 = None
     if isinstance(source, Mapping):
@@ -405,7 +409,7 @@ def explain(
     else:
         if utterance_id is None:
             raise UsageError("explain on a dataset folder needs the utterance id")
-        dataset = loading.open_split(source, None, model, meta)
+        dataset = open_split(source, None, trained)
         try:
             index = dataset.ids.index(utterance_id)
         except ValueError:
@@ -420,7 +424,7 @@ def explain(
             out_dir,
             faces_uint8,
             p=p,
-            label_names=meta.get("label_names"),
+            label_names=trained.label_names,
             scale=scale,
             max_frames=max_frames,
         )

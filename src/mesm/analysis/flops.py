@@ -228,7 +228,7 @@ class _Tally:
         c = model.config
         return {
             "arch": c.arch,
-            "p": _model_p(model),
+            "p": model.p,
             "gating": c.gating if c.mesm else None,
             "gflops_per_utterance": {
                 **per,
@@ -252,15 +252,6 @@ def _batch_size(batch: dict[str, Tensor]) -> int:
         if key in batch:
             return int(batch[key].shape[0])
     raise ValueError("a batch needs text_ids or face/spec lengths to count its utterances")
-
-
-def _model_p(model: FE2E) -> float | None:
-    # The p actually used: the attention layers' (a sweep changes it there), not the config's.
-    for name in ("visual", "audio"):
-        pathway = getattr(model, name, None)
-        if pathway is not None and pathway.sparse:
-            return float(pathway.attention[0].p)
-    return None
 
 
 def _compare(model_tally: _Tally, model: FE2E, twin_tally: _Tally, twin: FE2E) -> dict[str, Any]:
@@ -319,7 +310,7 @@ def dataset_flops(
     cross-modal attention layers and the text encoder are reported separately.
 
     Args:
-        checkpoint_or_model: a ``.safetensors`` checkpoint or a model in memory.
+        checkpoint_or_model: a checkpoint, model folder or repo id, or a model in memory.
         data_dir: the prepared dataset folder.
         split: the split to average over.
         batch_size: utterances per forward pass (does not change the counts).
@@ -333,17 +324,20 @@ def dataset_flops(
         "ratio" (model features / FE2E features), "ratio_with_attention",
         "text_gflops_per_utterance".
     """
-    from mesm.analysis import loading  # reads checkpoints: kept out of `mesm demo`'s imports
+    from mesm.inference.checkpoint import load_model
+    from mesm.inference.evaluate import open_split, split_batches
+    from mesm.inference.inputs import model_inputs
 
-    model, meta = loading.resolve_model(checkpoint_or_model)
-    twin = loading.dense_twin(model)
-    dataset = loading.open_split(data_dir, split, model, meta)
+    trained = load_model(checkpoint_or_model)
+    model = trained.model
+    twin = model.dense_twin()
+    dataset = open_split(data_dir, split, trained)
     ours, dense = _Tally(), _Tally()
     text = 0
     resolved = resolve_precision(precision, next(model.parameters()).device)
-    with loading.nucleus_mass(model, p), resolved.autocast():
-        for batch in loading.batches(dataset, batch_size):
-            inputs = loading.inputs_on(model, batch)
+    with model.using_p(p), resolved.autocast():
+        for batch in split_batches(dataset, batch_size):
+            inputs = model_inputs(model, batch)
             ours.add(model, inputs)
             if twin is not model:
                 dense.add(twin, inputs)
@@ -397,12 +391,11 @@ def preset_flops(
         The :func:`dataset_flops` layout with "preset", "frames", "chunks" instead of the data
         fields.
     """
-    from mesm.analysis.loading import dense_twin
     from mesm.models import create_model
 
     torch.manual_seed(seed)
     model = create_model(arch, preset, **({"p": p} if arch == "mesm" else {}), **overrides).eval()
-    twin = dense_twin(model)
+    twin = model.dense_twin()
     c = model.config
     g = torch.Generator().manual_seed(seed)
     vocab = model.text.model.config.vocab_size if "t" in model.modalities else 2

@@ -5,7 +5,7 @@ the per-emotion thresholds are tuned on the validation split at that p and appli
 the test split, and the feature-extraction GFLOPs per utterance are measured on the test split.
 FE2E with the same weights is the reference (a horizontal line in each panel).
 
-Changing p needs no retraining: top-p reads ``CrossModalAttention.p`` at forward time.
+Changing p needs no retraining: top-p reads the model's p (``MESM.set_p``) at forward time.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mesm.analysis import loading
 from mesm.analysis.flops import average_feature_flops
-from mesm.data.dataset import EmotionDataset
+from mesm.data.media.dataset import EmotionDataset
 from mesm.errors import UsageError
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
+from mesm.inference.checkpoint import load_model
+from mesm.inference.evaluate import open_split, predict_split, split_batches
+from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
 
@@ -39,12 +41,12 @@ def _point(
     batch_size: int,
 ) -> dict[str, Any]:
     """Thresholds tuned on valid, metrics on test, FLOPs on test, for the model as it is now."""
-    valid_probs, valid_labels = loading.predict(model, valid, batch_size)
+    valid_probs, valid_labels = predict_split(model, valid, batch_size=batch_size)
     thresholds = tune_thresholds(valid_probs, valid_labels)
-    test_probs, test_labels = loading.predict(model, test, batch_size)
+    test_probs, test_labels = predict_split(model, test, batch_size=batch_size)
     report = evaluate(test_probs, test_labels, thresholds, label_names, task)
     flops = average_feature_flops(
-        model, (loading.inputs_on(model, b) for b in loading.batches(test, batch_size))
+        model, (model_inputs(model, b) for b in split_batches(test, batch_size))
     )
     g = flops["gflops_per_utterance"]
     return {
@@ -90,14 +92,15 @@ def sweep_p(
         Metrics are averages over emotions in [0, 1]; GFLOPs are the feature extractors' per
         utterance of the reported split, attention layers separate.
     """
-    model, meta = loading.resolve_model(checkpoint)
+    trained = load_model(checkpoint)
+    model, meta = trained.model, trained.meta
     if not model.config.mesm:
         raise UsageError("sweep_p needs a MESM model: FE2E has no nucleus mass to vary")
     ps = sorted(float(p) for p in ps)
     if not ps or ps[0] <= 0:
         raise UsageError(f"every p must be > 0, got {ps}")
-    valid = loading.open_split(data_dir, valid_split, model, meta)
-    test = loading.open_split(data_dir, split, model, meta)
+    valid = open_split(data_dir, valid_split, trained)
+    test = open_split(data_dir, split, trained)
     label_names = list(test.label_names)
     task = meta.get("task", test.info.task)
     metric = "acc" if task == "single_label" else "wacc"
@@ -105,10 +108,10 @@ def sweep_p(
     points = []
     with resolved.autocast():
         for p in ps:
-            with loading.nucleus_mass(model, p):
+            with model.using_p(p):
                 point = _point(model, valid, test, label_names, task, batch_size)
             points.append({"p": p, **point})
-        fe2e = _point(loading.dense_twin(model), valid, test, label_names, task, batch_size)
+        fe2e = _point(model.dense_twin(), valid, test, label_names, task, batch_size)
     for key in ("attention_gflops_per_utterance", "sites_kept"):
         fe2e.pop(key)
     result: dict[str, Any] = json_safe(

@@ -1,17 +1,35 @@
-"""Data pipeline: dataset folders, media decoding, face crops, mel chunks, cache, batches.
+"""Data: dataset folders, the two feature pipelines that read them, and the preparers.
+
+::
+
+    prepare/       official releases → dataset folders (manifest + clips): IEMOCAP, CMU-MOSEI,
+                   the authors' processed release; clip cutting shared by them
+    media/         end-to-end pipeline: media → feature cache (faces, mel chunks, token ids)
+                   → `EmotionDataset` + `collate` → `Batch` (FE2E, MESM)
+    handcrafted/   hand-crafted pipeline: media → feature sequences → `FeatureDataset` batches
+                   (the two-phase baselines), or pre-extracted features imported
+    manifest       dataset folders: header, JSON Lines manifest, validation, split lists
+    errors         `DataError` and friends: one message naming the file and the record
+    pickles        pickles we are handed, read as plain data (and numpy arrays) only
+    jobs           `run_jobs`, the one job loop of prepare, preprocess and features
+    workers        the worker processes it starts (capped, single-threaded, never orphaned)
+    synthetic      synthetic media and corpora for tests and benchmarks
+    demo_corpus    the small synthetic emotion corpus of `mesm demo`
+    splits/        the paper's train/valid/test id lists
 
 Flow: ``prepare_*`` (release → dataset folder) → `preprocess_dataset` (→ feature cache) →
-`EmotionDataset` + `collate` (→ `Batch`). Imports nothing of mesm but `mesm.resources`.
+`EmotionDataset` + `collate` (→ `Batch`). Imports nothing of mesm but the leaves
+(`mesm.errors`, `mesm.files`, `mesm.resources`).
 """
 
-from mesm.data.cache import FeatureCache, PreprocessSettings
-from mesm.data.dataset import Batch, EmotionDataset, Item, collate
 from mesm.data.errors import DataError, ManifestError, PreprocessError
-from mesm.data.faces import FACE_MEAN, FACE_STD, FaceCropper, normalize_faces
 from mesm.data.manifest import DatasetInfo, Record, apply_split_lists, read_dataset, write_dataset
+from mesm.data.media.cache import FeatureCache, PreprocessSettings
+from mesm.data.media.dataset import Batch, EmotionDataset, Item, collate
+from mesm.data.media.faces import FACE_MEAN, FACE_STD, FaceCropper, normalize_faces
+from mesm.data.media.preprocess import PreprocessReport, preprocess_dataset
+from mesm.data.media.text import TextTokenizer
 from mesm.data.prepare import prepare_iemocap, prepare_mosei, prepare_released
-from mesm.data.preprocess import PreprocessReport, preprocess_dataset
-from mesm.data.text import TextTokenizer
 
 __all__ = [
     "FACE_MEAN",

@@ -6,7 +6,7 @@ A dataset is a folder::
       dataset.json        header (below)
       manifest.jsonl      one JSON object per line, one line per utterance
       clips/...           media, anywhere under the folder
-      cache/<key>/...     feature cache written by `preprocess_dataset` (see `mesm.data.cache`)
+      cache/<key>/...     feature cache written by `preprocess_dataset` (`mesm.data.media.cache`)
 
 ``dataset.json``::
 

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
-from mesm.data.video import h264_or_fallback
+from mesm.data.media.video import h264_or_fallback
 from mesm.files import atomic_target
 
 _AUDIO_CODEC = {".mp4": "aac", ".m4a": "aac", ".mov": "aac"}

@@ -1,16 +1,19 @@
 """Worker processes for the data pipeline: never more than the machine, never outliving us.
 
-`worker_pool` is the one place the data commands (prepare, preprocess, features) start worker
-processes. Workers are spawned (forking a process whose torch/OpenMP threads run can deadlock),
-and each starts a watcher thread that ends the worker as soon as its parent is gone: a ``kill -9``
-of the command no longer leaves workers of ~800 MB each running for minutes. `cap_workers`
-bounds the count by the CPU count and by the number of jobs (never one process per clip).
+`worker_pool` is the one place the data commands start worker processes (through
+`mesm.data.jobs.run_jobs`). Workers are spawned (forking a process whose torch/OpenMP threads run
+can deadlock), run one torch thread each (the pool is the parallelism), ignore Ctrl-C (the parent
+handles it and stops them with `stop_workers`), and each starts a watcher thread that ends the
+worker as soon as its parent is gone: a ``kill -9`` of the command no longer leaves workers of
+~800 MB each running for minutes. `cap_workers` bounds the count by the CPU count and by the
+number of jobs (never one process per clip).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -69,6 +72,10 @@ def _start_worker(
     parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
 ) -> None:
     exit_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
+    import torch  # already loaded by mesm.data; nested threads per worker only contend
+
+    torch.set_num_threads(1)
     if initializer is not None:
         initializer(*initargs)
 
@@ -92,3 +99,17 @@ def worker_pool(
         initializer=_start_worker,
         initargs=(os.getpid(), initializer, initargs),
     )
+
+
+def stop_workers(pool: ProcessPoolExecutor, grace_seconds: float = 5.0) -> None:
+    """Cancels the jobs not started, ends the workers (running jobs are abandoned) and waits
+    for them, so no worker process outlives the call."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(grace_seconds)
+        if process.is_alive():
+            process.kill()
+            process.join()

@@ -1,10 +1,10 @@
 """`compare_runs`: several training runs in one table, laid out like the paper's Tables 2/3.
 
 Rows are models, columns are emotions (each with Acc and F1, or WAcc and F1 for multi-label
-data) plus the average, and the feature-extraction GFLOPs per utterance where a run records
-them (a ``"gflops_per_utterance"`` entry in its metrics.json, a number or {"total": number}).
-Each run folder is read, never written: ``metrics.json`` (as `mesm.training.fit.train` writes
-it) and ``config.yaml`` (the resolved run config, for the model's name).
+data) plus the average. Each run folder is read, never written: ``metrics.json`` (as
+`mesm.training.fit.train` writes it) and ``config.yaml`` (the resolved run config: the model's
+arch, p and modalities name the row). FLOPs are not a training output: ``mesm flops
+--checkpoint RUN/best.safetensors --data DATASET`` measures them on a split.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ DISPLAY_NAMES = {
 }
 
 
-def _read_run(run_dir: Path, split: str) -> tuple[str, dict[str, Any], float | None]:
+def _read_run(run_dir: Path, split: str) -> tuple[str, dict[str, Any]]:
     metrics_file, config_file = run_dir / "metrics.json", run_dir / "config.yaml"
     if not metrics_file.is_file():
         raise MissingInputError(f"{run_dir}: no metrics.json (is this a finished run folder?)")
@@ -47,10 +47,7 @@ def _read_run(run_dir: Path, split: str) -> tuple[str, dict[str, Any], float | N
     mods = model.get("modalities")
     if mods and set(mods) != set("tav"):
         name += f" [{mods}]"
-    flops = metrics.get("gflops_per_utterance")
-    if isinstance(flops, dict):
-        flops = flops.get("total")
-    return name, report, None if flops is None else float(flops)
+    return name, report
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], split: str = "test") -> str:
@@ -62,7 +59,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], split: str = "test") -> 
 
     Returns:
         The table: a header of emotions, a header of metrics (Acc|WAcc, F1 per emotion, then
-        the average, then GFLOPs), one row per run with percentages ("-" where unknown).
+        the average), one row per run with percentages ("-" where undefined).
 
     Raises:
         MissingInputError: a folder without metrics.json.
@@ -73,10 +70,10 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], split: str = "test") -> 
     runs = [(Path(d), *_read_run(Path(d), split)) for d in run_dirs]
     first = runs[0][2]
     emotions, metric = list(first["per_emotion"]), first["metric"]
-    for path, _, report, _ in runs[1:]:
+    for path, _, report in runs[1:]:
         if list(report["per_emotion"]) != emotions or report["metric"] != metric:
             raise UsageError(f"{path}: emotions/metric differ from {runs[0][0]}'s")
-    names = [name for _, name, _, _ in runs]
+    names = [name for _, name, _ in runs]
     # Two runs of one model: tell them apart by their folders.
     names = [
         f"{n} ({path.name})" if names.count(n) > 1 else n
@@ -88,14 +85,11 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], split: str = "test") -> 
     cell = 6
     head1 = f"{'':<{width}}" + "".join(f" {g[: 2 * cell + 1]:^{2 * cell + 1}}" for g in groups)
     head2 = f"{'Model':<{width}}" + f" {label:>{cell}} {'F1':>{cell}}" * len(groups)
-    head1 += f" {'':>{cell + 2}}"
-    head2 += f" {'GFLOPs':>{cell + 2}}"
     lines = [f"{split} split", head1.rstrip(), head2, "-" * len(head2)]
-    for name, (_, _, report, flops) in zip(names, runs, strict=True):
+    for name, (_, _, report) in zip(names, runs, strict=True):
         rows = [report["per_emotion"][e] for e in emotions] + [report["average"]]
         cells = "".join(f" {_pct(r.get(metric))} {_pct(r.get('f1'))}" for r in rows)
-        gf = f"{flops:>{cell + 2}.3f}" if flops is not None else f"{'-':>{cell + 2}}"
-        lines.append(f"{name:<{width}}{cells} {gf}")
+        lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
 
 
@@ -109,8 +103,8 @@ def compare_records(
     run_dirs: Sequence[str | os.PathLike], split: str = "test"
 ) -> list[dict[str, Any]]:
     """What `compare_runs` tabulates, one dict per run: ``run`` (the folder), ``name`` (the row
-    label), ``report`` (the split's metrics.json report) and ``gflops_per_utterance`` (or None)."""
-    keys = ("name", "report", "gflops_per_utterance")
+    label) and ``report`` (the split's report from metrics.json)."""
     return [
-        {"run": str(d), **dict(zip(keys, _read_run(Path(d), split), strict=True))} for d in run_dirs
+        {"run": str(d), **dict(zip(("name", "report"), _read_run(Path(d), split), strict=True))}
+        for d in run_dirs
     ]

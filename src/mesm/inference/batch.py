@@ -28,7 +28,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mesm.data.errors import DataError
-from mesm.data.video import natural_key
+from mesm.data.media.video import natural_key
 from mesm.errors import UsageError
 from mesm.inference.predict import Predictor, read_transcript
 

@@ -5,6 +5,11 @@ metadata) with the model config, label names, task, tuned thresholds, preprocess
 the mesm version. ``predict`` and ``evaluate`` need nothing else. Saving writes a temporary file
 and renames it, so a crash never leaves a half-written checkpoint under the final name.
 
+The same model can be a Hugging Face-style folder (:meth:`TrainedModel.save_pretrained`): the
+header as ``config.json``, the weights alone as ``model.safetensors``, and a ``README.md`` model
+card; such a folder on the Hugging Face Hub loads by its repo id. Everything that reads a
+checkpoint (:func:`load_model`, ``mesm predict/evaluate/flops/sweep-p/explain``) takes either form.
+
 The header carries a SHA-256 of the weights (every tensor's name, dtype, shape and bytes), checked
 on load, so damaged weights are an error rather than confident nonsense; the header itself is
 validated (thresholds finite and within [0, 1], one per label, label count = the model's outputs,
@@ -17,6 +22,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +31,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mesm.data.cache import PreprocessSettings, tensors_digest
+from mesm.data.media.cache import PreprocessSettings, tensors_digest
 from mesm.errors import CheckpointError, MissingInputError
-from mesm.files import atomic_target
+from mesm.files import atomic_target, atomic_write_text
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 
 # 2: the header holds "weights_sha256", checked on load. Format 1 (mesm 0.1.0) had no checksum:
@@ -34,6 +41,10 @@ from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 FORMAT_VERSION = 2
 _READABLE_FORMATS = (1, 2)
 _META_KEY = "mesm"
+# A model folder, in the Hugging Face layout: the header as config.json, the weights alone.
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def _threshold_problem(thresholds: object, num_labels: int) -> str | None:
@@ -51,6 +62,51 @@ def _threshold_problem(thresholds: object, num_labels: int) -> str | None:
     return None
 
 
+def checkpoint_header(
+    model: FE2E | BaselineModel,
+    tensors: dict[str, torch.Tensor],
+    *,
+    label_names: list[str] | tuple[str, ...],
+    task: str,
+    thresholds: list[float] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    where: str | os.PathLike = "",
+) -> dict[str, Any]:
+    """The JSON header written with `model`'s weights `tensors` (checked like a loaded one).
+
+    A MESM model's recorded p is the one it runs at now (``model.p``), which is its trained p
+    unless :meth:`~mesm.models.FE2E.set_p` changed it.
+    """
+    from mesm import __version__
+
+    if len(label_names) != model.config.num_classes:
+        raise ValueError(f"{len(label_names)} label names for {model.config.num_classes} outputs")
+    thresholds = None if thresholds is None else [float(t) for t in thresholds]
+    problem = _threshold_problem(thresholds, len(label_names))
+    if problem:
+        raise CheckpointError(f"{where}: {problem}")
+    config = model.config.to_dict()
+    if getattr(model, "p", None) is not None:
+        config["p"] = model.p
+    return {
+        "format": FORMAT_VERSION,
+        "mesm_version": __version__,
+        "model": config,
+        "label_names": list(label_names),
+        "task": task,
+        "modalities": model.modalities,
+        "thresholds": thresholds,
+        "preprocessing": preprocessing or {},
+        "extra": extra or {},
+        "weights_sha256": tensors_digest(tensors),
+    }
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: FE2E | BaselineModel,
@@ -62,27 +118,17 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Atomically writes `model` and everything needed to use it to `path` (.safetensors)."""
-    from mesm import __version__
-
-    if len(label_names) != model.config.num_classes:
-        raise ValueError(f"{len(label_names)} label names for {model.config.num_classes} outputs")
-    thresholds = None if thresholds is None else [float(t) for t in thresholds]
-    problem = _threshold_problem(thresholds, len(label_names))
-    if problem:
-        raise CheckpointError(f"{path}: {problem}")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {
-        "format": FORMAT_VERSION,
-        "mesm_version": __version__,
-        "model": model.config.to_dict(),
-        "label_names": list(label_names),
-        "task": task,
-        "modalities": model.modalities,
-        "thresholds": thresholds,
-        "preprocessing": preprocessing or {},
-        "extra": extra or {},
-        "weights_sha256": tensors_digest(tensors),
-    }
+    tensors = _weights(model)
+    meta = checkpoint_header(
+        model,
+        tensors,
+        label_names=label_names,
+        task=task,
+        thresholds=thresholds,
+        preprocessing=preprocessing,
+        extra=extra,
+        where=path,
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as tmp:
@@ -90,18 +136,62 @@ def save_checkpoint(
     return path
 
 
+def locate(source: str | os.PathLike, *, revision: str | None = None) -> Path:
+    """The local checkpoint file or model folder that `source` names.
+
+    Args:
+        source: a ``.safetensors`` checkpoint, a model folder (``config.json`` +
+            ``model.safetensors``, see :meth:`TrainedModel.save_pretrained`), or a Hugging Face
+            Hub repo id ("owner/name"), downloaded (or taken from the local hub cache) through
+            ``huggingface_hub``.
+        revision: the hub revision (branch, tag or commit) of a repo id.
+
+    Raises:
+        FileNotFoundError: no such file or folder, and `source` is not a repo id.
+        CheckpointError: a repo id that cannot be fetched (offline, unknown repo, ...).
+    """
+    path = Path(source)
+    if path.exists():
+        return path
+    text = str(source)
+    if _REPO_ID.fullmatch(text) and not text.endswith(".safetensors"):
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = snapshot_download(
+                text, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"]
+            )
+        except Exception as err:  # network, auth, unknown repo: all one message for the user
+            raise CheckpointError(
+                f"no local checkpoint or folder {text!r}, and fetching it from the Hugging Face "
+                f"Hub failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+        return Path(folder)
+    raise MissingInputError(f"no checkpoint at {path}")
+
+
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON header of a checkpoint (no weights loaded)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(f"no checkpoint at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(_META_KEY)
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({err})") from None
-    if raw is None:
-        raise CheckpointError(f"{path}: safetensors file without mesm metadata")
+    """The JSON header of a checkpoint file or model folder (no weights loaded)."""
+    path = locate(path)
+    if path.is_dir():
+        config = path / CONFIG_NAME
+        if not config.is_file():
+            raise CheckpointError(f"{path}: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+        raw = config.read_text(encoding="utf-8", errors="replace")
+        path = config
+    else:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                raw = (f.metadata() or {}).get(_META_KEY)
+        except Exception as err:  # safetensors raises its own error types for damaged files
+            raise CheckpointError(
+                f"{path}: not a readable safetensors checkpoint ({err})"
+            ) from None
+        if raw is None:
+            raise CheckpointError(
+                f"{path}: safetensors file without mesm metadata (a model folder's "
+                f"{WEIGHTS_NAME} is read through its folder)"
+            )
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
@@ -149,14 +239,19 @@ def _header_problem(meta: dict[str, Any]) -> str | None:
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[FE2E | BaselineModel, dict[str, Any]]:
-    """Rebuilds the model from a checkpoint (weights only; no pickle) and returns it in eval mode.
+    """Rebuilds the model from a checkpoint file or model folder (weights only; no pickle) and
+    returns it in eval mode.
 
     Returns:
         (model, meta) where meta is the checkpoint's header.
     """
     from safetensors.torch import load_file
 
+    path = locate(path)
     meta = read_checkpoint_meta(path)
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
     try:
         # The architecture comes from the config; the text weights come from the checkpoint.
         # (A baseline's "model" header is its BaselineConfig; `config_from_dict` tells them apart.
@@ -170,10 +265,14 @@ def load_checkpoint(
             f"{path}: header field 'modalities' is {meta['modalities']!r} but the model config "
             f"gives {model.modalities!r}"
         )
-    state = load_file(str(path), device="cpu")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
     if meta["format"] >= 2 and tensors_digest(state) != meta["weights_sha256"]:
         raise CheckpointError(
-            f"{path}: weights checksum mismatch (the file was damaged or changed after saving)"
+            f"{weights}: weights checksum mismatch (the file was damaged or changed after "
+            "saving, or does not belong to this header)"
         )
     _check_fit(path, model, state, meta["model"])
     model.load_state_dict(state)
@@ -213,3 +312,131 @@ def preprocessing_settings(meta: dict[str, Any]) -> PreprocessSettings | None:
     """The raw-media preprocessing settings a checkpoint was trained with (None: the defaults)."""
     values = meta.get("preprocessing")
     return PreprocessSettings.from_dict(values) if values else None
+
+
+@dataclass
+class TrainedModel:
+    """A model together with what it was trained for: label names, task, validation-tuned
+    thresholds, the preprocessing of its inputs.
+
+    Load one with :func:`load_model` (or ``mesm.from_pretrained``); share it as one
+    ``.safetensors`` file (:meth:`save`) or as a Hugging Face-style folder
+    (:meth:`save_pretrained`: ``config.json`` + ``model.safetensors`` + a ``README.md`` model
+    card), which ``huggingface-cli upload`` publishes and :func:`load_model` reads back by repo id.
+
+    Attributes:
+        model: the network, in eval mode.
+        meta: the checkpoint header (``{}`` for a model that was never saved).
+        source: what it was loaded from (file, folder or repo id as given; None: in memory).
+    """
+
+    model: FE2E | BaselineModel
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        names = self.meta.get("label_names")
+        return list(names) if names else [str(k) for k in range(self.model.config.num_classes)]
+
+    @property
+    def thresholds(self) -> list[float]:
+        """Per-emotion decision thresholds (0.5 where none were tuned)."""
+        return list(self.meta.get("thresholds") or [0.5] * len(self.label_names))
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "multi_label")
+
+    @property
+    def settings(self) -> PreprocessSettings:
+        """The raw-media preprocessing the model's inputs need."""
+        return preprocessing_settings(self.meta) or PreprocessSettings()
+
+    def _header_args(self) -> dict[str, Any]:
+        return {
+            "label_names": self.label_names,
+            "task": self.task,
+            "thresholds": self.meta.get("thresholds"),
+            "preprocessing": self.meta.get("preprocessing"),
+            "extra": self.meta.get("extra"),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """One self-contained ``.safetensors`` checkpoint (weights + header), written atomically."""
+        return save_checkpoint(path, self.model, **self._header_args())
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """A model folder: ``config.json`` (the header), ``model.safetensors`` (the weights) and
+        ``README.md`` (a model card). Each file is written atomically, the weights first; the
+        header's weight checksum ties the two, so a folder left half-updated fails to load
+        instead of mixing two models.
+        """
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise CheckpointError(f"{directory}: exists and is not a folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = _weights(self.model)
+        meta = checkpoint_header(self.model, tensors, where=directory, **self._header_args())
+        with atomic_target(directory / WEIGHTS_NAME) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(directory / "README.md", model_card(meta))
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | os.PathLike, *, device: str = "cpu", revision: str | None = None
+    ) -> TrainedModel:
+        """Same as :func:`load_model`."""
+        return load_model(source, device=device, revision=revision)
+
+
+def load_model(
+    source: str | os.PathLike | torch.nn.Module,
+    *,
+    device: str | torch.device = "cpu",
+    revision: str | None = None,
+) -> TrainedModel:
+    """A trained model from a ``.safetensors`` checkpoint, a model folder or a hub repo id (see
+    :func:`locate`), or a model already in memory (used as is, in eval mode, with no header).
+    """
+    if isinstance(source, torch.nn.Module):
+        return TrainedModel(source.eval(), {})
+    model, meta = load_checkpoint(locate(source, revision=revision), map_location=device)
+    return TrainedModel(model, meta, str(source))
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """A README.md for a model folder: hub metadata, what the model predicts, how to use it."""
+    model = meta["model"]
+    arch = str(model.get("arch", "?")).upper()
+    p = f", p = {model['p']}" if model.get("arch") == "mesm" and "p" in model else ""
+    thresholds = meta.get("thresholds") or [0.5] * len(meta["label_names"])
+    rows = "\n".join(
+        f"| {name} | {t:.2f} |" for name, t in zip(meta["label_names"], thresholds, strict=True)
+    )
+    return f"""---
+library_name: mesm
+tags:
+- emotion-recognition
+- multimodal
+---
+# {arch} emotion model{p}
+
+Trained with [mesm](https://pypi.org/project/mesm/) {meta.get("mesm_version", "")}
+(task: {meta["task"]}, modalities: {meta["modalities"]}).
+
+| emotion | decision threshold (tuned on validation) |
+|---|---|
+{rows}
+
+```bash
+mesm predict --checkpoint THIS_FOLDER_OR_REPO_ID --clip clip.mp4 --text "what is said"
+```
+
+```python
+import mesm
+model = mesm.from_pretrained("THIS_FOLDER_OR_REPO_ID")
+```
+"""

@@ -1,23 +1,22 @@
-"""`evaluate_checkpoint`: a saved model on a dataset split, with its saved thresholds."""
+"""A trained model on a dataset split: `open_split`, `predict_split`, `evaluate_checkpoint`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mesm.data.dataset import EmotionDataset
 from mesm.data.errors import DataError
-from mesm.data.feature_dataset import FeatureDataset
-from mesm.data.features import FeatureSettings
+from mesm.data.handcrafted.dataset import FeatureDataset
+from mesm.data.handcrafted.features import FeatureSettings
+from mesm.data.media.dataset import EmotionDataset
 from mesm.errors import UsageError
 from mesm.evaluation import evaluate
-from mesm.inference.checkpoint import load_checkpoint, preprocessing_settings
+from mesm.inference.checkpoint import TrainedModel, load_model, preprocessing_settings
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, autocast, resolve_precision
 from mesm.models import BASELINE_ARCHS
@@ -26,23 +25,23 @@ from mesm.models import BASELINE_ARCHS
 def open_split(
     data: str | os.PathLike,
     split: str | None,
-    meta: dict[str, Any],
+    trained: TrainedModel,
 ) -> EmotionDataset | FeatureDataset:
-    """One split of a prepared dataset, read as the checkpoint's model was trained on it.
+    """One split of a prepared dataset, read as the model was trained on it.
 
     Args:
         data: the dataset folder.
         split: "train", "valid", "test", or None for every utterance.
-        meta: a checkpoint header (:func:`mesm.inference.checkpoint.read_checkpoint_meta`); its
-            preprocessing settings select the cache, its text model and ``max_text_length`` the
-            tokenisation; its label names, when present, must be the dataset's. ``{}`` = the
-            defaults (a model that was never saved).
+        trained: the model and its header: the header's preprocessing settings select the
+            cache, the model's text model and the header's ``max_text_length`` the tokenisation;
+            its label names, when recorded, must be the dataset's, and the model must have one
+            output per label. (A model never saved has an empty header: the defaults.)
 
     Returns:
         An `EmotionDataset`, or a `FeatureDataset` for the two-phase baselines.
     """
-    model = meta.get("model", {})
-    if model.get("arch") in BASELINE_ARCHS:
+    meta, config = trained.meta, trained.model.config
+    if config.arch in BASELINE_ARCHS:
         # A baseline's "preprocessing" header holds the FeatureSettings of its feature cache.
         settings = FeatureSettings.from_dict(meta.get("preprocessing") or {})
         dataset = FeatureDataset(data, split, settings=settings)
@@ -51,7 +50,7 @@ def open_split(
             data,
             split,
             settings=preprocessing_settings(meta),
-            text_model=model.get("text_model"),
+            text_model=config.text_model,
             max_text_length=meta.get("extra", {}).get("max_text_length", 100),
         )
     if meta.get("label_names") and list(dataset.label_names) != meta["label_names"]:
@@ -59,7 +58,22 @@ def open_split(
             f"{data}: labels {list(dataset.label_names)} differ from the checkpoint's "
             f"{meta['label_names']}"
         )
+    if dataset.num_classes != config.num_classes:
+        raise ValueError(
+            f"{data}: {dataset.num_classes} labels, the model has {config.num_classes} outputs"
+        )
     return dataset
+
+
+def split_batches(
+    dataset: EmotionDataset | FeatureDataset, batch_size: int = 8, num_workers: int = 0
+) -> DataLoader:
+    """The split in dataset order, as collated Batch dicts of at most `batch_size` utterances."""
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    return DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate
+    )
 
 
 @torch.inference_mode()
@@ -87,14 +101,9 @@ def predict_split(
     Raises:
         DataError: naming the utterances whose outputs are NaN or infinite.
     """
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate
-    )
     probs, labels = [], []
-    for batch in loader:
+    for batch in split_batches(dataset, batch_size, num_workers):
         inputs = model_inputs(model, batch, device)
         with autocast(precision, device):
             logits = model(**inputs)
@@ -133,13 +142,14 @@ def evaluate_checkpoint(
         "precision" (Lightning's name of what ran: "32-true", "bf16-mixed", "16-mixed").
     """
     resolved = resolve_precision(precision, device)
-    model, meta = load_checkpoint(checkpoint, map_location=device)
-    dataset = open_split(data, split, meta)
+    trained = load_model(checkpoint, device=device)
+    dataset = open_split(data, split, trained)
     probs, labels = predict_split(
-        model, dataset, batch_size=batch_size, num_workers=num_workers, precision=resolved
+        trained.model, dataset, batch_size=batch_size, num_workers=num_workers, precision=resolved
     )
-    thresholds = meta["thresholds"] or [0.5] * len(meta["label_names"])
-    report = evaluate(probs, labels, np.asarray(thresholds), meta["label_names"], meta["task"])
+    report = evaluate(
+        probs, labels, np.asarray(trained.thresholds), trained.label_names, trained.task
+    )
     return {
         **report,
         "checkpoint": str(Path(checkpoint)),

@@ -13,16 +13,16 @@ from typing import Any
 
 import torch
 
-from mesm.data.audio import resample
-from mesm.data.cache import PreprocessSettings, compute_features, make_cropper, media_features
-from mesm.data.dataset import Batch, Item, collate
 from mesm.data.errors import DataError
-from mesm.data.faces import FaceCropper
 from mesm.data.manifest import Record
-from mesm.data.stream import SegmentMedia
-from mesm.data.text import TextTokenizer
+from mesm.data.media.audio import resample
+from mesm.data.media.dataset import Batch, Item, collate
+from mesm.data.media.faces import FaceCropper, make_cropper
+from mesm.data.media.stream import SegmentMedia
+from mesm.data.media.text import TextTokenizer
+from mesm.data.media.utterance import compute_features, media_features
 from mesm.errors import MissingInputError
-from mesm.inference.checkpoint import load_checkpoint, preprocessing_settings
+from mesm.inference.checkpoint import TrainedModel, load_model
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, resolve_precision
 
@@ -97,79 +97,38 @@ def _clip_record(
     return root, record
 
 
-def clip_batch(
-    clip: str | os.PathLike,
-    transcript: str,
-    *,
-    audio: str | os.PathLike | None = None,
-    settings: PreprocessSettings | None = None,
-    text_model: str | None = None,
-    max_text_length: int = 100,
-    num_classes: int = 1,
-) -> tuple[Batch, dict[str, Any]]:
-    """One clip as a one-utterance Batch, plus what preprocessing found.
-
-    Args:
-        clip: a video file (any container ffmpeg reads) or a folder of frames.
-        transcript: what is said in the clip ("" when unknown).
-        audio: a separate audio file (default: the video's own track).
-        settings: preprocessing settings (default: the paper's).
-        text_model: tokenizer name/folder (None: the offline default).
-        max_text_length: most tokens kept.
-        num_classes: K, for the (unused) label row of the batch.
-
-    Returns:
-        (batch, info) with info = {"frames", "faces_found", "chunks", "timestamps"}.
-    """
-    root, record = _clip_record(clip, audio, transcript)
-    settings = settings or PreprocessSettings()
-    try:
-        tensors = compute_features(root, record, settings, make_cropper(settings))
-    except DataError as err:
-        raise DataError(f"{root / record.video}: {err}") from err
-    tokenizer = TextTokenizer(text_model, max_length=max_text_length)
-    item = Item(
-        id=record.id,
-        faces=tensors["faces"],
-        specs=tensors["specs"],
-        text_ids=torch.tensor(tokenizer.encode([transcript])[0], dtype=torch.int64),
-        labels=torch.zeros(num_classes),
-    )
-    info = {
-        "frames": int(tensors["faces"].shape[0]),
-        "faces_found": int(tensors["found"].sum()),
-        "chunks": int(tensors["specs"].shape[0]),
-        "timestamps": [round(float(t), 3) for t in tensors["timestamps"]],
-    }
-    return collate([item], pad_id=tokenizer.pad_id), info
-
-
 class Predictor:
-    """A checkpoint loaded once, with its preprocessing, for many clips or segments.
+    """A trained model loaded once, with its preprocessing, for many clips or segments.
 
     Args:
-        checkpoint: a `.safetensors` checkpoint written by `mesm train`.
+        checkpoint: a `.safetensors` checkpoint, a model folder or hub repo id (see
+            :func:`~mesm.inference.checkpoint.load_model`), or a loaded :class:`TrainedModel`.
         device: where the model runs.
         precision: numeric precision of the model (see :mod:`mesm.inference.precision`).
     """
 
     def __init__(
         self,
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | TrainedModel,
         device: str = "cpu",
         precision: str | Precision = "auto",
     ) -> None:
-        self.checkpoint = str(checkpoint)
+        if isinstance(checkpoint, TrainedModel):
+            self.trained = checkpoint
+            self.trained.model.to(device)
+        else:
+            self.trained = load_model(checkpoint, device=device)
+        self.checkpoint = self.trained.source  # what it was loaded from (None: in memory)
         self.device = device
         self.precision = resolve_precision(precision, device)
-        self.model, self.meta = load_checkpoint(checkpoint, map_location=device)
-        self.settings = preprocessing_settings(self.meta) or PreprocessSettings()
-        self.label_names: list[str] = list(self.meta["label_names"])
-        self.thresholds: list[float] = self.meta["thresholds"] or [0.5] * len(self.label_names)
-        self.task: str = self.meta["task"]
+        self.model, self.meta = self.trained.model, self.trained.meta
+        self.settings = self.trained.settings
+        self.label_names: list[str] = self.trained.label_names
+        self.thresholds: list[float] = self.trained.thresholds
+        self.task: str = self.trained.task
         self.tokenizer = TextTokenizer(
-            self.meta["model"].get("text_model"),
-            max_length=self.meta["extra"].get("max_text_length", 100),
+            self.model.config.text_model,
+            max_length=self.meta.get("extra", {}).get("max_text_length", 100),
         )
         self._cropper: FaceCropper | None = None
 
@@ -188,7 +147,7 @@ class Predictor:
         start: float | None = None,
         end: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Cache tensors of one clip, or of its span [start, end) s (see `mesm.data.cache`)."""
+        """Cache tensors of one clip, or of its span [start, end) s (`mesm.data.media.cache`)."""
         root, record = _clip_record(clip, audio, "", start, end)
         try:
             return compute_features(root, record, self.settings, self.cropper)
@@ -202,6 +161,23 @@ class Predictor:
         )
         return media_features(media.frames, self.cropper(media.frames.images), wave, self.settings)
 
+    def batch(self, tensors: dict[str, torch.Tensor], text: str, uid: str = "clip") -> Batch:
+        """One utterance's cache tensors and transcript as a one-utterance Batch."""
+        item = Item(
+            id=uid,
+            faces=tensors["faces"],
+            specs=tensors["specs"],
+            text_ids=torch.tensor(self.tokenizer.encode([text])[0], dtype=torch.int64),
+            labels=torch.zeros(len(self.label_names)),
+        )
+        return collate([item], pad_id=self.tokenizer.pad_id)
+
+    def clip_batch(
+        self, clip: str | os.PathLike, transcript: str, *, audio: str | os.PathLike | None = None
+    ) -> Batch:
+        """One clip, preprocessed as the model was trained, as a one-utterance Batch."""
+        return self.batch(self.clip_features(clip, audio), transcript, uid=Path(clip).stem)
+
     @torch.inference_mode()
     def predict(self, tensors: dict[str, torch.Tensor], text: str) -> dict[str, Any]:
         """Probabilities and decisions for one utterance's features and transcript.
@@ -211,15 +187,7 @@ class Predictor:
             "emotions": {name: {"probability", "threshold", "present"}}, "present": [names],
             "top": name (single-label checkpoints)}.
         """
-        item = Item(
-            id="clip",
-            faces=tensors["faces"],
-            specs=tensors["specs"],
-            text_ids=torch.tensor(self.tokenizer.encode([text])[0], dtype=torch.int64),
-            labels=torch.zeros(len(self.label_names)),
-        )
-        batch = collate([item], pad_id=self.tokenizer.pad_id)
-        inputs = model_inputs(self.model, batch, self.device)
+        inputs = model_inputs(self.model, self.batch(tensors, text), self.device)
         with self.precision.autocast():
             logits = self.model(**inputs)
         probs = torch.sigmoid(logits.float())

@@ -3,7 +3,7 @@
 `predict_video` cuts a long video into utterances — the cues of a subtitle file, or the speech
 segments found by voice activity detection — and runs a checkpoint on each, exactly as on a
 clip of that span (same frame sampling, face crops, mel chunks and tokenizer). The video and its
-audio are decoded in one streaming pass (`mesm.data.stream`), so memory stays flat with the
+audio are decoded in one streaming pass (`mesm.data.media.stream`), so memory stays flat with the
 video's length. Text comes from the subtitles, from a speech-recognition model
 (``transcribe=``), or is empty (with a warning: the text modality is then blank).
 
@@ -26,18 +26,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mesm.data.audio import resample
-from mesm.data.segments import (
+from mesm.data.media.audio import resample
+from mesm.data.media.segments import (
     Segment,
     SegmentationReport,
     VadSettings,
     read_subtitles,
     speech_segments,
 )
-from mesm.data.stream import iter_segment_media
-from mesm.data.transcribe import ASR_RATE, Transcriber
-from mesm.data.vad import speech_probabilities
-from mesm.data.video import video_duration
+from mesm.data.media.stream import iter_segment_media
+from mesm.data.media.transcribe import ASR_RATE, Transcriber
+from mesm.data.media.vad import speech_probabilities
+from mesm.data.media.video import video_duration
 from mesm.errors import MissingInputError, UsageError
 from mesm.inference.predict import Predictor
 
@@ -129,7 +129,7 @@ def predict_video(
         transcribe: a speech-recognition model (name/folder, or a `Transcriber`) for the text
             of VAD segments; not used with subtitles.
         audio: a separate audio file (default: the video's own track).
-        overlapping_cues: "error" or "merge" (see `mesm.data.segments`).
+        overlapping_cues: "error" or "merge" (see `mesm.data.media.segments`).
         vad: VAD segmentation settings (default: `VadSettings()`).
         device: where the model (and the speech recogniser) run.
         progress: show a progress bar over segments.

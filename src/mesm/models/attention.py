@@ -66,6 +66,28 @@ class AttentionCapture(nn.Module):
         return probs
 
 
+class NucleusMass:
+    """The nucleus mass p that every attention layer of one model reads at forward time.
+
+    One object per model, shared by all its :class:`CrossModalAttention` layers, so that p has
+    one owner: changing it here (``MESM.set_p``) changes what every layer keeps, and everything
+    that reports "the p used" reads it back from here.
+    """
+
+    def __init__(self, value: float) -> None:
+        self.value = check_p(value)
+
+    def __repr__(self) -> str:
+        return f"NucleusMass({self.value})"
+
+
+def check_p(p: float) -> float:
+    """`p` as a float, or a ValueError when it is not a nucleus mass (> 0; >= 1 keeps all)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+        raise ValueError(f"p must be a number > 0 (>= 1 keeps every site), got {p!r}")
+    return float(p)
+
+
 class CrossModalAttention(nn.Module):
     """Additive attention from the text feature to the active sites of each frame, then top-p.
 
@@ -75,7 +97,8 @@ class CrossModalAttention(nn.Module):
         in_channels: C, channels of the feature map being scored.
         text_dim: D, width of the text feature.
         attention_dim: hidden width A of the additive attention.
-        p: nucleus mass to keep.
+        p: nucleus mass to keep: a number (this layer's own) or the model's shared
+            :class:`NucleusMass`.
         gating: "none" keeps features unscaled (the paper: the selection is not differentiable,
             so these layers receive no gradient); "gated" multiplies each kept site by its
             probability divided by the largest probability in its frame (in (0, 1], 1 for the
@@ -83,15 +106,25 @@ class CrossModalAttention(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, text_dim: int, attention_dim: int, p: float, gating: str = "none"
+        self,
+        in_channels: int,
+        text_dim: int,
+        attention_dim: int,
+        p: float | NucleusMass,
+        gating: str = "none",
     ) -> None:
         super().__init__()
         self.proj_x = nn.Linear(in_channels, attention_dim)
         self.proj_y = nn.Linear(text_dim, attention_dim, bias=False)
         self.score = nn.Linear(attention_dim, 1, bias=False)
-        self.p = p
+        self.nucleus = p if isinstance(p, NucleusMass) else NucleusMass(p)
         self.gating = gating
         self.capture = AttentionCapture()
+
+    @property
+    def p(self) -> float:
+        """The nucleus mass this layer keeps (read from its :class:`NucleusMass`)."""
+        return self.nucleus.value
 
     def _recorded(self) -> bool:
         # Hooks on `capture` (attention maps, analysis) need the probabilities even at p >= 1.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from mesm.settings import settings_from_dict, settings_to_dict
 
 Arch = Literal["fe2e", "mesm"]
 Gating = Literal["none", "gated"]
@@ -136,20 +137,12 @@ class ModelConfig:
         return self.arch == "mesm"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["spec_shape"] = list(self.spec_shape)
-        d["stage_channels"] = list(self.stage_channels)
-        if isinstance(self.attention_dim, tuple):
-            d["attention_dim"] = list(self.attention_dim)
-        return d
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {unknown}")
-        return cls(**d)
+        """Strictly checked (see :func:`mesm.settings.settings_from_dict`)."""
+        return settings_from_dict(cls, d, "model")
 
     @classmethod
     def from_saved(cls, d: dict[str, Any]) -> ModelConfig:

@@ -14,12 +14,20 @@ pre-norm / final-norm / sinusoidal-position variant as options.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
+from mesm.models.attention import CrossModalAttention, NucleusMass, check_p
 from mesm.models.config import ModelConfig
 from mesm.models.pathways import Pathway
 from mesm.models.text import TextEncoder
+
+_ATTENTION_PARAM = re.compile(r"(visual|audio)\.attention\.\d+\.")
 
 # modality -> the Batch keys its pathway reads (see DESIGN's Batch contract)
 INPUT_KEYS = {
@@ -48,6 +56,8 @@ class FE2E(nn.Module):
             self.text_head = nn.Sequential(
                 nn.Dropout(c.dropout), nn.Linear(text_dim, c.num_classes)
             )
+        # MESM: one NucleusMass shared by every attention layer of both pathways (see `set_p`).
+        self._nucleus = NucleusMass(c.p) if c.mesm else None
         common = dict(
             num_classes=c.num_classes,
             low_channels=c.low_channels,
@@ -65,7 +75,7 @@ class FE2E(nn.Module):
             ),
             text_dim=text_dim,
             attention_dims=c.attention_dims,
-            p=c.p,
+            p=self._nucleus or 1.0,
             gating=c.gating,
             sparse=c.mesm,
             backend=c.sparse_backend,
@@ -78,6 +88,66 @@ class FE2E(nn.Module):
         num = len(self.modalities)
         self.fusion = nn.Linear(num, 1, bias=False)
         nn.init.constant_(self.fusion.weight, 1.0 / num)
+
+    @property
+    def p(self) -> float | None:
+        """The nucleus mass every attention layer keeps now (None: a dense model)."""
+        return None if self._nucleus is None else self._nucleus.value
+
+    def set_p(self, p: float) -> None:
+        """Runs MESM at nucleus mass `p` from now on (no retraining needed: top-p reads it at
+        forward time). ``config.p`` stays the value the model was built and trained with.
+
+        Raises:
+            ValueError: a dense model, or `p` not > 0.
+        """
+        if self._nucleus is None:
+            raise ValueError("only MESM has a nucleus mass p; this model is dense (FE2E)")
+        self._nucleus.value = check_p(p)
+
+    @contextmanager
+    def using_p(self, p: float | None) -> Iterator[FE2E]:
+        """Runs the model at nucleus mass `p` inside the block and restores the previous p
+        afterwards; ``None`` leaves it unchanged (and is the only value a dense model takes)."""
+        if p is None:
+            yield self
+            return
+        previous = self.p
+        self.set_p(p)
+        try:
+            yield self
+        finally:
+            self.set_p(previous)
+
+    def attention_layers(self) -> dict[str, list[CrossModalAttention]]:
+        """The cross-modal attention layers per pathway: {"visual"|"audio": [layer 0, 1, 2]}
+        (empty for a dense model)."""
+        out = {}
+        for name in ("visual", "audio"):
+            pathway = getattr(self, name, None)
+            if pathway is not None and pathway.sparse:
+                out[name] = list(pathway.attention)
+        return out
+
+    def dense_twin(self) -> FE2E:
+        """The dense FE2E model with these weights, in eval mode on this model's device (the
+        model itself when it is already dense).
+
+        MESM's parameters are FE2E's plus ``*.attention.*``, so the twin is built from the same
+        config with ``arch="fe2e"`` and loads the state dict with only the attention layers left.
+        """
+        if not self.config.mesm:
+            return self
+        # The text weights come from the state dict: never download or load pretrained ones.
+        twin = FE2E(dataclasses.replace(self.config, arch="fe2e", text_pretrained=False))
+        result = twin.load_state_dict(self.state_dict(), strict=False)
+        stray = [k for k in result.unexpected_keys if not _ATTENTION_PARAM.match(k)]
+        if result.missing_keys or stray:
+            raise ValueError(
+                f"FE2E twin does not match the model (missing {result.missing_keys[:5]}, "
+                f"unexpected {stray[:5]})"
+            )
+        return twin.to(next(self.parameters()).device).eval()
 
     @property
     def input_keys(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mesm.models.attention import CrossModalAttention
+from mesm.models.attention import CrossModalAttention, NucleusMass
 from mesm.models.layers import MLP, LowLevelCNN, SequenceTransformer, VGGStage
 from mesm.sparse import Backend, SparseMap, op_scope
 
@@ -34,7 +34,7 @@ class Pathway(nn.Module):
             feed-forward width, norm placement, positions).
         text_dim: D, width of the text feature (MESM only).
         attention_dims: additive-attention width of each stage's attention layer (MESM only).
-        p: nucleus mass (MESM only).
+        p: nucleus mass (MESM only): a number, or the model's shared :class:`NucleusMass`.
         gating: "none" or "gated" (MESM only).
         sparse: build the cross-modal attention and run the stages sparse (MESM).
         backend: sparse engine.
@@ -54,7 +54,7 @@ class Pathway(nn.Module):
         transformer: dict[str, Any],
         text_dim: int = 0,
         attention_dims: tuple[int, ...] = (),
-        p: float = 1.0,
+        p: float | NucleusMass = 1.0,
         gating: str = "none",
         sparse: bool = False,
         backend: Backend = "torch",
@@ -66,8 +66,9 @@ class Pathway(nn.Module):
         widths = (low_channels, *stage_channels)
         self.stages = nn.ModuleList(VGGStage(a, b) for a, b in itertools.pairwise(widths))
         if sparse:
+            nucleus = p if isinstance(p, NucleusMass) else NucleusMass(p)
             self.attention = nn.ModuleList(
-                CrossModalAttention(c, text_dim, a, p, gating)
+                CrossModalAttention(c, text_dim, a, nucleus, gating)
                 for c, a in zip(widths[:-1], attention_dims, strict=True)
             )
         scale = 2 ** (1 + len(stage_channels))

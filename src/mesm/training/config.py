@@ -7,14 +7,14 @@ A run config has four sections::
     optim:    learning rate, text-encoder factor, weight decay, clipping, scheduler
     trainer:  epochs, early stopping, precision, devices/strategy/nodes, seed, determinism
 
-The resolved config (every default filled in) is written into every run folder.
+Every run folder holds the resolved config (``RunConfig.resolved``): every field of every section
+with its value, the model section after presets and overrides, so a resume or a reader of the
+folder never re-derives it against newer defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ import yaml
 from mesm.errors import ConfigError
 from mesm.files import atomic_write_text
 from mesm.models import BASELINE_ARCHS, BaselineConfig, ModelConfig, config_from_dict
+from mesm.settings import check_types, settings_from_dict, settings_to_dict
 
 
 @dataclass
@@ -39,11 +40,11 @@ class DataConfig:
     valid_split: str = "valid"
     test_split: str = "test"
     shuffle: bool = True
-    # Fields of mesm.data.cache.PreprocessSettings (frame interval, mel settings, ...) selecting
-    # the feature cache; empty = the paper's settings.
+    # Fields of mesm.data.media.cache.PreprocessSettings (frame interval, mel settings, ...)
+    # selecting the feature cache; empty = the paper's settings.
     preprocess: dict[str, Any] = field(default_factory=dict)
-    # Baselines only: fields of mesm.data.features.FeatureSettings selecting the hand-crafted
-    # feature cache (`mesm features`); empty = the defaults.
+    # Baselines only: fields of mesm.data.handcrafted.features.FeatureSettings selecting the
+    # hand-crafted feature cache (`mesm features`); empty = the defaults.
     features: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,13 +91,24 @@ class RunConfig:
 
     def model_config(self, **extra: Any) -> ModelConfig | BaselineConfig:
         """The validated model config: preset first, then the section's fields, then `extra`
-        (a `BaselineConfig` when the arch is a baseline's)."""
+        (a `BaselineConfig` when the arch is a baseline's).
+
+        A resolved section (``preset: null``, as a run folder's config.yaml holds) applies no
+        preset: fields it lacks, from a run written by an older mesm, take that version's
+        values (:data:`mesm.models.config.LEGACY_FIELDS`), never today's defaults.
+        """
         fields = dict(self.model)
         preset = fields.pop("preset", "paper")
-        return config_from_dict({**fields, **extra}, preset=preset)
+        return config_from_dict({**fields, **extra}, preset=preset, saved=preset is None)
+
+    def resolved(self, model: ModelConfig | BaselineConfig) -> RunConfig:
+        """This config with its model section replaced by every field of `model` (the config
+        after presets, overrides and what the data fixed, e.g. ``num_classes``) and
+        ``preset: null``: what a run folder records, so that resuming rebuilds exactly this."""
+        return dataclasses.replace(self, model={"preset": None, **model.to_dict()})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -113,13 +125,7 @@ class RunConfig:
             values = d.get(name) or {}
             if not isinstance(values, dict):
                 raise ConfigError(f"section {name!r} must be a mapping, got {values!r}")
-            known = {f.name for f in dataclasses.fields(kind)}
-            bad = sorted(set(values) - known)
-            if bad:
-                raise ConfigError(f"unknown keys in section {name!r}: {bad}")
-            values = _coerce_numbers(kind, values)
-            check_types(name, kind, values)
-            sections[name] = kind(**values)
+            sections[name] = settings_from_dict(kind, _coerce_numbers(kind, values), name)
         model = d.get("model") or {}
         if not isinstance(model, dict):
             raise ConfigError(f"section 'model' must be a mapping, got {model!r}")
@@ -143,62 +149,6 @@ def _coerce_numbers(kind: type, values: dict[str, Any]) -> dict[str, Any]:
             except ValueError:
                 raise ConfigError(f"{kind.__name__}.{key}: {value!r} is not a number") from None
     return out
-
-
-def check_types(section: str, kind: type, values: dict[str, Any]) -> None:
-    """Checks `values` against the field types of dataclass `kind` (unknown keys are skipped:
-    the dataclass reports those itself).
-
-    Floats must be finite; ints are accepted where a float is expected, never bools.
-
-    Raises:
-        ConfigError: naming ``section.field``, what it expects and what it got.
-    """
-    hints = typing.get_type_hints(kind)
-    for key, value in values.items():
-        if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(f"{section}.{key}: expected {_describe(hints[key])}, got {value!r}")
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(hint))
-    if origin is Literal:
-        return any(value == arg and type(value) is type(arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number and math.isfinite(value)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is dict or hint is dict:
-        return isinstance(value, dict)
-    if origin in (list, tuple) or hint in (list, tuple):
-        return isinstance(value, (list, tuple))
-    return True
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if hint is float:
-        return "a finite number"
-    if hint is type(None):
-        return "null"
-    return {int: "an integer", bool: "true or false", str: "a string"}.get(
-        hint, getattr(origin or hint, "__name__", str(hint))
-    )
 
 
 def _parse_value(text: str) -> Any:

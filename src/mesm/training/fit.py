@@ -73,8 +73,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
-    from mesm.data.cache import PreprocessSettings
-    from mesm.data.dataset import EmotionDataset
+    from mesm.data.media.cache import PreprocessSettings
+    from mesm.data.media.dataset import EmotionDataset
 
     if not config.data.path:
         raise ConfigError("data.path is not set: point it at a prepared dataset folder")
@@ -99,9 +99,9 @@ def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
 
 
 def _feature_datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
-    """The baselines read hand-crafted feature sequences (`mesm.data.features`)."""
-    from mesm.data.feature_dataset import FeatureDataset
-    from mesm.data.features import FeatureSettings
+    """The baselines read hand-crafted feature sequences (`mesm.data.handcrafted.features`)."""
+    from mesm.data.handcrafted.dataset import FeatureDataset
+    from mesm.data.handcrafted.features import FeatureSettings
 
     try:
         settings = FeatureSettings.from_dict(config.data.features)
@@ -146,7 +146,7 @@ def train(
         resume: continue from ``run_dir/checkpoints/last.ckpt`` (model, optimiser, scheduler,
             loops, epoch and step).
         datasets: (train, valid, test-or-None) datasets with ``collate``, ``label_names``,
-            ``info.task`` and ``pos_weight()``, as :class:`mesm.data.dataset.EmotionDataset`.
+            ``info.task`` and ``pos_weight()``, as :class:`mesm.data.media.dataset.EmotionDataset`.
         enable_progress_bar: show Lightning's progress bar.
         callbacks: extra Lightning callbacks.
 
@@ -165,7 +165,6 @@ def train(
     t = config.trainer
     precision = resolve_precision(t.precision, t.accelerator)
     make_output_dir(run_dir)
-    save_run_config(config, run_dir / "config.yaml")
 
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     train_set, valid_set, test_set = datasets or _datasets(config)
@@ -173,7 +172,9 @@ def train(
     task = train_set.info.task
     # Feature datasets fix the baselines' input widths and emotion names.
     overrides = train_set.model_overrides() if hasattr(train_set, "model_overrides") else {}
-    model = build_model(config.model_config(num_classes=len(label_names), **overrides))
+    model_config = config.model_config(num_classes=len(label_names), **overrides)
+    model = build_model(model_config)
+    save_run_config(config.resolved(model_config), run_dir / "config.yaml")
     module = EmotionModule(
         model,
         label_names=label_names,

@@ -18,9 +18,9 @@ import av
 import numpy as np
 import soundfile as sf
 
-from mesm.data.audio import load_video_audio
 from mesm.data.errors import DataError
-from mesm.data.video import h264_or_fallback, iter_video_frames
+from mesm.data.media.audio import load_video_audio
+from mesm.data.media.video import h264_or_fallback, iter_video_frames
 from mesm.files import atomic_target, publish, temporary_name
 
 Half = Literal["left", "right"]

@@ -1,18 +1,14 @@
-"""Bookkeeping shared by the preparers: the report and the per-recording worker pool."""
+"""Bookkeeping shared by the preparers: the report, split lists, cutting and writing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from mesm.data.errors import DataError
+from mesm.data.jobs import Outcomes, run_jobs
 from mesm.data.manifest import SPLITS, DatasetInfo, Record, read_id_list, write_dataset
-from mesm.data.workers import cap_workers, worker_pool
 from mesm.resources import split_file
 
 
@@ -84,53 +80,17 @@ def count_absent(report: PrepareReport, lists: dict[str, set[str]], found: set[s
             report.absent_from_release[split] = missing
 
 
-def run_jobs(
-    jobs: dict[str, tuple],
-    worker: Callable[..., Any],
-    *,
-    num_workers: int,
-    progress: bool,
-    desc: str,
-) -> dict[str, tuple[str | None, Any]]:
-    """Run `worker(*args)` for each job (in spawned processes if num_workers > 0).
-
-    Returns:
-        job name -> (None, the worker's result) on success, or (the DataError's message, None).
-    """
-    results: dict[str, tuple[str | None, Any]] = {}
-    bar = tqdm(total=len(jobs), desc=desc, unit="rec", disable=not progress)
-    try:
-        num_workers = cap_workers(num_workers, len(jobs))
-        if num_workers <= 1:
-            for name, args in jobs.items():
-                results[name] = _guarded(worker, args)
-                bar.update()
-        else:
-            with worker_pool(num_workers) as pool:
-                futures = {pool.submit(_guarded, worker, args): name for name, args in jobs.items()}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update()
-    finally:
-        bar.close()
-    return results
-
-
 def collect(
-    records: dict[str, list[Record]],
-    results: dict[str, tuple[str | None, Any]],
-    out: Path,
-    report: PrepareReport,
+    records: dict[str, list[Record]], outcomes: Outcomes, out: Path, report: PrepareReport
 ) -> list[Record]:
     """Keep the records whose recording was cut and whose clip has frames; count the rest."""
     final: list[Record] = []
     for name, kept in records.items():
-        error, empty = results.get(name, (None, []))
-        if error is not None:
-            report.failed[name] = error
+        if name in outcomes.failed:
+            report.failed[name] = outcomes.failed[name]
             report.drop("media error", len(kept))
             continue
-        empty = set(empty or [])
+        empty = set(outcomes.results.get(name) or [])
         for record in kept:
             if str(out / record.video) in empty:
                 report.drop("no frames in span")
@@ -166,18 +126,13 @@ def cut_and_write(
     Returns:
         The report.
     """
-    results = run_jobs(jobs, worker, num_workers=num_workers, progress=progress, desc=info.name)
-    final = sorted(collect(records, results, out, report), key=lambda r: r.id)
+    outcomes = run_jobs(
+        jobs.items(), worker, workers=num_workers, desc=info.name, unit="rec", progress=progress
+    )
+    final = sorted(collect(records, outcomes, out, report), key=lambda r: r.id)
     report.reused = sum(len(v) for v in records.values()) - sum(len(j[2]) for j in jobs.values())
     report.kept = len(final)
     report.splits = {s: sum(r.split == s for r in final) for s in ("train", "valid", "test")}
     info = replace(info, prepare={**info.prepare, **report.to_dict()})
     write_dataset(out, info, final)
     return report
-
-
-def _guarded(worker: Callable[..., Any], args: tuple) -> tuple[str | None, Any]:
-    try:
-        return None, worker(*args)
-    except DataError as err:
-        return str(err), None

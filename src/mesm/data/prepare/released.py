@@ -21,8 +21,9 @@ The IEMOCAP speaker's half follows the utterance id (see `mesm.data.prepare.iemo
 ``image_L_*`` and ``audio_L.wav``. Splits are the paper's lists; ids in no list are dropped and
 counted, as are meta entries without a media folder.
 
-``meta.pkl`` is read with `RestrictedUnpickler`, which admits only plain containers, numbers and
-strings: a pickle naming any other class or function (which could run code) is refused.
+``meta.pkl`` is read with `mesm.data.pickles.RestrictedUnpickler`, which admits only plain
+containers, numbers and strings: a pickle naming any other class or function (which could run
+code) is refused.
 
 The manifest is written into the processed folder itself (the default), or into `out_dir` with a
 ``media`` symlink to the processed folder, so that every path stays inside the dataset folder.
@@ -30,60 +31,16 @@ The manifest is written into the processed folder itself (the default), or into 
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from mesm.data.errors import DataError
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
+from mesm.data.pickles import load_restricted_pickle
 from mesm.data.prepare.common import PrepareReport, count_absent, paper_split_lists, split_of
 from mesm.data.prepare.iemocap import IEMOCAP_LABELS, speaker_half
 from mesm.data.prepare.mosei import MOSEI_LABELS
-
-_SAFE_BUILTINS = frozenset(
-    {"dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "complex"}
-    | {"bytes", "bytearray"}
-)
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles plain data only: dict, list, tuple, set, str, bytes, numbers, OrderedDict.
-
-    Any other global (a class to instantiate or a function to call, e.g. ``os.system`` smuggled
-    in through ``__reduce__``) raises `pickle.UnpicklingError` before anything runs.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
-            return getattr(__import__("builtins"), name)
-        if module == "collections" and name == "OrderedDict":
-            from collections import OrderedDict
-
-            return OrderedDict
-        if module == "_codecs" and name == "encode":
-            # Protocols 0-2 store bytes as _codecs.encode(text, "latin1"): a pure conversion.
-            import _codecs
-
-            return _codecs.encode
-        raise pickle.UnpicklingError(
-            f"refusing to unpickle {module}.{name}: only plain containers, numbers and strings "
-            "are allowed (the file may run code if loaded with pickle.load)"
-        )
-
-
-def load_restricted_pickle(path: str | os.PathLike) -> Any:
-    """Read a pickle file with `RestrictedUnpickler`.
-
-    Raises:
-        DataError: the file is missing, corrupt or refers to anything but plain data.
-    """
-    try:
-        data = Path(path).read_bytes()
-        return RestrictedUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError) as err:
-        raise DataError(f"{path}: {err}") from None
 
 
 def prepare_released(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from mesm.settings import settings_from_dict, settings_to_dict
 
 BaselineArch = Literal["lf_lstm", "lf_transformer", "mult", "emoembs"]
 BASELINE_ARCHS: tuple[str, ...] = ("lf_lstm", "lf_transformer", "mult", "emoembs")
 
-# Feature widths of `mesm.data.features` with its default settings: eGeMAPS LLDs (25), the
-# face descriptor (5 box + 10 landmark values + 900 HOG), the MiniLM-L6 input embeddings (384).
+# Feature widths of `mesm.data.handcrafted.features` with its default settings: eGeMAPS LLDs
+# (25), the face descriptor (5 box + 10 landmark values + 900 HOG), the MiniLM-L6 input
+# embeddings (384).
 DEFAULT_FEATURE_DIMS = {"audio_dim": 25, "visual_dim": 915, "text_dim": 384}
 
 
@@ -84,17 +86,12 @@ class BaselineConfig:
         return {m: dims[m] for m in "tav" if m in self.modalities}
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["label_names"] = list(self.label_names)
-        return d
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BaselineConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown baseline config keys: {unknown}")
-        return cls(**d)
+        """Strictly checked (see :func:`mesm.settings.settings_from_dict`)."""
+        return settings_from_dict(cls, d, "model")
 
 
 # Named presets: plain dicts of overrides on the defaults.

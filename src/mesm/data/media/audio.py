@@ -14,6 +14,7 @@ import math
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -23,6 +24,9 @@ import torch.nn.functional as F
 
 from mesm.data.errors import DataError
 from mesm.data.manifest import Record, resolve
+
+if TYPE_CHECKING:
+    from mesm.data.media.cache import PreprocessSettings
 
 
 def load_audio(
@@ -286,6 +290,29 @@ def chunk_spectrogram(spec: torch.Tensor, chunk_frames: int = 32) -> torch.Tenso
     count = max(1, -(-frames // chunk_frames))
     padded = F.pad(spec, (0, count * chunk_frames - frames))
     return padded.reshape(n_mels, count, chunk_frames).permute(1, 0, 2).unsqueeze(1).contiguous()
+
+
+def mel_chunks(waveform: torch.Tensor, settings: PreprocessSettings) -> torch.Tensor:
+    """The mel-spectrogram of `settings`, cut into chunks.
+
+    Args:
+        waveform: (N,) mono samples at ``settings.sample_rate``.
+        settings: the preprocessing settings (mel parameters, log, chunk width).
+
+    Returns:
+        (S, 1, n_mels, chunk_frames) float32, the last chunk zero-padded.
+    """
+    mel = mel_spectrogram(
+        waveform,
+        sample_rate=settings.sample_rate,
+        n_fft=settings.n_fft,
+        win_length=settings.win_length,
+        hop_length=settings.hop_length,
+        n_mels=settings.n_mels,
+        log=settings.log_mel,
+        log_eps=settings.log_eps,
+    )
+    return chunk_spectrogram(mel, settings.chunk_frames)
 
 
 def check_waveform(waveform: np.ndarray, source: str | Path) -> None:

@@ -1,8 +1,9 @@
 """Hand-crafted feature sequences for the two-phase baselines: settings, cache, dataset, batches.
 
 `extract_features` fills a feature cache once (the extractors are described in
-`mesm.data.handcrafted`); the readers in `mesm.data.feature_import` fill the same format from
-pre-extracted CMU-MOSEI files. Layout inside the dataset folder (`mesm.data.cache` helpers)::
+`mesm.data.handcrafted.extractors`); the readers in `mesm.data.handcrafted.importers` fill the
+same format from pre-extracted CMU-MOSEI files. Layout inside the dataset folder (the entries,
+checksums and lock of `mesm.data.media.cache`)::
 
     cache/features-<key>/settings.json           the FeatureSettings of this folder
     cache/features-<key>/items/<id>.safetensors  one entry per utterance
@@ -28,18 +29,18 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
-from mesm.data.cache import CACHE_DIR, FeatureCache, source_fingerprint
-from mesm.data.errors import DataError, PreprocessError
-from mesm.data.manifest import Record, atomic_write_text, read_dataset, resolve
-from mesm.data.workers import cap_workers, worker_pool
+from mesm.data.errors import DataError
+from mesm.data.jobs import run_jobs
+from mesm.data.manifest import Record, atomic_write_text, read_dataset
+from mesm.data.media.cache import CACHE_DIR, FeatureCache
 from mesm.errors import UsageError
+from mesm.settings import settings_from_dict, settings_to_dict
 
 FEATURES_VERSION = 1
 _ENTRY_KEYS = ("audio", "audio_times", "visual", "visual_times", "text")
@@ -96,14 +97,12 @@ class FeatureSettings:
             raise UsageError(f"settings must be positive: {bad}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureSettings:
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise UsageError(f"unknown feature setting(s): {sorted(unknown)}")
-        return cls(**values)
+        """Strictly checked (see :func:`mesm.settings.settings_from_dict`)."""
+        return settings_from_dict(cls, values, "features")
 
     def key(self) -> str:
         """Short hash naming the cache folder (imported sets: of the source and name only)."""
@@ -199,11 +198,9 @@ class FeatureReport:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: dict[str, Any], root: str, threads: int) -> None:
-    from mesm.data.handcrafted import AudioDescriptors, FaceDescriptors
+def _init_worker(settings: dict[str, Any], root: str) -> None:
+    from mesm.data.handcrafted.extractors import AudioDescriptors, FaceDescriptors
 
-    if threads:
-        torch.set_num_threads(threads)
     s = FeatureSettings.from_dict(settings)
     _WORKER["store"] = FeatureStore(root, s)
     _WORKER["audio"] = AudioDescriptors(s.audio_set, s.sample_rate)
@@ -217,35 +214,20 @@ def _init_worker(settings: dict[str, Any], root: str, threads: int) -> None:
     )
 
 
-def _extract_one(record: dict[str, Any], text: torch.Tensor, fingerprint: str) -> str | None:
-    """Extract and save one utterance in a worker; None on success, else the failure."""
-    from mesm.data.audio import load_waveform
-    from mesm.data.video import sample_frames
+def _extract_one(rec: Record, text: torch.Tensor, fingerprint: str) -> None:
+    """Extract and save one utterance (raises DataError naming the record on bad media)."""
+    from mesm.data.media.audio import load_waveform
+    from mesm.data.media.video import record_frames
 
     store: FeatureStore = _WORKER["store"]
     s: FeatureSettings = store.settings  # type: ignore[assignment]
-    rec = Record(**{**record, "labels": tuple(record["labels"])})
-    try:
-        wave = load_waveform(store.root, rec, s.sample_rate)
-        audio, audio_times = _WORKER["audio"](wave)
-        try:
-            frames = sample_frames(
-                resolve(store.root, rec.video),
-                interval_ms=s.img_interval_ms,
-                start=rec.start,
-                end=rec.end,
-                fps=rec.fps,
-                frame_pattern=rec.frame_pattern,
-            )
-        except DataError as err:
-            raise DataError(f"record {rec.id!r}: {err}") from None
-        visual = _WORKER["visual"].describe(frames.images)
-        tensors = entry(audio, audio_times, visual, torch.from_numpy(frames.timestamps), text)
-    except DataError as err:
-        return str(err)
+    wave = load_waveform(store.root, rec, s.sample_rate)
+    audio, audio_times = _WORKER["audio"](wave)
+    frames = record_frames(store.root, rec, s.img_interval_ms)
+    visual = _WORKER["visual"].describe(frames.images)
+    tensors = entry(audio, audio_times, visual, torch.from_numpy(frames.timestamps), text)
     meta = {"id": rec.id, "source": fingerprint, "features_version": str(FEATURES_VERSION)}
     store.save(rec.id, tensors, meta)
-    return None
 
 
 def extract_features(
@@ -278,8 +260,13 @@ def extract_features(
         ManifestError: the manifest is invalid.
         PreprocessError: some utterances failed; the others are cached.
     """
-    from mesm.data.handcrafted import GEOMETRY_DIM, LANDMARK_DIM, OPENSMILE_SETS, TextVectors
-    from mesm.data.handcrafted import hog_dim as _hog_dim
+    from mesm.data.handcrafted.extractors import (
+        GEOMETRY_DIM,
+        LANDMARK_DIM,
+        OPENSMILE_SETS,
+        TextVectors,
+    )
+    from mesm.data.handcrafted.extractors import hog_dim as _hog_dim
 
     began = time.perf_counter()
     settings = settings or FeatureSettings()
@@ -291,14 +278,7 @@ def extract_features(
     store = FeatureStore(root, settings)
     store.prepare()
     report = FeatureReport(cache_dir=str(store.dir))
-    todo = []
-    for record in records:
-        fingerprint = source_fingerprint(root, record)
-        meta = None if overwrite else store.metadata(record.id)
-        if meta is not None and meta.get("source") == fingerprint and not store.problem(record.id):
-            report.reused += 1
-        else:
-            todo.append((record, fingerprint))
+    todo, report.reused = store.outdated(records, overwrite)
     vectors = TextVectors(
         settings.glove,
         settings.text_model,
@@ -314,39 +294,23 @@ def extract_features(
         "text_dim": vectors.dim,
     }
     store.write_dims(report.dims)
-    jobs = [(r.to_json(), vectors(r.text), fp) for r, fp in todo]
-    bar = tqdm(total=len(jobs), desc="features", unit="utt", disable=not progress)
-    init = (settings.to_dict(), str(root))
+    jobs = ((r.id, (r, vectors(r.text), fp)) for r, fp in todo)  # text vectors made lazily
     try:
-        num_workers = cap_workers(num_workers, len(jobs))
-        if num_workers <= 1:
-            _init_worker(*init, 0)
-            outcomes = (_extract_one(*job) for job in jobs)
-            for (rec, _, _), failure in zip(jobs, outcomes, strict=True):
-                _record(report, rec["id"], failure)
-                bar.update()
-        else:
-            with worker_pool(num_workers, _init_worker, (*init, 1)) as pool:
-                futures = [pool.submit(_extract_one, *job) for job in jobs]
-                for (rec, _, _), future in zip(jobs, futures, strict=True):
-                    try:
-                        failure = future.result()
-                    except Exception as err:  # a crash inside a worker: report, go on
-                        failure = f"{type(err).__name__}: {err}"
-                    _record(report, rec["id"], failure)
-                    bar.update()
+        outcomes = run_jobs(
+            jobs,
+            _extract_one,
+            workers=num_workers,
+            initializer=_init_worker,
+            initargs=(settings.to_dict(), str(root)),
+            total=len(todo),
+            desc="features",
+            unit="utt",
+            progress=progress,
+        )
     finally:
-        bar.close()
-        _WORKER.clear()
+        _WORKER.clear()  # the serial path built its extractors in this process
+    report.computed = len(outcomes.results)
+    report.failed = outcomes.failed
     report.seconds = time.perf_counter() - began
-    atomic_write_text(store.dir / "report.json", json.dumps(asdict(report), indent=2) + "\n")
-    if report.failed:
-        raise PreprocessError(report.failed, str(store.dir))
+    store.write_report(asdict(report))
     return report
-
-
-def _record(report: FeatureReport, uid: str, failure: str | None) -> None:
-    if failure is None:
-        report.computed += 1
-    else:
-        report.failed[uid] = failure

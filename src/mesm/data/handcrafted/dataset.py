@@ -12,8 +12,8 @@ from typing import TypedDict
 
 import torch
 
-from mesm.data.dataset import LabelledUtterances
-from mesm.data.features import FeatureSettings, FeatureStore
+from mesm.data.handcrafted.features import FeatureSettings, FeatureStore
+from mesm.data.media.dataset import LabelledUtterances
 
 
 class FeatureItem(TypedDict):

@@ -4,8 +4,8 @@ The detector is Silero VAD (the ``silero-vad`` package; its TorchScript model sh
 wheel, so nothing is downloaded). The audio track is decoded with PyAV and resampled to 16 kHz
 mono on the fly, cut into 32 ms windows (512 samples) and scored one window after the other (the
 model carries state from window to window); only the probabilities are kept, so memory does not
-grow with the length of the file beyond one float per window. `mesm.data.segments.speech_segments`
-turns the probabilities into segments.
+grow with the length of the file beyond one float per window.
+`mesm.data.media.segments.speech_segments` turns the probabilities into segments.
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from mesm.data.audio import check_waveform
 from mesm.data.errors import DataError
-from mesm.data.segments import Segment
-from mesm.data.video import _EPS, Frames, iter_video_frames, select_by_interval
+from mesm.data.media.audio import check_waveform
+from mesm.data.media.segments import Segment
+from mesm.data.media.video import _EPS, Frames, iter_video_frames, select_by_interval
 
 
 @dataclass

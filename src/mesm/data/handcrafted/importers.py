@@ -9,8 +9,8 @@ Two formats users already have:
 * The aligned/unaligned pickles of MulT and MMSA: {split: {"vision", "audio", "text": (N, T, D)
   arrays, "labels", "id", optional "{audio,vision}_lengths"}}. `import_pickle` writes a new
   dataset folder (header + manifest; the media are the features) and its feature cache (the
-  "times" of these rows are their indices: the files carry none). Pickles
-  are read with `NumpyUnpickler`: plain containers plus the few numpy globals that rebuild
+  "times" of these rows are their indices: the files carry none). Pickles are read with
+  `mesm.data.pickles.NumpyUnpickler`: plain containers plus the few numpy globals that rebuild
   arrays; anything else (a callable smuggled in through ``__reduce__``) is refused.
 
 Imported caches use ``FeatureSettings(source="imported", name=...)``; select them for training
@@ -19,9 +19,7 @@ with ``--set data.features={source: imported, name: NAME}``.
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -30,40 +28,12 @@ import numpy as np
 import torch
 
 from mesm.data.errors import DataError
-from mesm.data.features import FeatureSettings, FeatureStore, entry
+from mesm.data.handcrafted.features import FeatureSettings, FeatureStore, entry
 from mesm.data.manifest import DatasetInfo, Record, read_dataset, write_dataset
-from mesm.data.prepare.released import RestrictedUnpickler
+from mesm.data.pickles import load_numpy_pickle
 
-# The globals numpy's own pickles need to rebuild arrays, dtypes and scalars (numpy 1 and 2).
-_NUMPY_GLOBALS = frozenset(
-    {(mod, "_reconstruct") for mod in ("numpy.core.multiarray", "numpy._core.multiarray")}
-    | {(mod, "scalar") for mod in ("numpy.core.multiarray", "numpy._core.multiarray")}
-    | {("numpy", "ndarray"), ("numpy", "dtype")}
-)
 _SPLIT_NAMES = {"train": "train", "valid": "valid", "dev": "valid", "test": "test"}
 _BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
-
-
-class NumpyUnpickler(RestrictedUnpickler):
-    """`RestrictedUnpickler` plus numpy array reconstruction (nothing else)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _NUMPY_GLOBALS:
-            target = __import__(module, fromlist=[name])
-            return getattr(target, name)
-        return super().find_class(module, name)
-
-
-def load_numpy_pickle(path: str | os.PathLike) -> Any:
-    """Read a pickle of plain containers and numpy arrays with `NumpyUnpickler`.
-
-    Raises:
-        DataError: missing, corrupt, or referring to anything else.
-    """
-    try:
-        return NumpyUnpickler(io.BytesIO(Path(path).read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError) as err:
-        raise DataError(f"{path}: {err}") from None
 
 
 def read_csd(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -14,12 +14,16 @@ std 37/33/32 per RGB channel on 0..255 values) when batches are built.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mesm.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from mesm.data.media.cache import PreprocessSettings
 
 FACE_MEAN = (159.0, 111.0, 102.0)
 FACE_STD = (37.0, 33.0, 32.0)
@@ -175,3 +179,16 @@ def _same_size_batches(images: list[np.ndarray], batch_size: int) -> list[list[i
     return [
         ids[k : k + batch_size] for ids in by_shape.values() for k in range(0, len(ids), batch_size)
     ]
+
+
+def make_cropper(
+    settings: PreprocessSettings, device: str = "cpu", batch_size: int = 32
+) -> FaceCropper:
+    """The face cropper matching `settings` (crop size, margin, smallest face)."""
+    return FaceCropper(
+        image_size=settings.face_size,
+        margin=settings.face_margin,
+        min_face_size=settings.min_face_size,
+        device=device,
+        batch_size=batch_size,
+    )

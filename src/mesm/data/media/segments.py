@@ -18,7 +18,7 @@ sources:
   - a cue without text is kept (its span is still an utterance); ASS comment lines are ignored.
 
 * **Voice activity** (`speech_segments`): per-window speech probabilities (see
-  `mesm.data.vad`) become segments by hysteresis (speech starts at ``threshold``, ends after
+  `mesm.data.media.vad`) become segments by hysteresis (speech starts at ``threshold``, ends after
   ``min_silence`` seconds below ``threshold - 0.15``), too-short bursts are dropped, each
   segment is padded a little, and segments longer than ``max_length`` are split at their
   least speech-like window.

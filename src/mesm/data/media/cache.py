@@ -1,4 +1,4 @@
-"""Feature cache: per-utterance face crops and mel chunks, computed once, keyed by settings.
+"""Feature cache: per-utterance face crops and mel chunks, stored once, keyed by settings.
 
 Layout inside a dataset folder::
 
@@ -7,7 +7,8 @@ Layout inside a dataset folder::
     cache/<key>/report.json             counts written by `preprocess_dataset`
 
 ``<key>`` is a hash of the settings (and of the cache format version), so changing any setting
-that changes the features uses a fresh folder and never mixes entries. An entry holds
+that changes the features uses a fresh folder and never mixes entries. An entry (computed by
+`mesm.data.media.utterance`; this module only keys, stores, checks and locks) holds
 
 =============  =======================  ==================================================
 name           shape / dtype            meaning
@@ -38,7 +39,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,11 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from mesm.data.audio import chunk_spectrogram, load_waveform, mel_spectrogram
-from mesm.data.errors import DataError
-from mesm.data.faces import FaceCropper, FaceCrops
+from mesm.data.errors import DataError, PreprocessError
 from mesm.data.manifest import Record, resolve
-from mesm.data.video import Frames, sample_frames
 from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries
+from mesm.settings import settings_from_dict, settings_to_dict
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -126,15 +125,12 @@ class PreprocessSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON, checkpoints and `from_dict`)."""
-        return asdict(self)
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessSettings:
-        """Inverse of `to_dict`; unknown keys are an error."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise UsageError(f"unknown preprocessing setting(s): {sorted(unknown)}")
-        return cls(**values)
+        """Inverse of `to_dict`, strictly checked (:func:`mesm.settings.settings_from_dict`)."""
+        return settings_from_dict(cls, values, "preprocessing")
 
     def key(self) -> str:
         """Short hash naming the cache folder of these settings."""
@@ -258,6 +254,34 @@ class FeatureCache:
             return None, "checksum mismatch: the cache entry was damaged or changed after saving"
         return tensors, None
 
+    def outdated(
+        self, records: list[Record], overwrite: bool = False
+    ) -> tuple[list[tuple[Record, str]], int]:
+        """The records whose entry must be computed, each with its source fingerprint, and how
+        many entries are up to date. A missing, damaged, misplaced or stale entry is outdated.
+
+        Args:
+            records: the utterances asked for.
+            overwrite: every entry is outdated.
+        """
+        todo: list[tuple[Record, str]] = []
+        for record in records:
+            fingerprint = source_fingerprint(self.root, record)
+            meta = None if overwrite else self.metadata(record.id)
+            if meta is None or meta.get("source") != fingerprint or self.problem(record.id):
+                todo.append((record, fingerprint))
+        return todo, len(records) - len(todo)
+
+    def write_report(self, report: dict[str, Any]) -> None:
+        """Write a run's ``report.json``; its ``failed`` (id -> reason) are raised together.
+
+        Raises:
+            PreprocessError: some utterances failed (the other entries are kept).
+        """
+        atomic_write_text(self.dir / "report.json", json.dumps(report, indent=2) + "\n")
+        if report.get("failed"):
+            raise PreprocessError(report["failed"], str(self.dir))
+
     def metadata(self, uid: str) -> dict[str, str] | None:
         """An entry's metadata (reads only the header), or None if missing or unreadable."""
         try:
@@ -294,101 +318,3 @@ def source_fingerprint(root: Path, record: Record) -> str:
         except OSError:
             parts.append([rel, None])
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def compute_features(
-    root: Path, record: Record, settings: PreprocessSettings, cropper: FaceCropper
-) -> dict[str, torch.Tensor]:
-    """Decode, sample, detect and transform one utterance into cache tensors.
-
-    Args:
-        root: the dataset folder.
-        record: the utterance.
-        settings: the preprocessing settings.
-        cropper: the face detector (built once per process by the caller).
-
-    Returns:
-        The tensors of a cache entry (see the module docstring).
-
-    Raises:
-        DataError: naming the file and the record.
-    """
-    video = resolve(root, record.video)
-    try:
-        frames = sample_frames(
-            video,
-            interval_ms=settings.img_interval_ms,
-            start=record.start,
-            end=record.end,
-            fps=record.fps,
-            frame_pattern=record.frame_pattern,
-        )
-        crops = cropper(frames.images)
-    except DataError as err:
-        raise DataError(f"record {record.id!r}: {err}") from None
-    wave = load_waveform(root, record, settings.sample_rate)
-    return media_features(frames, crops, wave, settings)
-
-
-def media_features(
-    frames: Frames, crops: FaceCrops, waveform: torch.Tensor, settings: PreprocessSettings
-) -> dict[str, torch.Tensor]:
-    """Cache tensors from sampled frames, their face crops and the waveform.
-
-    Args:
-        frames: the sampled frames (their timestamps are stored).
-        crops: `cropper(frames.images)`.
-        waveform: (N,) mono samples at ``settings.sample_rate``.
-        settings: the preprocessing settings.
-
-    Returns:
-        The tensors of a cache entry (see the module docstring).
-    """
-    mel = mel_spectrogram(
-        waveform,
-        sample_rate=settings.sample_rate,
-        n_fft=settings.n_fft,
-        win_length=settings.win_length,
-        hop_length=settings.hop_length,
-        n_mels=settings.n_mels,
-        log=settings.log_mel,
-        log_eps=settings.log_eps,
-    )
-    return {
-        "faces": crops.faces,
-        "found": crops.found.to(torch.uint8),
-        "boxes": crops.boxes,
-        "timestamps": torch.from_numpy(frames.timestamps),
-        "specs": chunk_spectrogram(mel, settings.chunk_frames),
-    }
-
-
-def build_entry(
-    cache: FeatureCache, record: Record, cropper: FaceCropper, fingerprint: str | None = None
-) -> dict[str, str]:
-    """Compute one utterance's features and save them; returns the entry's metadata."""
-    tensors = compute_features(cache.root, record, cache.settings, cropper)
-    meta = {
-        "id": record.id,
-        "source": fingerprint or source_fingerprint(cache.root, record),
-        "frames": str(tensors["faces"].shape[0]),
-        "fallback_frames": str(int((tensors["found"] == 0).sum())),
-        "chunks": str(tensors["specs"].shape[0]),
-        "cache_version": str(CACHE_VERSION),
-        "source_files": json.dumps(source_files(cache.root, record)),
-    }
-    cache.save(record.id, tensors, meta)
-    return meta
-
-
-def make_cropper(
-    settings: PreprocessSettings, device: str = "cpu", batch_size: int = 32
-) -> FaceCropper:
-    """The face cropper matching `settings`."""
-    return FaceCropper(
-        image_size=settings.face_size,
-        margin=settings.face_margin,
-        min_face_size=settings.min_face_size,
-        device=device,
-        batch_size=batch_size,
-    )

@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 from mesm.data.errors import DataError
-from mesm.data.manifest import IMAGE_SUFFIXES, TIMESTAMPS_FILE
+from mesm.data.manifest import IMAGE_SUFFIXES, TIMESTAMPS_FILE, Record, resolve
 
 # Timestamps written as decimals (timestamps.txt, manifests) may be off by rounding.
 _EPS = Fraction(1, 1_000_000)
@@ -83,6 +83,31 @@ def sample_frames(
         span = f"[{start if start is not None else 0}, {end if end is not None else 'end'})"
         raise DataError(f"{path}: no video frames in the time span {span} s")
     return frames
+
+
+def record_frames(root: Path, record: Record, interval_ms: float) -> Frames:
+    """A manifest record's frames, one every `interval_ms` within its span.
+
+    Args:
+        root: the dataset folder.
+        record: the utterance (its video, span, ``fps`` and ``frame_pattern`` apply).
+        interval_ms: the sampling interval in milliseconds.
+
+    Raises:
+        DataError: naming the file and the record.
+    """
+    video = resolve(root, record.video)
+    try:
+        return sample_frames(
+            video,
+            interval_ms=interval_ms,
+            start=record.start,
+            end=record.end,
+            fps=record.fps,
+            frame_pattern=record.frame_pattern,
+        )
+    except DataError as err:
+        raise DataError(f"record {record.id!r}: {err}") from None
 
 
 def video_duration(path: str | os.PathLike) -> float:

@@ -17,10 +17,11 @@ from typing import TypedDict
 import torch
 from torch.utils.data import Dataset
 
-from mesm.data.cache import FeatureCache, PreprocessSettings, build_entry, make_cropper
-from mesm.data.faces import FaceCropper, normalize_faces
 from mesm.data.manifest import Record, label_vector, read_dataset
-from mesm.data.text import TextTokenizer, pad_token_ids
+from mesm.data.media.cache import FeatureCache, PreprocessSettings
+from mesm.data.media.faces import FaceCropper, make_cropper, normalize_faces
+from mesm.data.media.text import TextTokenizer, pad_token_ids
+from mesm.data.media.utterance import build_entry
 from mesm.errors import UsageError
 
 

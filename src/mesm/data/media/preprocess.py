@@ -1,37 +1,27 @@
 """`preprocess_dataset`: fill a dataset's feature cache once, in parallel, resumably.
 
 Each utterance is decoded, sampled, face-detected and turned into mel chunks by
-`mesm.data.cache.compute_features`, in worker processes (spawned, one MTCNN and one torch thread
-each), and saved atomically. Entries already present with an unchanged source fingerprint are
-kept, so an interrupted run continues where it stopped. Failures do not stop the other
-utterances; they are all listed in one `PreprocessError` at the end.
+`mesm.data.media.utterance.compute_features`, in worker processes (`mesm.data.jobs.run_jobs`:
+spawned, one MTCNN and one torch thread each), and saved atomically. Entries already present with an
+unchanged source fingerprint are kept, so an interrupted run continues where it stopped.
+Failures do not stop the other utterances; they are all listed in one `PreprocessError` at the
+end.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
-from mesm.data.cache import (
-    FeatureCache,
-    PreprocessSettings,
-    build_entry,
-    make_cropper,
-    source_fingerprint,
-)
-from mesm.data.errors import DataError, PreprocessError
-from mesm.data.faces import FaceCropper
+from mesm.data.errors import DataError
+from mesm.data.jobs import run_jobs
 from mesm.data.manifest import SPLITS, Record, read_dataset
-from mesm.data.workers import cap_workers, worker_pool
-from mesm.files import atomic_write_text
+from mesm.data.media.cache import FeatureCache, PreprocessSettings
+from mesm.data.media.faces import make_cropper
+from mesm.data.media.utterance import build_entry
 
 
 @dataclass
@@ -137,34 +127,30 @@ def _fill(
     cache.prepare()
     report = PreprocessReport(cache_dir=str(cache.dir))
 
-    todo: list[tuple[Record, str]] = []
-    for record in records:
-        fingerprint = source_fingerprint(root, record)
-        meta = None if overwrite else cache.metadata(record.id)
-        # A damaged, misplaced or incomplete entry is recomputed, not reused.
-        if meta is not None and meta.get("source") == fingerprint and not cache.problem(record.id):
-            report.reused += 1
-        else:
-            todo.append((record, fingerprint))
+    todo, report.reused = cache.outdated(records, overwrite)
 
-    bar = tqdm(total=len(todo), desc="preprocess", unit="utt", disable=not progress)
+    init = (str(root), cache.settings.to_dict(), device, face_batch_size)
+    jobs = ((record.id, (record, fingerprint)) for record, fingerprint in todo)
     try:
-        num_workers = cap_workers(num_workers, len(todo))
-        if num_workers <= 1:
-            cropper = make_cropper(cache.settings, device, face_batch_size)
-            for record, fingerprint in todo:
-                _record_outcome(report, record.id, _run_one(cache, record, fingerprint, cropper))
-                bar.update()
-        else:
-            _run_parallel(cache, todo, report, bar, num_workers, device, face_batch_size)
+        outcomes = run_jobs(
+            jobs,
+            _work,
+            workers=num_workers,
+            initializer=_init_worker,
+            initargs=init,
+            total=len(todo),
+            desc="preprocess",
+            unit="utt",
+            progress=progress,
+        )
     finally:
-        bar.close()
+        _WORKER.clear()  # the serial path built its cropper in this process
+    report.computed = len(outcomes.results)
+    report.failed = outcomes.failed
 
     _tally(cache, records, report)
     report.seconds = time.perf_counter() - began
-    atomic_write_text(cache.dir / "report.json", json.dumps(asdict(report), indent=2) + "\n")
-    if report.failed:
-        raise PreprocessError(report.failed, str(cache.dir))
+    cache.write_report(asdict(report))
     return report
 
 
@@ -186,78 +172,19 @@ def _select(records: list[Record], split: str | None, ids: Iterable[str] | None)
     return records
 
 
-def _run_one(
-    cache: FeatureCache, record: Record, fingerprint: str, cropper: FaceCropper
-) -> str | None:
-    """Build one entry; returns None on success or the failure's message."""
-    try:
-        build_entry(cache, record, cropper, fingerprint)
-    except DataError as err:
-        return str(err)
-    return None
-
-
-def _record_outcome(report: PreprocessReport, uid: str, failure: str | None) -> None:
-    if failure is None:
-        report.computed += 1
-    else:
-        report.failed[uid] = failure
-
-
-# Worker-process state: one cropper per process, built by the pool initialiser.
+# Per-process state: one cache and one cropper, built by `_init_worker`.
 _WORKER: dict[str, object] = {}
 
 
 def _init_worker(root: str, settings: dict, device: str, batch_size: int) -> None:
-    torch.set_num_threads(1)  # the pool is the parallelism; nested threads only contend
     parsed = PreprocessSettings.from_dict(settings)
     _WORKER["cache"] = FeatureCache(root, parsed)
     _WORKER["cropper"] = make_cropper(parsed, device, batch_size)
 
 
-def _work(record: dict, fingerprint: str) -> str | None:
-    fields = dict(record)
-    fields["labels"] = tuple(fields["labels"])
-    return _run_one(_WORKER["cache"], Record(**fields), fingerprint, _WORKER["cropper"])  # type: ignore[arg-type]
-
-
-def _run_parallel(
-    cache: FeatureCache,
-    todo: list[tuple[Record, str]],
-    report: PreprocessReport,
-    bar: tqdm,
-    num_workers: int,
-    device: str,
-    batch_size: int,
-) -> None:
-    init = (str(cache.root), cache.settings.to_dict(), device, batch_size)
-    with worker_pool(num_workers, _init_worker, init) as pool:
-        pending: dict[Future, str] = {}
-        queue = iter(todo)
-        try:
-            # Bounded submission keeps memory flat on 20k-utterance datasets.
-            for record, fingerprint in queue:
-                pending[pool.submit(_work, record.to_json(), fingerprint)] = record.id
-                if len(pending) >= 4 * num_workers:
-                    _drain(pending, report, bar)
-            while pending:
-                _drain(pending, report, bar)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-
-
-def _drain(pending: dict[Future, str], report: PreprocessReport, bar: tqdm) -> None:
-    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-    for future in done:
-        uid = pending.pop(future)
-        try:
-            failure = future.result()
-        except Exception as err:  # a crash inside a worker (not a DataError): report, go on
-            failure = f"{type(err).__name__}: {err}"
-        _record_outcome(report, uid, failure)
-        bar.update()
+def _work(record: Record, fingerprint: str) -> None:
+    """Build and save one entry (raises DataError naming the record on bad media)."""
+    build_entry(_WORKER["cache"], record, _WORKER["cropper"], fingerprint)  # type: ignore[arg-type]
 
 
 def _tally(cache: FeatureCache, records: list[Record], report: PreprocessReport) -> None:

@@ -1,14 +1,15 @@
 """Hand-crafted, fixed feature extractors for the two-phase baselines (one utterance at a time).
 
-Per modality (defaults in brackets; `mesm.data.features.FeatureSettings` holds the settings):
+Per modality (defaults in brackets; `mesm.data.handcrafted.features.FeatureSettings` holds
+the settings):
 
 =======  ================================================  ==============  ===================
 name     what                                              rate            width D
 =======  ================================================  ==============  ===================
 audio    openSMILE low-level descriptors of the 16 kHz     100 frames/s    25 (eGeMAPSv02) or
-         mono audio (as `mesm.data.audio` loads it)        (10 ms hop)     65 (ComParE_2016)
+         mono audio (as `mesm.data.media.audio` loads it)        (10 ms hop)     65 (ComParE_2016)
 visual   per sampled frame [every 500 ms, as               1 / interval    5 + 10 + HOG = 915
-         `mesm.data.video`]: face found (1), MTCNN box     (2 frames/s)    (48 px, 8 px cells,
+         `mesm.data.media.video`]: face found (1), MTCNN box     (2 frames/s)    (48 px, 8 px cells,
          centre x, y and width, height over the frame                      2x2 blocks, 9 bins)
          size (4), the 5 landmarks (eyes, nose, mouth
          corners) as (x - x1) / w, (y - y1) / h inside
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from mesm.data.errors import DataError
-from mesm.data.faces import FaceCropper, centre_crop
+from mesm.data.media.faces import FaceCropper, centre_crop
 from mesm.errors import MissingDependencyError
 
 OPENSMILE_SETS = {"egemaps": ("eGeMAPSv02", 25), "compare": ("ComParE_2016", 65)}
