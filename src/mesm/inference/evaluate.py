@@ -59,7 +59,7 @@ def open_split(
             f"{meta['label_names']}"
         )
     if dataset.num_classes != config.num_classes:
-        raise ValueError(
+        raise UsageError(
             f"{data}: {dataset.num_classes} labels, the model has {config.num_classes} outputs"
         )
     return dataset
