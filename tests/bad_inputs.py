@@ -28,7 +28,7 @@ class Case:
     message: str
 
 
-ERROR = "one-line error, exit 2"
+ERROR = "one-line error, exit 1"
 CASES: dict[str, Case] = {
     # ---- silently wrong before -----------------------------------------------------------
     "transcript-file-missing": Case(

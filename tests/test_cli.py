@@ -1,27 +1,129 @@
-"""The `mesm` command: help of every subcommand, the demo's report, clear errors."""
+"""The `mesm` command: every help, one meaning per option, which errors become one line."""
 
 from __future__ import annotations
 
+import argparse
+import json
+
 import pytest
 
+from mesm import cli
 from mesm.cli import build_parser, main
+from mesm.errors import UsageError
+
+# Options that mean one thing wherever they appear: same help and default on every subcommand.
+SHARED = (
+    "--batch-size",
+    "--checkpoint",
+    "--data",
+    "--device",
+    "--json",
+    "--no-progress",
+    "--overwrite",
+    "--p",
+    "--workers",
+)
 
 
-def _subcommands() -> list[str]:
-    parser = build_parser()
-    action = next(a for a in parser._actions if a.dest == "command")
-    return sorted(action.choices)
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command words, parser) of every runnable (sub)subcommand."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+        return
+    for name, child in subs[0].choices.items():
+        yield from _leaves(child, (*path, name))
 
 
-@pytest.mark.parametrize("command", _subcommands())
+LEAVES = dict(_leaves(build_parser()))
+
+
+@pytest.mark.parametrize("command", [" ".join(words) for words in LEAVES])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     assert exit_info.value.code == 0
     assert "usage: mesm " + command in capsys.readouterr().out
 
 
-def test_bad_argument_is_a_clear_error(tmp_path, capsys):
+def test_prepare_has_one_subcommand_per_source():
+    assert sorted(w[1] for w in LEAVES if w[0] == "prepare") == ["iemocap", "mosei", "released"]
+    options = {w[1]: _options(p) for w, p in LEAVES.items() if w[0] == "prepare"}
+    # Only the sources that cut clips take the cutting options: nothing is silently ignored.
+    cutting = {"--workers", "--overwrite", "--crf", "--no-progress"}
+    assert cutting <= options["iemocap"] and cutting <= options["mosei"]
+    assert not cutting & options["released"] and "--kind" in options["released"]
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+def test_shared_options_have_one_help_and_one_default():
+    seen: dict[str, dict[tuple, list[str]]] = {}
+    for words, parser in LEAVES.items():
+        for action in parser._actions:
+            for option in set(action.option_strings) & set(SHARED):
+                key = (action.help, action.default, action.type, action.nargs, action.metavar)
+                seen.setdefault(option, {}).setdefault(key, []).append(" ".join(words))
+    assert set(seen) == set(SHARED)
+    differing = {option: list(kinds.values()) for option, kinds in seen.items() if len(kinds) > 1}
+    assert differing == {}
+
+
+def test_every_command_that_prints_results_has_json_out():
+    # `serve` prints no results: it serves a page until stopped.
+    assert [" ".join(w) for w, p in LEAVES.items() if "--json" not in _options(p)] == ["serve"]
+
+
+def test_sweep_takes_a_list_of_ps_and_p_is_one_number():
+    parser = build_parser()
+    args = parser.parse_args(["sweep-p", "--checkpoint", "c", "--data", "d", "--ps", "0.3", "1"])
+    assert args.ps == [0.3, 1.0]
+    assert parser.parse_args(["flops", "--p", "0.5"]).p == 0.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sweep-p", "--checkpoint", "c", "--data", "d", "--p", "0.5"])
+    for bad in ("-1", "0", "nan", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["flops", "--p", bad])
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sweep-p", "--checkpoint", "c", "--data", "d", "--ps", "0.5", bad])
+
+
+def test_the_projects_errors_are_one_line_with_status_1(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
-    assert main(["demo", "--out", str(tmp_path)]) == 2
-    assert "already holds a demo run" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"mesm demo: error: {tmp_path}: already holds a demo run; choose another --out\n"
+
+
+def test_other_exceptions_keep_their_traceback(monkeypatch, capsys):
+    def bug(args):
+        raise KeyError("a bug, not bad input")
+
+    def ours(args):
+        raise UsageError("bad input")
+
+    monkeypatch.setattr(cli, "_cmd_compare", bug)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["compare", "run"])
+    monkeypatch.setattr(cli, "_cmd_compare", ours)
+    assert main(["compare", "run"]) == 1
+    assert capsys.readouterr().err == "mesm compare: error: bad input\n"
+
+
+def test_json_out_is_checked_before_any_work_and_written_atomically(tmp_path, capsys):
+    out = tmp_path / "flops.json"
+    missing = tmp_path / "no" / "flops.json"
+    args = ["flops", "--preset", "tiny", "--frames", "2", "--chunks", "2", "--json"]
+    assert main([*args, str(missing)]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f"mesm flops: error: {missing.parent}: folder does not exist\n",
+    )
+    assert main([*args, str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert f"ratio to FE2E: {report['ratio']:.3f}" in printed
+    assert printed.endswith(f"written to {out}\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["flops.json"]  # no temporary left

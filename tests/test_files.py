@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mesm.errors import OutputPathError
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries, temporary_name
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mesm"
@@ -60,5 +61,5 @@ def test_only_temporaries_of_finished_processes_are_stale(tmp_path):
 
 
 def test_a_folder_is_not_overwritten(tmp_path):
-    with pytest.raises(IsADirectoryError), atomic_target(tmp_path):
+    with pytest.raises(OutputPathError), atomic_target(tmp_path):
         pass

@@ -31,7 +31,7 @@ ALLOWED = {
 
 
 # leaf module -> the leaves it may import
-LEAVES = {"errors": set(), "files": set(), "resources": set(), "settings": {"errors"}}
+LEAVES = {"errors": set(), "files": {"errors"}, "resources": {"errors"}, "settings": {"errors"}}
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,27 +1,161 @@
-"""The `mesm` command: thin wrappers over library functions."""
+"""The `mesm` command: thin wrappers over library functions.
+
+Each subcommand is a pair next to each other: ``_add_<name>(sub)`` adds its parser and
+``_cmd_<name>(args)`` runs it. Options that mean the same thing on several subcommands (the
+dataset, ``--checkpoint``, ``--device``, ``--batch-size``, ``--workers``, ``--no-progress``,
+``--json OUT``, ...) are added by one function each, so their name, help and default agree.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from mesm.errors import MesmError
-from mesm.files import atomic_write_json, check_output_file
+from mesm.errors import MesmError, UsageError
+from mesm.files import atomic_write_text, check_output_file
+
+# ---- options shared by several subcommands ------------------------------------------------------
+
+
+def _add_dataset(
+    parser: argparse.ArgumentParser, *, option: bool = False, required: bool = True
+) -> None:
+    """The dataset folder: positional where it is what the command works on, ``--data`` where it
+    is one input beside a checkpoint. Either way ``args.data``."""
+    help_ = "a prepared dataset folder (manifest + clips + splits)"
+    if option:
+        parser.add_argument("--data", required=required, metavar="DATASET", help=help_)
+    else:
+        parser.add_argument("data", metavar="DATASET", help=help_)
+
+
+def _add_checkpoint(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=required,
+        metavar="CKPT",
+        help="the model: a .safetensors checkpoint written by `mesm train`",
+    )
+
+
+def _add_split(parser: argparse.ArgumentParser, default: str | None = "test") -> None:
+    parser.add_argument(
+        "--split",
+        default=default,
+        metavar="SPLIT",
+        help=f"dataset split (train, valid, test; default: {default or 'all of them'})",
+    )
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to run on: cpu, cuda, cuda:N (default: cpu)"
+    )
+
+
+def _add_batch_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size", type=int, default=8, metavar="N", help="utterances per batch (default: 8)"
+    )
+
+
+def _add_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes (default 0: this process; capped at the CPU count)",
+    )
+
+
+def _add_overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true", help="compute again what already exists"
+    )
+
+
+def _add_no_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", metavar="OUT", help="also write the result as JSON to OUT (checked first)"
+    )
+
+
+def _nucleus_mass(text: str) -> float:
+    """An argparse type: MESM's nucleus mass p, a number > 0 (p >= 1 keeps every position)."""
+    try:
+        p = float(text)
+    except ValueError:
+        p = float("nan")
+    if not p > 0:
+        raise argparse.ArgumentTypeError(f"p must be a number > 0, got {text!r}")
+    return p
+
+
+def _add_p(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--p",
+        type=_nucleus_mass,
+        metavar="P",
+        help="MESM's nucleus mass for the top-p selection (default: the checkpoint's; 0.7 for "
+        "a preset)",
+    )
+
+
+def _add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    from mesm.inference.precision import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        default=default,
+        metavar="{" + ",".join(PRECISIONS) + "}",
+        help="numeric precision: 32 (float32), bf16 (bfloat16 autocast, weights float32), "
+        "16-mixed (float16, CUDA); auto = bf16 on a CPU with bf16 matrix units "
+        "(avx512_bf16/amx_bf16) or a GPU that supports it, fp16 on other GPUs, else 32"
+        + (" (default)" if default == "auto" else "; default: the config's trainer.precision"),
+    )
+
+
+def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--text", metavar="TEXT", help="what is said in the clip")
+    group.add_argument("--transcript-file", metavar="FILE", help="a UTF-8 file holding it")
+    group.add_argument(
+        "--transcript",
+        metavar="TEXT_OR_FILE",
+        help="older form: an existing file is read, a path-like word naming no file is an error",
+    )
+
+
+def _command(sub, name: str, func, **kwargs) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, **kwargs)
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
+
+
+def _write_json(path: str, value: Any) -> None:
+    """`value` as indented JSON at `path`, atomically (NaN as null, paths as strings)."""
+    from mesm.evaluation import json_safe
+
+    atomic_write_text(path, json.dumps(json_safe(value), indent=2, default=str) + "\n")
+    print(f"written to {path}")
 
 
 def _workers(args: argparse.Namespace) -> int:
     from mesm.data.workers import cap_workers
 
     return cap_workers(args.workers, say=True)
-
-
-def _check_json(args: argparse.Namespace) -> None:
-    # Checked before any work, so a bad --json never costs a whole evaluation.
-    if args.json:
-        check_output_file(args.json)
 
 
 def _precision(args: argparse.Namespace, device: str = "cpu"):
@@ -31,6 +165,29 @@ def _precision(args: argparse.Namespace, device: str = "cpu"):
     precision = resolve_precision(args.precision, device)
     print(precision.describe())
     return precision
+
+
+# ---- demo ---------------------------------------------------------------------------------------
+
+
+def _add_demo(sub) -> None:
+    demo = _command(
+        sub,
+        "demo",
+        _cmd_demo,
+        help="synthetic corpus → prepare → train FE2E and MESM → test tables and FLOPs",
+        description="Writes a small synthetic corpus (drawn faces, speech-like audio, "
+        "transcripts; no single modality suffices) in a real dataset's format, preprocesses it "
+        "through the real pipeline, trains FE2E and MESM (tiny preset, offline MiniLM text "
+        "encoder) and prints their per-emotion test tables and feature-extraction FLOPs. "
+        "Writes DIR/report.json.",
+    )
+    demo.add_argument("--out", default="mesm-demo", metavar="DIR", help="output folder")
+    demo.add_argument("--quick", action="store_true", help="smaller corpus, fewer epochs")
+    demo.add_argument("--seed", type=int, default=0)
+    _add_no_progress(demo)
+    _add_precision(demo)
+    _add_json(demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -64,7 +221,165 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
     print(f'MESM on a web page (needs pip install "mesm[app]"):\n{report["serve_command"]}')
+    if args.json:
+        _write_json(args.json, report)
     return 0
+
+
+# ---- prepare, preprocess, features --------------------------------------------------------------
+
+
+def _add_prepare(sub) -> None:
+    prep = _command(
+        sub,
+        "prepare",
+        None,
+        help="reorganise an official release into a dataset folder (manifest + clips + splits)",
+        description="One subcommand per source. iemocap/mosei: cut every utterance from the "
+        "official release (IEMOCAP: the speaker's half of the dialog video, its transcript and "
+        "label; CMU-MOSEI: segments with emotions present when the annotators' sum > 0) and apply "
+        "the paper's split lists (Dai et al. 2021, CC BY 4.0). released: a manifest for the "
+        "authors' processed data (meta.pkl read by a restricted unpickler).",
+    )
+    sources = prep.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    for name, what in (
+        ("iemocap", "the official IEMOCAP release (the folder holding Session1 .. Session5)"),
+        ("mosei", "the raw CMU-MOSEI release (Videos/, Audio/, Transcript/, Labels/)"),
+    ):
+        cut = _command(
+            sources,
+            name,
+            _cmd_prepare_release,
+            help=f"cut the utterances of {what}",
+            description=f"Cuts every utterance of {what} into a dataset folder.",
+        )
+        cut.add_argument("--release", required=True, metavar="DIR", help="the release folder")
+        cut.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+        _add_keep_unlisted(cut)
+        cut.add_argument(
+            "--crf", type=int, default=18, help="H.264 quality of the clips (lower is better)"
+        )
+        _add_workers(cut)
+        _add_overwrite(cut)
+        _add_no_progress(cut)
+        _add_json(cut)
+    released = _command(
+        sources,
+        "released",
+        _cmd_prepare_released,
+        help="a manifest for the authors' processed data (IEMOCAP_/MOSEI_RAW_PROCESSED)",
+        description="Writes a manifest for the authors' processed data; its meta.pkl is read "
+        "by a restricted unpickler.",
+    )
+    released.add_argument(
+        "--release", required=True, metavar="DIR", help="IEMOCAP_ or MOSEI_RAW_PROCESSED"
+    )
+    released.add_argument(
+        "--kind", choices=["iemocap", "mosei"], default="iemocap", help="which of the two it is"
+    )
+    released.add_argument(
+        "--out", metavar="DIR", help="dataset folder to write (default: the release folder)"
+    )
+    _add_keep_unlisted(released)
+    _add_json(released)
+
+
+def _add_keep_unlisted(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep-unlisted", action="store_true", help="keep ids in none of the paper's split lists"
+    )
+
+
+def _cmd_prepare_release(args: argparse.Namespace) -> int:
+    from mesm.data import prepare_iemocap, prepare_mosei
+
+    prepare = prepare_iemocap if args.source == "iemocap" else prepare_mosei
+    report = prepare(
+        args.release,
+        args.out,
+        keep_unlisted=args.keep_unlisted,
+        num_workers=_workers(args),
+        overwrite=args.overwrite,
+        crf=args.crf,
+        progress=not args.no_progress,
+    )
+    return _print_report(args, report)
+
+
+def _cmd_prepare_released(args: argparse.Namespace) -> int:
+    from mesm.data import prepare_released
+
+    report = prepare_released(args.release, args.kind, args.out, keep_unlisted=args.keep_unlisted)
+    return _print_report(args, report)
+
+
+def _print_report(args: argparse.Namespace, report) -> int:
+    """A data command's report (a dataclass with `summary()`): printed, and written by --json."""
+    print(report.summary())
+    if args.json:
+        _write_json(args.json, dataclasses.asdict(report))
+    return 0
+
+
+def _add_dataset_job_options(parser: argparse.ArgumentParser) -> None:
+    """What the commands that compute a dataset's cache (preprocess, features) share."""
+    _add_split(parser, default=None)
+    _add_workers(parser)
+    _add_overwrite(parser)
+    _add_no_progress(parser)
+    _add_json(parser)
+
+
+def _add_preprocess(sub) -> None:
+    pre = _command(
+        sub,
+        "preprocess",
+        _cmd_preprocess,
+        help="compute face crops and mel chunks once into the dataset's feature cache",
+        description="Decodes every clip, samples a frame every --img-interval ms, crops faces "
+        "with MTCNN (centre crop when none is found: counted and reported), computes the mel "
+        "chunks and stores them in a cache keyed by these settings. Resumable: finished entries "
+        "are kept.",
+    )
+    _add_dataset(pre)
+    pre.add_argument("--img-interval", type=float, default=500, help="ms between frames")
+    pre.add_argument("--log-mel", action="store_true", help="store log-mel instead of power mel")
+    _add_device(pre)
+    _add_dataset_job_options(pre)
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from mesm.data import PreprocessSettings, preprocess_dataset
+
+    settings = PreprocessSettings(img_interval_ms=args.img_interval, log_mel=args.log_mel)
+    report = preprocess_dataset(
+        args.data,
+        settings,
+        num_workers=_workers(args),
+        device=args.device,
+        split=args.split,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    return _print_report(args, report)
+
+
+def _add_features(sub) -> None:
+    fe = _command(
+        sub,
+        "features",
+        _cmd_features,
+        help="hand-crafted feature sequences for the two-phase baselines",
+        description="Extracts fixed features per utterance into the dataset's cache: openSMILE "
+        "low-level descriptors (eGeMAPS, or ComParE_2016) for audio; per sampled frame the MTCNN "
+        "box, landmarks and a HOG descriptor of the face for video; static word vectors (the "
+        "text model's input embeddings, or a GloVe file) for text. Used by the lf_lstm, "
+        "lf_transformer, mult and emoembs models.",
+    )
+    _add_dataset(fe)
+    fe.add_argument("--audio-set", default="egemaps", choices=["egemaps", "compare"])
+    fe.add_argument("--glove", metavar="FILE", help="GloVe text file for the word vectors")
+    _add_dataset_job_options(fe)
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
@@ -72,22 +387,43 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
     settings = FeatureSettings(audio_set=args.audio_set, glove=args.glove)
     report = extract_features(
-        args.dataset,
+        args.data,
         settings,
         num_workers=_workers(args),
         split=args.split,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    print(report.summary())
-    return 0
+    return _print_report(args, report)
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from mesm.evaluation.compare import compare_runs
+# ---- train, evaluate, compare -------------------------------------------------------------------
 
-    print(compare_runs(args.runs, split=args.split))
-    return 0
+
+def _add_train(sub) -> None:
+    tr = _command(
+        sub,
+        "train",
+        _cmd_train,
+        help="train FE2E or MESM on a prepared dataset",
+        description="Trains with validation every epoch (thresholds tuned on valid, average F1 "
+        "selects the best epoch), early stopping, best/last checkpoints, CSV and TensorBoard "
+        "logs; writes RUN_DIR/best.safetensors for evaluate/predict.",
+    )
+    tr.add_argument("--config", metavar="CFG.yaml", help="run config (default: built-in defaults)")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. optim.lr=1e-4",
+    )
+    where = tr.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="RUN_DIR", help="new run folder")
+    where.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    _add_precision(tr, default=None)
+    _add_no_progress(tr)
+    _add_json(tr)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -100,7 +436,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config_path = out / "config.yaml"
     sets = args.set + ([f"trainer.precision={args.precision}"] if args.precision else [])
     config = load_run_config(config_path, sets)
-    result = train(config, out, resume=bool(args.resume))
+    result = train(config, out, resume=bool(args.resume), enable_progress_bar=not args.no_progress)
     from mesm.evaluation import format_table
 
     for split in ("valid", "test"):
@@ -108,27 +444,121 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if report:
             print(format_table(report, f"{split} ({report['num_samples']} utterances)"))
     print(f"model: {result.checkpoint}\nrun folder: {result.run_dir}")
+    if args.json:
+        _write_json(
+            args.json,
+            {"run_dir": result.run_dir, "checkpoint": result.checkpoint, **result.metrics},
+        )
     return 0
 
 
+def _add_evaluate(sub) -> None:
+    ev = _command(
+        sub,
+        "evaluate",
+        _cmd_evaluate,
+        help="per-emotion metrics of a checkpoint on a dataset split",
+        description="Applies the checkpoint's validation-tuned thresholds to a split and prints "
+        "accuracy (single-label) or weighted accuracy (multi-label), F1 and AUC per emotion.",
+    )
+    _add_checkpoint(ev)
+    _add_dataset(ev, option=True)
+    _add_split(ev)
+    _add_batch_size(ev)
+    _add_workers(ev)
+    _add_device(ev)
+    _add_precision(ev)
+    _add_json(ev)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from mesm.evaluation import format_table, json_safe
+    from mesm.evaluation import format_table
     from mesm.inference.evaluate import evaluate_checkpoint
 
-    _check_json(args)
     report = evaluate_checkpoint(
         args.checkpoint,
         args.data,
         args.split,
         batch_size=args.batch_size,
+        num_workers=_workers(args),
         device=args.device,
         precision=_precision(args, args.device),
     )
     print(format_table(report, f"{args.split} ({report['num_samples']} utterances)"))
     if args.json:
-        atomic_write_json(args.json, json_safe(report))
-        print(f"report written to {args.json}")
+        _write_json(args.json, report)
     return 0
+
+
+def _add_compare(sub) -> None:
+    co = _command(
+        sub,
+        "compare",
+        _cmd_compare,
+        help="one table of several runs in the paper's layout",
+        description="Rows: the runs' models; columns: each emotion's Acc/F1 (or WAcc/F1) and the "
+        "averages, from each RUN_DIR's metrics.json and config.yaml.",
+    )
+    co.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    co.add_argument("--split", default="test", choices=["valid", "test"], help="default: test")
+    _add_json(co)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mesm.evaluation.compare import compare_records, compare_runs
+
+    print(compare_runs(args.runs, split=args.split))
+    if args.json:
+        _write_json(args.json, compare_records(args.runs, split=args.split))
+    return 0
+
+
+# ---- predict ------------------------------------------------------------------------------------
+
+
+def _add_predict(sub) -> None:
+    pr = _command(
+        sub,
+        "predict",
+        _cmd_predict,
+        help="per-emotion probabilities for clips, or an emotion timeline of whole videos",
+        description="Runs a checkpoint on clips: frames every img_interval ms, MTCNN face "
+        "crops, mel chunks of the clip's own audio track (or --audio), the transcript; prints "
+        "each emotion's probability and the decision at its validation-tuned threshold. Several "
+        "clips, folders of videos or manifests (.csv with a 'clip' column and optional "
+        "'transcript'/'audio', .jsonl, .txt) give one row per clip (--csv); a clip that fails "
+        "is reported and skipped, and the exit status is 1 if any failed. Whole videos (--out "
+        "DIR): cut into utterances by --subtitles or by voice activity, text from the "
+        "subtitles or --transcribe, and written as DIR/timeline.csv, .json and .png.",
+    )
+    pr.add_argument(
+        "clip", nargs="+", help="video file(s), folder(s) of videos or frames, or a manifest"
+    )
+    _add_checkpoint(pr)
+    _add_transcript_options(pr)
+    pr.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
+    _add_device(pr)
+    _add_precision(pr)
+    _add_json(pr)
+    pr.add_argument("--csv", metavar="OUT", help="write one CSV row per clip or segment")
+    pr.add_argument("--out", metavar="DIR", help="whole videos: write the timeline files here")
+    pr.add_argument("--subtitles", metavar="FILE", help="SRT/WebVTT/ASS: each cue an utterance")
+    pr.add_argument(
+        "--transcribe", metavar="MODEL", help="speech-recognition model (name or folder) for text"
+    )
+    pr.add_argument(
+        "--overlapping-cues",
+        default="error",
+        choices=["error", "merge"],
+        help="what to do with subtitle cues whose times overlap",
+    )
+    pr.add_argument(
+        "--max-segment", type=float, default=15.0, metavar="S", help="VAD: longest segment (s)"
+    )
+    pr.add_argument(
+        "--min-silence", type=float, default=0.4, metavar="S", help="VAD: pause that splits (s)"
+    )
+    _add_no_progress(pr)
 
 
 def _transcript(args: argparse.Namespace) -> str:
@@ -139,17 +569,6 @@ def _transcript(args: argparse.Namespace) -> str:
     if args.text is not None:
         return args.text
     return read_transcript(args.transcript)
-
-
-def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--text", metavar="TEXT", help="what is said in the clip")
-    group.add_argument("--transcript-file", metavar="FILE", help="a UTF-8 file holding it")
-    group.add_argument(
-        "--transcript",
-        metavar="TEXT_OR_FILE",
-        help="older form: an existing file is read, a path-like word naming no file is an error",
-    )
 
 
 def _print_prediction(result: dict) -> None:
@@ -170,7 +589,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from mesm.inference.batch import expand_inputs
     from mesm.inference.predict import Predictor, predict_clip
 
-    _check_json(args)
     text = _transcript(args)
     precision = _precision(args, args.device)
     whole_video = bool(args.out or args.subtitles or args.transcribe)
@@ -185,14 +603,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
         _print_prediction(result)
         if args.json:
-            atomic_write_json(args.json, result)
-            print(f"written to {args.json}")
+            _write_json(args.json, result)
         if args.csv:
             _write_rows_csv(args.csv, [_clip_row(result)], list(result["emotions"]))
         return 0
     clips = expand_inputs(args.clip)
     if not clips:
-        raise ValueError(f"no clips in {' '.join(args.clip)}")
+        raise UsageError(f"no clips in {' '.join(args.clip)}")
     predictor = Predictor(args.checkpoint, args.device, precision)
     failed: list[tuple[str, str]] = []
 
@@ -219,8 +636,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.csv:
         _write_rows_csv(args.csv, rows, predictor.label_names)
     if args.json and not whole_video:
-        atomic_write_json(args.json, rows)
-        print(f"written to {args.json}")
+        _write_json(args.json, rows)
     done = len(clips) - len(failed)
     print(f"{done} of {len(clips)} input(s) predicted, {len(rows)} row(s)")
     if failed:
@@ -269,13 +685,13 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
     from mesm.inference.timeline import predict_video
 
     if not args.out:
-        raise ValueError("whole-video prediction (--subtitles / --transcribe) needs --out DIR")
+        raise UsageError("whole-video prediction (--subtitles / --transcribe) needs --out DIR")
     if args.json:
-        raise ValueError("--json is for clips; whole videos get DIR/timeline.json (--out DIR)")
+        raise UsageError("--json is for clips; whole videos get DIR/timeline.json (--out DIR)")
     if args.subtitles and args.transcribe:
-        raise ValueError("give --subtitles or --transcribe, not both (subtitles carry the text)")
+        raise UsageError("give --subtitles or --transcribe, not both (subtitles carry the text)")
     if args.subtitles and len(clips) != 1:
-        raise ValueError(f"--subtitles belongs to one video, got {len(clips)} inputs")
+        raise UsageError(f"--subtitles belongs to one video, got {len(clips)} inputs")
     vad = VadSettings(max_length=args.max_segment, min_silence=args.min_silence)
     transcriber = None
     if args.transcribe:
@@ -320,43 +736,32 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
     return rows
 
 
-def _cmd_prepare(args: argparse.Namespace) -> int:
-    from mesm.data import prepare_iemocap, prepare_mosei, prepare_released
-
-    common = {"keep_unlisted": args.keep_unlisted}
-    if args.dataset != "released" and not args.out:
-        raise ValueError(f"prepare {args.dataset} needs --out DIR")
-    if args.dataset == "released":
-        report = prepare_released(args.release, args.kind, args.out, **common)
-    else:
-        prepare = prepare_iemocap if args.dataset == "iemocap" else prepare_mosei
-        report = prepare(
-            args.release,
-            args.out,
-            num_workers=_workers(args),
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            **common,
-        )
-    print(report.summary())
-    return 0
+# ---- flops, sweep-p, explain --------------------------------------------------------------------
 
 
-def _cmd_preprocess(args: argparse.Namespace) -> int:
-    from mesm.data import PreprocessSettings, preprocess_dataset
-
-    settings = PreprocessSettings(img_interval_ms=args.img_interval, log_mel=args.log_mel)
-    report = preprocess_dataset(
-        args.dataset,
-        settings,
-        num_workers=_workers(args),
-        device=args.device,
-        split=args.split,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
+def _add_flops(sub) -> None:
+    fl = _command(
+        sub,
+        "flops",
+        _cmd_flops,
+        help="feature-extraction FLOPs of MESM vs FE2E (a checkpoint on data, or a preset)",
+        description="Counts the visual and audio feature extractors (up to the sequence "
+        "transformers): dense ops with torch's FlopCounterMode, sparse convolutions from the "
+        "sites processed; the attention layers and the text encoder separately. With "
+        "--checkpoint and --data: averaged per utterance over a split, against FE2E with the "
+        "same weights. Without: an untrained preset on generated inputs.",
     )
-    print(report.summary())
-    return 0
+    _add_checkpoint(fl, required=False)
+    _add_dataset(fl, option=True, required=False)
+    _add_split(fl)
+    _add_batch_size(fl)
+    _add_p(fl)
+    fl.add_argument("--arch", default="mesm", choices=["fe2e", "mesm"], help="preset mode")
+    fl.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="preset mode")
+    fl.add_argument("--frames", type=int, default=8, help="faces per utterance (preset mode)")
+    fl.add_argument("--chunks", type=int, default=8, help="mel chunks per utterance (preset)")
+    _add_precision(fl)
+    _add_json(fl)
 
 
 def _print_flops(report: dict) -> None:
@@ -383,12 +788,16 @@ def _print_flops(report: dict) -> None:
 def _cmd_flops(args: argparse.Namespace) -> int:
     from mesm.analysis.flops import dataset_flops, preset_flops
 
-    _check_json(args)
     if args.checkpoint:
         if not args.data:
-            raise ValueError("--checkpoint needs --data DATASET")
+            raise UsageError("--checkpoint needs --data DATASET")
         report = dataset_flops(
-            args.checkpoint, args.data, args.split, p=args.p, precision=_precision(args)
+            args.checkpoint,
+            args.data,
+            args.split,
+            batch_size=args.batch_size,
+            p=args.p,
+            precision=_precision(args),
         )
         print(f"{report['split']} split of {report['data']}: {report['num_utterances']} utterances")
     else:
@@ -399,17 +808,47 @@ def _cmd_flops(args: argparse.Namespace) -> int:
         print(f"untrained {args.preset!r} preset, {args.frames} faces + {args.chunks} mel chunks")
     _print_flops(report)
     if args.json:
-        atomic_write_json(args.json, report)
-        print(f"written to {args.json}")
+        _write_json(args.json, report)
     return 0
+
+
+def _add_sweep(sub) -> None:
+    sw = _command(
+        sub,
+        "sweep-p",
+        _cmd_sweep,
+        help="accuracy and FLOPs of a MESM checkpoint for several p (the paper's figure)",
+        description="For each p: thresholds tuned on the valid split, metrics on --split, "
+        "feature-extraction GFLOPs per utterance; writes sweep.json and sweep.png (metrics above,"
+        " FLOPs below, FE2E with the same weights as the reference line).",
+    )
+    _add_checkpoint(sw)
+    _add_dataset(sw, option=True)
+    sw.add_argument(
+        "--ps",
+        type=_nucleus_mass,
+        nargs="+",
+        metavar="P",
+        help="the nucleus masses to measure (default: 0.1 0.2 ... 1.0)",
+    )
+    _add_split(sw)
+    _add_batch_size(sw)
+    sw.add_argument("--out", default="sweep", metavar="DIR", help="folder for sweep.json/.png")
+    _add_precision(sw)
+    _add_json(sw)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from mesm.analysis.sweep import sweep_p
 
-    ps = tuple(float(v) for v in args.p.split(","))
     result = sweep_p(
-        args.checkpoint, args.data, ps, args.split, out_dir=args.out, precision=_precision(args)
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        out_dir=args.out,
+        precision=_precision(args),
+        **({"ps": args.ps} if args.ps else {}),
     )
     metric = result["metric"]
     print(f"{'p':>5} {metric:>7} {'F1':>7} {'GFLOPs':>9}")
@@ -424,7 +863,30 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         f"{fe2e['gflops_per_utterance']:9.4f}"
     )
     print("written: " + ", ".join(str(f) for f in result["files"].values()))
+    if args.json:
+        _write_json(args.json, result)
     return 0
+
+
+def _add_explain(sub) -> None:
+    ex = _command(
+        sub,
+        "explain",
+        _cmd_explain,
+        help="attention maps of a MESM checkpoint over each face and mel chunk",
+        description="For each sparse layer: the attention heat-map and the kept positions over "
+        "every face frame and mel chunk of a clip (or of an utterance of a prepared dataset with "
+        "--utterance), as PNGs, plus overview.png and attention.json.",
+    )
+    ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
+    _add_checkpoint(ex)
+    ex.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
+    _add_transcript_options(ex)
+    ex.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
+    ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
+    _add_p(ex)
+    _add_precision(ex)
+    _add_json(ex)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -449,7 +911,33 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     for pathway, entry in result["pathways"].items():
         kept = ", ".join(f"layer {e['layer']} {e['kept_fraction']:.0%}" for e in entry["layers"])
         print(f"{pathway} ({entry['frames']} frames/chunks), sites kept: {kept}")
+    if args.json:
+        _write_json(args.json, result)
     return 0
+
+
+# ---- serve --------------------------------------------------------------------------------------
+
+
+def _add_serve(sub) -> None:
+    se = _command(
+        sub,
+        "serve",
+        _cmd_serve,
+        help="a web page for a checkpoint: upload a video, see its emotions (needs mesm[app])",
+        description="Loads the checkpoint once and serves a Gradio page: a video and its "
+        "transcript (or a subtitle file for a long video) in; each emotion's probability with "
+        "its validation-tuned threshold, MESM's attention overview and FLOPs against FE2E, or "
+        "the timeline of a long video with its CSV, out. Requests run one at a time. Binds to "
+        "this machine only unless --host says otherwise.",
+    )
+    _add_checkpoint(se)
+    se.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
+    se.add_argument("--port", type=int, default=7860)
+    se.add_argument("--examples", metavar="DATASET", help="offer this dataset's test clips")
+    _add_device(se)
+    se.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    _add_precision(se)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -467,278 +955,54 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
-    from mesm.inference.precision import PRECISIONS
+# ---- the command --------------------------------------------------------------------------------
 
-    parser.add_argument(
-        "--precision",
-        default=default,
-        metavar="{" + ",".join(PRECISIONS) + "}",
-        help="numeric precision: 32 (float32), bf16 (bfloat16 autocast, weights float32), "
-        "16-mixed (float16, CUDA); auto = bf16 on a CPU with bf16 matrix units "
-        "(avx512_bf16/amx_bf16) or a GPU that supports it, fp16 on other GPUs, else 32"
-        + (" (default)" if default == "auto" else "; default: the config's trainer.precision"),
-    )
+SUBCOMMANDS = (
+    _add_demo,
+    _add_prepare,
+    _add_preprocess,
+    _add_features,
+    _add_train,
+    _add_evaluate,
+    _add_compare,
+    _add_predict,
+    _add_flops,
+    _add_sweep,
+    _add_explain,
+    _add_serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mesm import __version__
+
     parser = argparse.ArgumentParser(
         prog="mesm",
         description="End-to-end multimodal emotion recognition: FE2E and the sparse MESM.",
     )
-    from mesm import __version__
-
     parser.add_argument("--version", action="version", version=f"mesm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = sub.add_parser(
-        "demo",
-        help="synthetic corpus → prepare → train FE2E and MESM → test tables and FLOPs",
-        description="Writes a small synthetic corpus (drawn faces, speech-like audio, "
-        "transcripts; no single modality suffices) in a real dataset's format, preprocesses it "
-        "through the real pipeline, trains FE2E and MESM (tiny preset, offline MiniLM text "
-        "encoder) and prints their per-emotion test tables and feature-extraction FLOPs. "
-        "Writes DIR/report.json.",
-    )
-    demo.add_argument("--out", default="mesm-demo", metavar="DIR", help="output folder")
-    demo.add_argument("--quick", action="store_true", help="smaller corpus, fewer epochs")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_precision(demo)
-    demo.set_defaults(func=_cmd_demo)
-
-    prep = sub.add_parser(
-        "prepare",
-        help="reorganise an official release into a dataset folder (manifest + clips + splits)",
-        description="iemocap/mosei: cut every utterance from the official release (IEMOCAP: the "
-        "speaker's half of the dialog video, its transcript and label; CMU-MOSEI: segments with "
-        "emotions present when the annotators' sum > 0) and apply the paper's split lists "
-        "(Dai et al. 2021, CC BY 4.0). released: a manifest for the authors' processed data "
-        "(meta.pkl read by a restricted unpickler).",
-    )
-    prep.add_argument("dataset", choices=["iemocap", "mosei", "released"])
-    prep.add_argument("--release", required=True, metavar="DIR", help="the release folder")
-    prep.add_argument("--out", metavar="DIR", help="dataset folder to write")
-    prep.add_argument(
-        "--kind", choices=["iemocap", "mosei"], default="iemocap", help="for `released`"
-    )
-    prep.add_argument("--keep-unlisted", action="store_true", help="keep ids in no split list")
-    prep.add_argument("--workers", type=int, default=0, help="parallel processes for cutting")
-    prep.add_argument("--overwrite", action="store_true", help="cut clips again")
-    prep.add_argument("--no-progress", action="store_true")
-    prep.set_defaults(func=_cmd_prepare)
-
-    pre = sub.add_parser(
-        "preprocess",
-        help="compute face crops and mel chunks once into the dataset's feature cache",
-        description="Decodes every clip, samples a frame every --img-interval ms, crops faces "
-        "with MTCNN (centre crop when none is found: counted and reported), computes the mel "
-        "chunks and stores them in a cache keyed by these settings. Resumable: finished entries "
-        "are kept.",
-    )
-    pre.add_argument("dataset", metavar="DATASET", help="a prepared dataset folder")
-    pre.add_argument("--img-interval", type=float, default=500, help="ms between frames")
-    pre.add_argument("--log-mel", action="store_true", help="store log-mel instead of power mel")
-    pre.add_argument("--workers", type=int, default=0, help="parallel processes")
-    pre.add_argument("--device", default="cpu", help="where MTCNN runs")
-    pre.add_argument("--split", help="only this split")
-    pre.add_argument("--overwrite", action="store_true", help="recompute cached entries")
-    pre.add_argument("--no-progress", action="store_true")
-    pre.set_defaults(func=_cmd_preprocess)
-
-    fe = sub.add_parser(
-        "features",
-        help="hand-crafted feature sequences for the two-phase baselines",
-        description="Extracts fixed features per utterance into the dataset's cache: openSMILE "
-        "low-level descriptors (eGeMAPS, or ComParE_2016) for audio; per sampled frame the MTCNN "
-        "box, landmarks and a HOG descriptor of the face for video; static word vectors (the "
-        "text model's input embeddings, or a GloVe file) for text. Used by the lf_lstm, "
-        "lf_transformer, mult and emoembs models.",
-    )
-    fe.add_argument("dataset", metavar="DATASET", help="a prepared dataset folder")
-    fe.add_argument("--audio-set", default="egemaps", choices=["egemaps", "compare"])
-    fe.add_argument("--glove", metavar="FILE", help="GloVe text file for the word vectors")
-    fe.add_argument("--workers", type=int, default=0)
-    fe.add_argument("--split", help="only this split")
-    fe.add_argument("--overwrite", action="store_true")
-    fe.add_argument("--no-progress", action="store_true")
-    fe.set_defaults(func=_cmd_features)
-
-    tr = sub.add_parser(
-        "train",
-        help="train FE2E or MESM on a prepared dataset",
-        description="Trains with validation every epoch (thresholds tuned on valid, average F1 "
-        "selects the best epoch), early stopping, best/last checkpoints, CSV and TensorBoard "
-        "logs; writes RUN_DIR/best.safetensors for evaluate/predict.",
-    )
-    tr.add_argument("--config", metavar="CFG.yaml", help="run config (default: built-in defaults)")
-    tr.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override, e.g. optim.lr=1e-4",
-    )
-    where = tr.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", metavar="RUN_DIR", help="new run folder")
-    where.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    _add_precision(tr, default=None)
-    tr.set_defaults(func=_cmd_train)
-
-    ev = sub.add_parser(
-        "evaluate",
-        help="per-emotion metrics of a checkpoint on a dataset split",
-        description="Applies the checkpoint's validation-tuned thresholds to a split and prints "
-        "accuracy (single-label) or weighted accuracy (multi-label), F1 and AUC per emotion.",
-    )
-    ev.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .safetensors checkpoint")
-    ev.add_argument("--data", required=True, metavar="DATASET", help="prepared dataset folder")
-    ev.add_argument("--split", default="test")
-    ev.add_argument("--batch-size", type=int, default=8)
-    ev.add_argument("--device", default="cpu")
-    ev.add_argument("--json", metavar="OUT", help="also write the report as JSON")
-    _add_precision(ev)
-    ev.set_defaults(func=_cmd_evaluate)
-
-    co = sub.add_parser(
-        "compare",
-        help="one table of several runs in the paper's layout",
-        description="Rows: the runs' models; columns: each emotion's Acc/F1 (or WAcc/F1) and the "
-        "averages, from each RUN_DIR's metrics.json and config.yaml.",
-    )
-    co.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    co.add_argument("--split", default="test", choices=["valid", "test"])
-    co.set_defaults(func=_cmd_compare)
-
-    pr = sub.add_parser(
-        "predict",
-        help="per-emotion probabilities for clips, or an emotion timeline of whole videos",
-        description="Runs a checkpoint on clips: frames every img_interval ms, MTCNN face "
-        "crops, mel chunks of the clip's own audio track (or --audio), the transcript; prints "
-        "each emotion's probability and the decision at its validation-tuned threshold. Several "
-        "clips, folders of videos or manifests (.csv with a 'clip' column and optional "
-        "'transcript'/'audio', .jsonl, .txt) give one row per clip (--csv); a clip that fails "
-        "is reported and skipped, and the exit status is 1 if any failed. Whole videos (--out "
-        "DIR): cut into utterances by --subtitles or by voice activity, text from the "
-        "subtitles or --transcribe, and written as DIR/timeline.csv, .json and .png.",
-    )
-    pr.add_argument(
-        "clip", nargs="+", help="video file(s), folder(s) of videos or frames, or a manifest"
-    )
-    pr.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .safetensors checkpoint")
-    _add_transcript_options(pr)
-    pr.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
-    pr.add_argument("--device", default="cpu")
-    pr.add_argument("--json", metavar="OUT", help="also write the result as JSON")
-    _add_precision(pr)
-    pr.add_argument("--csv", metavar="OUT", help="write one CSV row per clip or segment")
-    pr.add_argument("--out", metavar="DIR", help="whole videos: write the timeline files here")
-    pr.add_argument("--subtitles", metavar="FILE", help="SRT/WebVTT/ASS: each cue an utterance")
-    pr.add_argument(
-        "--transcribe", metavar="MODEL", help="speech-recognition model (name or folder) for text"
-    )
-    pr.add_argument(
-        "--overlapping-cues",
-        default="error",
-        choices=["error", "merge"],
-        help="what to do with subtitle cues whose times overlap",
-    )
-    pr.add_argument(
-        "--max-segment", type=float, default=15.0, metavar="S", help="VAD: longest segment (s)"
-    )
-    pr.add_argument(
-        "--min-silence", type=float, default=0.4, metavar="S", help="VAD: pause that splits (s)"
-    )
-    pr.add_argument("--no-progress", action="store_true", help="no progress bars")
-    pr.set_defaults(func=_cmd_predict)
-
-    fl = sub.add_parser(
-        "flops",
-        help="feature-extraction FLOPs of MESM vs FE2E (a checkpoint on data, or a preset)",
-        description="Counts the visual and audio feature extractors (up to the sequence "
-        "transformers): dense ops with torch's FlopCounterMode, sparse convolutions from the "
-        "sites processed; the attention layers and the text encoder separately. With "
-        "--checkpoint and --data: averaged per utterance over a split, against FE2E with the "
-        "same weights. Without: an untrained preset on generated inputs.",
-    )
-    fl.add_argument("--checkpoint", metavar="CKPT")
-    fl.add_argument("--data", metavar="DATASET")
-    fl.add_argument("--split", default="test")
-    fl.add_argument("--p", type=float, help="measure at this nucleus mass")
-    fl.add_argument("--arch", default="mesm", choices=["fe2e", "mesm"], help="preset mode")
-    fl.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="preset mode")
-    fl.add_argument("--frames", type=int, default=8, help="faces per utterance (preset mode)")
-    fl.add_argument("--chunks", type=int, default=8, help="mel chunks per utterance (preset)")
-    fl.add_argument("--json", metavar="OUT")
-    _add_precision(fl)
-    fl.set_defaults(func=_cmd_flops)
-
-    sw = sub.add_parser(
-        "sweep-p",
-        help="accuracy and FLOPs of a MESM checkpoint for several p (the paper's figure)",
-        description="For each p: thresholds tuned on the valid split, metrics on --split, "
-        "feature-extraction GFLOPs per utterance; writes sweep.json and sweep.png (metrics above,"
-        " FLOPs below, FE2E with the same weights as the reference line).",
-    )
-    sw.add_argument("--checkpoint", required=True, metavar="CKPT")
-    sw.add_argument("--data", required=True, metavar="DATASET")
-    sw.add_argument("--p", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
-    sw.add_argument("--split", default="test")
-    sw.add_argument("--out", default="sweep", metavar="DIR")
-    _add_precision(sw)
-    sw.set_defaults(func=_cmd_sweep)
-
-    ex = sub.add_parser(
-        "explain",
-        help="attention maps of a MESM checkpoint over each face and mel chunk",
-        description="For each sparse layer: the attention heat-map and the kept positions over "
-        "every face frame and mel chunk of a clip (or of an utterance of a prepared dataset with "
-        "--utterance), as PNGs, plus overview.png and attention.json.",
-    )
-    ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
-    ex.add_argument("--checkpoint", required=True, metavar="CKPT")
-    ex.add_argument("--out", required=True, metavar="DIR")
-    _add_transcript_options(ex)
-    ex.add_argument("--audio", metavar="WAV")
-    ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
-    ex.add_argument("--p", type=float, help="run at this nucleus mass")
-    _add_precision(ex)
-    ex.set_defaults(func=_cmd_explain)
-
-    se = sub.add_parser(
-        "serve",
-        help="a web page for a checkpoint: upload a video, see its emotions (needs mesm[app])",
-        description="Loads the checkpoint once and serves a Gradio page: a video and its "
-        "transcript (or a subtitle file for a long video) in; each emotion's probability with "
-        "its validation-tuned threshold, MESM's attention overview and FLOPs against FE2E, or "
-        "the timeline of a long video with its CSV, out. Requests run one at a time. Binds to "
-        "this machine only unless --host says otherwise.",
-    )
-    se.add_argument("--checkpoint", required=True, metavar="CKPT", help="a .safetensors checkpoint")
-    se.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
-    se.add_argument("--port", type=int, default=7860)
-    se.add_argument("--examples", metavar="DATASET", help="offer this dataset's test clips")
-    se.add_argument("--device", default="cpu")
-    se.add_argument("--share", action="store_true", help="also open a public Gradio share link")
-    _add_precision(se)
-    se.set_defaults(func=_cmd_serve)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
+def error_message(err: MesmError) -> str:
+    """What the command line prints for one of our errors (an OS-style one names its path)."""
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or err}"
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs one command; the project's own errors and OS errors about a path become one line
-    (exit status 2). Anything else is a bug and keeps its traceback."""
+    """Runs one command. The project's own errors (`mesm.errors.MesmError`: bad input, files,
+    settings) become one message on stderr and exit status 1; anything else is a bug and keeps its
+    traceback. Bad command-line syntax exits with status 2 (argparse)."""
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "json", None):
+            check_output_file(args.json)  # before any work: a bad --json never costs a run
         return args.func(args)
-    except OSError as err:
-        if err.filename is not None:
-            message = f"{err.filename}: {err.strerror or err}"
-        elif isinstance(err, (FileNotFoundError, FileExistsError)):
-            message = str(err)  # ours, with the path in the message
-        else:
-            raise
-    except (MesmError, ValueError, RuntimeError) as err:
-        message = str(err)
-    print(f"mesm {args.command}: error: {message}", file=sys.stderr)
-    return 2
+    except MesmError as err:
+        print(f"mesm {args.command}: error: {error_message(err)}", file=sys.stderr)
+        return 1

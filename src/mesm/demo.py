@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import time
@@ -25,6 +26,7 @@ from mesm.analysis.flops import dataset_flops
 from mesm.data.demo_corpus import EMOTIONS, write_demo_corpus, write_demo_video
 from mesm.data.manifest import read_dataset
 from mesm.data.media.preprocess import preprocess_dataset
+from mesm.errors import OutputPathError
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
 from mesm.inference.precision import Precision, resolve_precision
@@ -103,7 +105,9 @@ def run_demo(
     data = out / "data"
     began = time.perf_counter()
     if (out / "runs").exists():
-        raise FileExistsError(f"{out} already holds a demo run; choose another --out")
+        raise OutputPathError(
+            errno.EEXIST, "already holds a demo run; choose another --out", str(out)
+        )
     write_demo_corpus(data, sizes["utterances"], seed=seed)
     blocks, per_block = sizes["video"]
     sequence = [

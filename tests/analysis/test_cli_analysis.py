@@ -19,16 +19,20 @@ def test_flops_preset_and_checkpoint(dataset_dir, checkpoint, tmp_path, capsys):
     assert f"sequence transformers {seq['total']:9.4f} GFLOPs/utterance" in printed
     assert main(["flops", "--checkpoint", str(checkpoint), "--data", str(dataset_dir)]) == 0
     assert "test split" in capsys.readouterr().out
-    assert main(["flops", "--checkpoint", str(checkpoint)]) == 2
+    assert main(["flops", "--checkpoint", str(checkpoint)]) == 1
     assert "needs --data" in capsys.readouterr().err
 
 
 def test_sweep_and_explain(dataset_dir, checkpoint, tmp_path, capsys):
     sweep = tmp_path / "sweep"
     args = ["sweep-p", "--checkpoint", str(checkpoint), "--data", str(dataset_dir)]
-    assert main([*args, "--p", "0.5,1.0", "--out", str(sweep)]) == 0
+    assert (
+        main([*args, "--ps", "1.0", "0.5", "--out", str(sweep), "--json", str(tmp_path / "s.json")])
+        == 0
+    )
     result = json.loads((sweep / "sweep.json").read_text())
     assert [point["p"] for point in result["points"]] == [0.5, 1.0]
+    assert json.loads((tmp_path / "s.json").read_text())["points"] == result["points"]
     assert (sweep / "sweep.png").stat().st_size > 10_000
     assert "FE2E" in capsys.readouterr().out
 

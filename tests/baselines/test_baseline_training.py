@@ -12,6 +12,7 @@ from mesm.cli import main
 from mesm.data.handcrafted.dataset import FeatureDataset
 from mesm.data.handcrafted.features import extract_features
 from mesm.data.synthetic import write_synthetic_dataset
+from mesm.errors import MissingInputError
 from mesm.evaluation.compare import compare_runs
 from mesm.inference.checkpoint import load_checkpoint
 from mesm.inference.inputs import model_inputs
@@ -100,10 +101,17 @@ def test_compare_runs_puts_models_in_rows_and_emotions_in_columns(runs):
         assert len(row) == 1 + 10
         assert float(row[1]) == pytest.approx(100 * test["per_emotion"]["ang"]["acc"], abs=0.05)
         assert float(row[10]) == pytest.approx(100 * test["average"]["f1"], abs=0.05)
-    with pytest.raises(FileNotFoundError, match=r"metrics\.json"):
+    with pytest.raises(MissingInputError, match=r"metrics\.json"):
         compare_runs([runs["mult"].parent])
 
 
-def test_compare_command_prints_the_same_table(runs, capsys):
+def test_compare_command_prints_the_same_table(runs, tmp_path, capsys):
+    out = tmp_path / "compare.json"
     assert main(["compare", str(runs["lf_lstm"]), str(runs["mult"])]) == 0
     assert capsys.readouterr().out.strip() == compare_runs([runs["lf_lstm"], runs["mult"]]).strip()
+    assert main(["compare", str(runs["lf_lstm"]), str(runs["mult"]), "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert [r["name"] for r in records] == ["LF-LSTM", "MulT"]
+    test = json.loads((runs["mult"] / "metrics.json").read_text())["test"]
+    assert records[1]["report"]["average"]["f1"] == test["average"]["f1"]
+    assert records[1]["run"] == str(runs["mult"])

@@ -187,13 +187,18 @@ def test_cli_prepare_then_preprocess(release, tmp_path, capsys):
     }
     assert main(["preprocess", str(out), "--no-progress"]) == 0
     assert "0 failed" in capsys.readouterr().out
-    # The prepare command needs --out for official releases; a missing release is one clear line.
-    assert main(["prepare", "iemocap", "--release", str(release)]) == 2
-    assert "needs --out" in capsys.readouterr().err
+    # `prepare iemocap` requires --out (argparse: usage line, status 2); `prepare released`
+    # takes no --workers (no flag is silently ignored); a missing release is one clear line.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", "iemocap", "--release", str(release)])
+    assert exit_info.value.code == 2 and "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["prepare", "released", "--release", str(release), "--workers", "2"])
+    assert "unrecognized arguments: --workers" in capsys.readouterr().err
     assert (
         main(
             ["prepare", "mosei", "--release", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
         )
-        == 2
+        == 1
     )
     assert "nope" in capsys.readouterr().err

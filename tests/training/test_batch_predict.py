@@ -9,6 +9,7 @@ import pytest
 
 from mesm.cli import main
 from mesm.data.synthetic import face_frames, speech_like, write_synthetic_dataset, write_video
+from mesm.errors import UsageError
 from mesm.inference.batch import ClipInput, expand_inputs, predict_clips
 from mesm.inference.predict import Predictor
 
@@ -46,11 +47,11 @@ def test_inputs_expand_from_files_folders_and_manifests(clips, tmp_path):
     assert expand_inputs([text_list]) == [ClipInput(videos / "clip10.mp4")]
     bad = tmp_path / "bad.csv"
     bad.write_text("path,text\nx.mp4,hi\n")
-    with pytest.raises(ValueError, match=r"bad\.csv: the CSV needs a 'clip'"):
+    with pytest.raises(UsageError, match=r"bad\.csv: the CSV needs a 'clip'"):
         expand_inputs([bad])
     bad_json = tmp_path / "bad.jsonl"
     bad_json.write_text('{"clip": "a.mp4"}\n{"clip": \n')
-    with pytest.raises(ValueError, match=r"bad\.jsonl: line 2: not JSON"):
+    with pytest.raises(UsageError, match=r"bad\.jsonl: line 2: not JSON"):
         expand_inputs([bad_json])
 
 

@@ -40,11 +40,11 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert report["average"]["f1"] == direct["average"]["f1"]
     assert "Acc" in capsys.readouterr().out
 
-    # Training into a used folder, or evaluating a missing file: one clear line, exit code 2.
-    assert main([*args, "--set", f"data.path={data}"]) == 2
+    # Training into a used folder, or evaluating a missing file: one clear line, exit code 1.
+    assert main([*args, "--set", f"data.path={data}"]) == 1
     assert "already holds a run" in capsys.readouterr().err
     assert (
         main(["evaluate", "--checkpoint", str(tmp_path / "no.safetensors"), "--data", str(data)])
-        == 2
+        == 1
     )
     assert "no checkpoint" in capsys.readouterr().err

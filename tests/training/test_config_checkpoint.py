@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from helpers import make_batch, model_inputs, tiny_model
+from mesm.errors import MissingInputError
 from mesm.inference.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from mesm.training.config import apply_overrides, load_run_config
 
@@ -67,7 +68,7 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
 
 
 def test_bad_checkpoints_are_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(MissingInputError, match="no checkpoint"):
         read_checkpoint_meta(tmp_path / "missing.safetensors")
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(plain))

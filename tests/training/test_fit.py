@@ -13,7 +13,7 @@ import yaml
 from bad_inputs import CASES
 from mesm.data.media.dataset import EmotionDataset
 from mesm.data.synthetic import write_synthetic_dataset
-from mesm.errors import CheckpointError
+from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
 from mesm.inference.checkpoint import load_checkpoint
 from mesm.inference.evaluate import evaluate_checkpoint
 from mesm.inference.inputs import model_inputs
@@ -109,13 +109,17 @@ def test_resume_after_interruption_reaches_the_same_weights(dataset_dir, tmp_pat
 
 
 def test_run_folder_misuse_is_a_clear_error(dataset_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="cannot resume"):
+    # Each check comes before any training: a folder holding a last.ckpt is a used run folder.
+    with pytest.raises(MissingInputError, match="cannot resume"):
         train(_config(dataset_dir), tmp_path / "none", resume=True)
-    config = _config(dataset_dir, max_epochs=1)
-    train(config, tmp_path / "run", enable_progress_bar=False)
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        train(config, tmp_path / "run")
-    with pytest.raises(ValueError, match=r"data\.path"):
+    used = tmp_path / "run" / "checkpoints"
+    used.mkdir(parents=True)
+    (used / "last.ckpt").write_bytes(b"")
+    with pytest.raises(OutputPathError, match="already holds a run") as err:
+        train(_config(dataset_dir), tmp_path / "run")
+    assert err.value.filename == str(tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]  # untouched
+    with pytest.raises(ConfigError, match=r"data\.path"):
         train(RunConfig.from_dict({"model": {"preset": "tiny", **TINY_TEXT}}), tmp_path / "x")
 
 

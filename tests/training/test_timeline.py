@@ -185,8 +185,8 @@ def test_bad_subtitles_fail_clearly_and_batch_keeps_going(
     err = capsys.readouterr().err
     assert f"{broken}: line 6: unreadable cue timing" in err and "1 of 1 input(s) failed" in err
     assert not (tmp_path / "o" / "timeline.csv").exists()
-    # --subtitles with --transcribe, or without --out: one clear line, status 2.
-    assert main([*args, "--subtitles", str(srt), "--transcribe", "x", "--out", "o"]) == 2
+    # --subtitles with --transcribe, or without --out: one clear line, status 1.
+    assert main([*args, "--subtitles", str(srt), "--transcribe", "x", "--out", "o"]) == 1
     assert "not both" in capsys.readouterr().err
     # Several videos: a bad one is reported, the others still get their timelines.
     folder = tmp_path / "videos"

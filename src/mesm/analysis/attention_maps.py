@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from mesm.data.media.faces import FACE_MEAN, FACE_STD
+from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.checkpoint import TrainedModel, load_model
 from mesm.inference.evaluate import open_split
@@ -74,7 +75,7 @@ def _dense_maps(probs: Tensor, keep: Tensor, sites: SparseMap) -> dict[str, Tens
 def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
     layers = model.attention_layers()
     if not layers:
-        raise ValueError("attention maps need a MESM model: FE2E has no cross-modal attention")
+        raise UsageError("attention maps need a MESM model: FE2E has no cross-modal attention")
     store: dict[str, dict[int, dict[str, Tensor]]] = {name: {} for name in layers}
     handles = []
     for name, group in layers.items():
@@ -407,12 +408,12 @@ def explain(
         batch = source
     else:
         if utterance_id is None:
-            raise ValueError("explain on a dataset folder needs the utterance id")
+            raise UsageError("explain on a dataset folder needs the utterance id")
         dataset = open_split(source, None, trained)
         try:
             index = dataset.ids.index(utterance_id)
         except ValueError:
-            raise ValueError(f"{source}: no utterance {utterance_id!r}") from None
+            raise UsageError(f"{source}: no utterance {utterance_id!r}") from None
         item = dataset[index]
         batch = dataset.collate([item])
         faces_uint8 = item["faces"]  # the cache's own pixels, not a de-normalised copy

@@ -20,6 +20,7 @@ import torch
 
 from mesm.analysis.flops import average_feature_flops
 from mesm.data.media.dataset import EmotionDataset
+from mesm.errors import UsageError
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.checkpoint import load_model
@@ -94,10 +95,10 @@ def sweep_p(
     trained = load_model(checkpoint)
     model, meta = trained.model, trained.meta
     if not model.config.mesm:
-        raise ValueError("sweep_p needs a MESM model: FE2E has no nucleus mass to vary")
+        raise UsageError("sweep_p needs a MESM model: FE2E has no nucleus mass to vary")
     ps = sorted(float(p) for p in ps)
     if not ps or ps[0] <= 0:
-        raise ValueError(f"every p must be > 0, got {ps}")
+        raise UsageError(f"every p must be > 0, got {ps}")
     valid = open_split(data_dir, valid_split, trained)
     test = open_split(data_dir, split, trained)
     label_names = list(test.label_names)

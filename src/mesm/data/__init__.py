@@ -25,7 +25,7 @@ Flow: ``prepare_*`` (release → dataset folder) → `preprocess_dataset` (→ f
 from mesm.data.errors import DataError, ManifestError, PreprocessError
 from mesm.data.manifest import DatasetInfo, Record, apply_split_lists, read_dataset, write_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
-from mesm.data.media.dataset import Batch, EmotionDataset, Item, collate, dataset_info
+from mesm.data.media.dataset import Batch, EmotionDataset, Item, collate
 from mesm.data.media.faces import FACE_MEAN, FACE_STD, FaceCropper, normalize_faces
 from mesm.data.media.preprocess import PreprocessReport, preprocess_dataset
 from mesm.data.media.text import TextTokenizer
@@ -49,7 +49,6 @@ __all__ = [
     "TextTokenizer",
     "apply_split_lists",
     "collate",
-    "dataset_info",
     "normalize_faces",
     "prepare_iemocap",
     "prepare_mosei",

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from mesm.errors import MissingInputError, UsageError
+
 DISPLAY_NAMES = {
     "fe2e": "FE2E",
     "mesm": "MESM",
@@ -30,11 +32,11 @@ DISPLAY_NAMES = {
 def _read_run(run_dir: Path, split: str) -> tuple[str, dict[str, Any]]:
     metrics_file, config_file = run_dir / "metrics.json", run_dir / "config.yaml"
     if not metrics_file.is_file():
-        raise FileNotFoundError(f"{run_dir}: no metrics.json (is this a finished run folder?)")
+        raise MissingInputError(f"{run_dir}: no metrics.json (is this a finished run folder?)")
     metrics = json.loads(metrics_file.read_text())
     report = metrics.get(split)
     if not report:
-        raise ValueError(f"{metrics_file}: no {split!r} report")
+        raise UsageError(f"{metrics_file}: no {split!r} report")
     model: dict[str, Any] = {}
     if config_file.is_file():
         model = (yaml.safe_load(config_file.read_text()) or {}).get("model") or {}
@@ -60,17 +62,17 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], split: str = "test") -> 
         the average), one row per run with percentages ("-" where undefined).
 
     Raises:
-        FileNotFoundError: a folder without metrics.json.
-        ValueError: no runs, a run without the split, or runs on different emotions/tasks.
+        MissingInputError: a folder without metrics.json.
+        UsageError: no runs, a run without the split, or runs on different emotions/tasks.
     """
     if not run_dirs:
-        raise ValueError("compare_runs needs at least one run folder")
+        raise UsageError("compare_runs needs at least one run folder")
     runs = [(Path(d), *_read_run(Path(d), split)) for d in run_dirs]
     first = runs[0][2]
     emotions, metric = list(first["per_emotion"]), first["metric"]
     for path, _, report in runs[1:]:
         if list(report["per_emotion"]) != emotions or report["metric"] != metric:
-            raise ValueError(f"{path}: emotions/metric differ from {runs[0][0]}'s")
+            raise UsageError(f"{path}: emotions/metric differ from {runs[0][0]}'s")
     names = [name for _, name, _ in runs]
     # Two runs of one model: tell them apart by their folders.
     names = [
@@ -95,3 +97,14 @@ def _pct(value: float | None, cell: int = 6) -> str:
     if value is None or value != value:
         return f"{'-':>{cell}}"
     return f"{100 * value:>{cell}.1f}"
+
+
+def compare_records(
+    run_dirs: Sequence[str | os.PathLike], split: str = "test"
+) -> list[dict[str, Any]]:
+    """What `compare_runs` tabulates, one dict per run: ``run`` (the folder), ``name`` (the row
+    label) and ``report`` (the split's report from metrics.json)."""
+    return [
+        {"run": str(d), **dict(zip(("name", "report"), _read_run(Path(d), split), strict=True))}
+        for d in run_dirs
+    ]

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from mesm.data.errors import DataError
 from mesm.data.media.video import natural_key
+from mesm.errors import UsageError
 from mesm.inference.predict import Predictor, read_transcript
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
@@ -63,7 +64,7 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[ClipInput]:
     others rather than stopping the run.
 
     Raises:
-        ValueError: a manifest that cannot be read (naming the file and line).
+        UsageError: a manifest that cannot be read (naming the file and line).
     """
     clips: list[ClipInput] = []
     for raw in paths:
@@ -87,13 +88,13 @@ def read_clip_manifest(path: Path) -> list[ClipInput]:
     """Clips listed in a .csv, .jsonl or .txt manifest (see the module docstring).
 
     Raises:
-        ValueError: unreadable file, missing column, or a malformed line (naming it).
+        UsageError: unreadable file, missing column, or a malformed line (naming it).
     """
     base = path.parent
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the manifest ({err})") from None
+        raise UsageError(f"{path}: cannot read the manifest ({err})") from None
     suffix = path.suffix.lower()
     if suffix == ".txt":
         return [
@@ -106,7 +107,7 @@ def read_clip_manifest(path: Path) -> list[ClipInput]:
         reader = csv.DictReader(text.splitlines())
         fields = set(reader.fieldnames or [])
         if not fields & {"clip", "video"}:
-            raise ValueError(f"{path}: the CSV needs a 'clip' (or 'video') column")
+            raise UsageError(f"{path}: the CSV needs a 'clip' (or 'video') column")
         entries = [(i, dict(row)) for i, row in enumerate(reader, start=2)]
     else:
         for i, line in enumerate(text.splitlines(), start=1):
@@ -115,15 +116,15 @@ def read_clip_manifest(path: Path) -> list[ClipInput]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {i}: not JSON ({err.msg})") from None
+                raise UsageError(f"{path}: line {i}: not JSON ({err.msg})") from None
             if not isinstance(value, dict):
-                raise ValueError(f"{path}: line {i}: expected an object")
+                raise UsageError(f"{path}: line {i}: expected an object")
             entries.append((i, value))
     clips = []
     for line, entry in entries:
         clip = entry.get("clip") or entry.get("video")
         if not isinstance(clip, str) or not clip:
-            raise ValueError(f"{path}: line {line}: no 'clip' (or 'video') path")
+            raise UsageError(f"{path}: line {line}: no 'clip' (or 'video') path")
         text_value = entry.get("transcript", entry.get("text"))
         audio = entry.get("audio")
         try:
@@ -132,7 +133,7 @@ def read_clip_manifest(path: Path) -> list[ClipInput]:
                 for v in (entry.get("start"), entry.get("end"))
             )
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: line {line}: 'start'/'end' must be numbers") from None
+            raise UsageError(f"{path}: line {line}: 'start'/'end' must be numbers") from None
         clips.append(
             ClipInput(
                 base / clip,

@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mesm.data.media.cache import PreprocessSettings, tensors_digest
-from mesm.errors import CheckpointError
+from mesm.errors import CheckpointError, MissingInputError
 from mesm.files import atomic_target, atomic_write_text
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
 
@@ -167,7 +167,7 @@ def locate(source: str | os.PathLike, *, revision: str | None = None) -> Path:
                 f"Hub failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             ) from None
         return Path(folder)
-    raise FileNotFoundError(f"no checkpoint at {path}")
+    raise MissingInputError(f"no checkpoint at {path}")
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:

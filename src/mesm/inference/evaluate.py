@@ -14,6 +14,7 @@ from mesm.data.errors import DataError
 from mesm.data.handcrafted.dataset import FeatureDataset
 from mesm.data.handcrafted.features import FeatureSettings
 from mesm.data.media.dataset import EmotionDataset
+from mesm.errors import UsageError
 from mesm.evaluation import evaluate
 from mesm.inference.checkpoint import TrainedModel, load_model, preprocessing_settings
 from mesm.inference.inputs import model_inputs
@@ -53,12 +54,12 @@ def open_split(
             max_text_length=meta.get("extra", {}).get("max_text_length", 100),
         )
     if meta.get("label_names") and list(dataset.label_names) != meta["label_names"]:
-        raise ValueError(
+        raise UsageError(
             f"{data}: labels {list(dataset.label_names)} differ from the checkpoint's "
             f"{meta['label_names']}"
         )
     if dataset.num_classes != config.num_classes:
-        raise ValueError(
+        raise UsageError(
             f"{data}: {dataset.num_classes} labels, the model has {config.num_classes} outputs"
         )
     return dataset
@@ -69,7 +70,7 @@ def split_batches(
 ) -> DataLoader:
     """The split in dataset order, as collated Batch dicts of at most `batch_size` utterances."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     return DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate
     )

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from mesm.errors import UsageError
+
 PRECISIONS = ("auto", "32", "bf16", "16-mixed", "bf16-mixed", "32-true")
 _ALIASES = {
     "32": "32-true",
@@ -133,7 +135,7 @@ def resolve_precision(
         The resolved precision.
 
     Raises:
-        ValueError: for an unknown precision, or fp16 on a CPU.
+        UsageError: for an unknown precision, or fp16 on a CPU.
     """
     kind = device_type(device)
     if isinstance(requested, Precision):
@@ -144,13 +146,13 @@ def resolve_precision(
     if name == "auto":
         return _auto(kind, cpuinfo, cuda_bf16)
     if name not in _ALIASES:
-        raise ValueError(
+        raise UsageError(
             f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)} "
             "(or Lightning's 16)"
         )
     lightning = _ALIASES[name]
     if lightning == "16-mixed" and kind == "cpu":
-        raise ValueError("fp16 mixed precision (16-mixed) needs a CUDA GPU; on a CPU use bf16")
+        raise UsageError("fp16 mixed precision (16-mixed) needs a CUDA GPU; on a CPU use bf16")
     return Precision(str(requested), lightning, kind)
 
 

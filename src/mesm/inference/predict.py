@@ -21,6 +21,7 @@ from mesm.data.media.faces import FaceCropper, make_cropper
 from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
+from mesm.errors import MissingInputError
 from mesm.inference.checkpoint import TrainedModel, load_model
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, resolve_precision
@@ -79,10 +80,10 @@ def _clip_record(
     """A one-record "dataset" rooted where the clip (and its audio) live."""
     clip = Path(clip).resolve()
     if not clip.exists():
-        raise FileNotFoundError(f"no clip at {clip}")
+        raise MissingInputError(f"no clip at {clip}")
     paths = [clip] if audio is None else [clip, Path(audio).resolve()]
     if audio is not None and not paths[1].is_file():
-        raise FileNotFoundError(f"no audio file at {paths[1]}")
+        raise MissingInputError(f"no audio file at {paths[1]}")
     root = Path(os.path.commonpath([p.parent for p in paths]))
     record = Record(
         id=clip.stem,
@@ -151,7 +152,7 @@ class Predictor:
         try:
             return compute_features(root, record, self.settings, self.cropper)
         except DataError as err:
-            raise ValueError(str(err)) from err  # it names the record and the file
+            raise DataError(str(err)) from err  # it names the record and the file
 
     def media_features(self, media: SegmentMedia) -> dict[str, torch.Tensor]:
         """Cache tensors of one segment of a long video (frames and audio already decoded)."""

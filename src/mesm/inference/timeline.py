@@ -38,6 +38,7 @@ from mesm.data.media.stream import iter_segment_media
 from mesm.data.media.transcribe import ASR_RATE, Transcriber
 from mesm.data.media.vad import speech_probabilities
 from mesm.data.media.video import video_duration
+from mesm.errors import MissingInputError, UsageError
 from mesm.inference.predict import Predictor
 
 BLANK_TEXT_WARNING = (
@@ -137,13 +138,13 @@ def predict_video(
         The timeline (one row per segment, in time order).
 
     Raises:
-        DataError / ValueError: unreadable media or subtitles, bad arguments (naming them).
+        DataError / UsageError: unreadable media or subtitles, bad arguments (naming them).
     """
     if subtitles is not None and transcribe is not None:
-        raise ValueError("give --subtitles or --transcribe, not both (subtitles carry the text)")
+        raise UsageError("give --subtitles or --transcribe, not both (subtitles carry the text)")
     video = Path(video)
     if not video.is_file():
-        raise FileNotFoundError(f"no video file at {video}")
+        raise MissingInputError(f"no video file at {video}")
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device)
     interval = predictor.settings.img_interval_ms / 1000
     duration = video_duration(video)

@@ -1,4 +1,5 @@
-"""Visual and audio pathways: frame/chunk CNN → MLP → sequence transformer → logits.
+"""Visual and audio pathways: frame/chunk CNN → MLP → sequence transformer → embedding, and the
+`head` the model applies to that embedding for the pathway's logits.
 
 One class serves both modalities (they differ only in input channels and map size). In MESM mode
 a :class:`~mesm.models.attention.CrossModalAttention` layer precedes each VGG stage and the stages
@@ -107,7 +108,3 @@ class Pathway(nn.Module):
         """(F, C, H, W) frames + (B,) lengths [+ (B, D) text feature] → (B, d) embedding."""
         y_frames = None if y is None else y.repeat_interleave(lengths, dim=0)
         return self.transformer(self.extract(frames, y_frames), lengths)
-
-    def forward(self, frames: Tensor, lengths: Tensor, y: Tensor | None = None) -> Tensor:
-        """Same inputs → (B, K) logits."""
-        return self.head(self.forward_features(frames, lengths, y))

@@ -181,6 +181,8 @@ def load_run_config(
         path = Path(path)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the run config ({err.strerror})") from None
         except UnicodeDecodeError as err:
             raise ConfigError(
                 f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"

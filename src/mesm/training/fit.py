@@ -11,6 +11,7 @@ epoch).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import pickle
 from dataclasses import dataclass
@@ -25,13 +26,14 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
-from mesm.errors import CheckpointError
-from mesm.files import atomic_write_json
+from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
+from mesm.files import atomic_write_json, make_output_dir
 from mesm.inference.checkpoint import save_checkpoint
 from mesm.inference.precision import resolve_precision
 from mesm.models import BASELINE_ARCHS, build_model
 from mesm.training.config import RunConfig, save_run_config
 from mesm.training.module import EmotionModule
+from mesm.training.quiet import batch_limits, log_interval, silence_lightning_notices
 
 MONITOR = "val/f1"
 
@@ -75,13 +77,13 @@ def _datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | None]:
     from mesm.data.media.dataset import EmotionDataset
 
     if not config.data.path:
-        raise ValueError("data.path is not set: point it at a prepared dataset folder")
+        raise ConfigError("data.path is not set: point it at a prepared dataset folder")
     if config.model.get("arch") in BASELINE_ARCHS:
         return _feature_datasets(config)
     try:
         settings = PreprocessSettings(**config.data.preprocess)
     except TypeError as err:
-        raise ValueError(f"data.preprocess: {err}") from err
+        raise ConfigError(f"data.preprocess: {err}") from err
     kwargs = {
         "settings": settings,
         "text_model": config.model.get("text_model"),
@@ -104,7 +106,7 @@ def _feature_datasets(config: RunConfig) -> tuple[Dataset, Dataset, Dataset | No
     try:
         settings = FeatureSettings.from_dict(config.data.features)
     except TypeError as err:
-        raise ValueError(f"data.features: {err}") from err
+        raise ConfigError(f"data.features: {err}") from err
     path, data = config.data.path, config.data
     train = FeatureDataset(path, data.train_split, settings=settings)
     valid = FeatureDataset(path, data.valid_split, settings=settings)
@@ -155,12 +157,14 @@ def train(
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if resume and not last.is_file():
-        raise FileNotFoundError(f"cannot resume: {last} does not exist")
+        raise MissingInputError(f"cannot resume: {last} does not exist")
     if not resume and last.is_file():
-        raise FileExistsError(f"{run_dir} already holds a run; pass resume or another folder")
+        raise OutputPathError(
+            errno.EEXIST, "already holds a run; resume it or choose another folder", str(run_dir)
+        )
     t = config.trainer
     precision = resolve_precision(t.precision, t.accelerator)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
 
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     train_set, valid_set, test_set = datasets or _datasets(config)
@@ -185,6 +189,7 @@ def train(
     # Without a monitor it saves after every epoch: the state --resume continues from.
     last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
     rank_zero_info(f"training {precision.describe()}")
+    silence_lightning_notices()
     trainer = pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=t.max_epochs,
@@ -198,9 +203,10 @@ def train(
         # Dense BN layers become SyncBatchNorm; MESM's sparse stages keep per-process statistics.
         sync_batchnorm=t.sync_batchnorm,
         gradient_clip_val=config.optim.grad_clip or None,
-        log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=log_interval(
+            t.log_every_n_steps, len(train_set), config.data.batch_size, t.limit_train_batches
+        ),
+        **batch_limits(t.limit_train_batches, t.limit_val_batches),
         callbacks=[
             best_cb,
             last_cb,

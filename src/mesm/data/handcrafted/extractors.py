@@ -36,11 +36,11 @@ import torch
 
 from mesm.data.errors import DataError
 from mesm.data.media.faces import FaceCropper, centre_crop
+from mesm.errors import MissingDependencyError
 
 OPENSMILE_SETS = {"egemaps": ("eGeMAPSv02", 25), "compare": ("ComParE_2016", 65)}
 GEOMETRY_DIM = 5
 LANDMARK_DIM = 10
-AUDIO_HOP_S = 0.01  # openSMILE LLDs: one frame every 10 ms
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
@@ -67,7 +67,9 @@ class AudioDescriptors:
         try:
             import opensmile
         except ImportError as err:  # pragma: no cover - declared dependency of the baselines
-            raise RuntimeError("audio features need openSMILE: pip install opensmile") from err
+            raise MissingDependencyError(
+                "audio features need openSMILE: pip install opensmile"
+            ) from err
         name, self.dim = OPENSMILE_SETS[feature_set]
         self.sample_rate = sample_rate
         self._smile = opensmile.Smile(

@@ -39,10 +39,10 @@ from mesm.data.errors import DataError
 from mesm.data.jobs import run_jobs
 from mesm.data.manifest import Record, atomic_write_text, read_dataset
 from mesm.data.media.cache import CACHE_DIR, FeatureCache
+from mesm.errors import UsageError
 from mesm.settings import settings_from_dict, settings_to_dict
 
 FEATURES_VERSION = 1
-MODALITY_KEYS = {"a": "audio", "v": "visual", "t": "text"}
 _ENTRY_KEYS = ("audio", "audio_times", "visual", "visual_times", "text")
 
 
@@ -85,16 +85,16 @@ class FeatureSettings:
 
     def __post_init__(self) -> None:
         if self.source not in ("extracted", "imported"):
-            raise ValueError(f"source must be 'extracted' or 'imported', got {self.source!r}")
+            raise UsageError(f"source must be 'extracted' or 'imported', got {self.source!r}")
         if self.source == "imported" and not self.name:
-            raise ValueError("imported features need a name")
+            raise UsageError("imported features need a name")
         if self.audio_set not in ("egemaps", "compare"):
-            raise ValueError(f"audio_set must be 'egemaps' or 'compare', got {self.audio_set!r}")
+            raise UsageError(f"audio_set must be 'egemaps' or 'compare', got {self.audio_set!r}")
         numbers = ("sample_rate", "img_interval_ms", "face_size", "min_face_size", "hog_cell")
         bad = [n for n in (*numbers, "hog_block", "hog_orientations", "max_text_length")]
         bad = [n for n in bad if not getattr(self, n) > 0]
         if bad:
-            raise ValueError(f"settings must be positive: {bad}")
+            raise UsageError(f"settings must be positive: {bad}")
 
     def to_dict(self) -> dict[str, Any]:
         return settings_to_dict(self)

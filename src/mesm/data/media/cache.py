@@ -54,6 +54,7 @@ except ImportError:  # Windows
 
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.manifest import Record, resolve
+from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries
 from mesm.settings import settings_from_dict, settings_to_dict
 
@@ -116,11 +117,11 @@ class PreprocessSettings:
         positive = [f.name for f in fields(self) if f.name != "log_mel"]
         bad = [name for name in positive if not getattr(self, name) > 0]
         if bad:
-            raise ValueError(f"settings must be positive: {bad}")
+            raise UsageError(f"settings must be positive: {bad}")
         if self.win_length > self.n_fft:
-            raise ValueError(f"win_length {self.win_length} > n_fft {self.n_fft}")
+            raise UsageError(f"win_length {self.win_length} > n_fft {self.n_fft}")
         if self.face_margin >= self.face_size:
-            raise ValueError("face_margin must be smaller than face_size")
+            raise UsageError("face_margin must be smaller than face_size")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON, checkpoints and `from_dict`)."""

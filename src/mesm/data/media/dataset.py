@@ -17,11 +17,12 @@ from typing import TypedDict
 import torch
 from torch.utils.data import Dataset
 
-from mesm.data.manifest import DatasetInfo, Record, label_vector, read_dataset
+from mesm.data.manifest import Record, label_vector, read_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
 from mesm.data.media.faces import FaceCropper, make_cropper, normalize_faces
 from mesm.data.media.text import TextTokenizer, pad_token_ids
 from mesm.data.media.utterance import build_entry
+from mesm.errors import UsageError
 
 
 class Item(TypedDict):
@@ -73,7 +74,7 @@ class LabelledUtterances(Dataset):
         self.info, records = read_dataset(self.root, check_files=check_files)
         self.records: list[Record] = [r for r in records if split is None or r.split == split]
         if not self.records:
-            raise ValueError(f"{self.root}: no utterances in split {split!r}")
+            raise UsageError(f"{self.root}: no utterances in split {split!r}")
         self.split = split
         self.labels = torch.tensor([label_vector(r, self.info) for r in self.records])
 
@@ -187,8 +188,3 @@ def collate(items: list[Item], pad_id: int = 0) -> Batch:
         labels=torch.stack([it["labels"] for it in items]).float(),
         ids=[it["id"] for it in items],
     )
-
-
-def dataset_info(dataset_dir: str | os.PathLike) -> DatasetInfo:
-    """The header of a dataset folder (label names, task) without loading the records' features."""
-    return read_dataset(dataset_dir, check_files=False)[0]

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mesm.errors import MissingDependencyError
+
 if TYPE_CHECKING:
     from mesm.data.media.cache import PreprocessSettings
 
@@ -66,7 +68,7 @@ class FaceCropper:
         try:
             from facenet_pytorch import MTCNN
         except ImportError as err:  # pragma: no cover - declared install step
-            raise RuntimeError(
+            raise MissingDependencyError(
                 "face detection needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0"
             ) from err
         self.image_size = image_size
@@ -74,14 +76,18 @@ class FaceCropper:
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.min_face_size = min_face_size
-        self._mtcnn = MTCNN(
-            image_size=image_size,
-            margin=margin,
-            min_face_size=min_face_size,
-            post_process=False,
-            select_largest=True,
-            device=self.device,
-        ).eval()
+        # MTCNN's layers draw random initial weights before its trained ones are loaded. On a
+        # forked generator, so that a dataset filling its cache lazily in the middle of training
+        # never shifts the run's random stream (same seed, same run).
+        with torch.random.fork_rng(devices=[]):
+            self._mtcnn = MTCNN(
+                image_size=image_size,
+                margin=margin,
+                min_face_size=min_face_size,
+                post_process=False,
+                select_largest=True,
+                device=self.device,
+            ).eval()
 
     @torch.no_grad()
     def __call__(self, images: list[np.ndarray]) -> FaceCrops:

@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from mesm.data.errors import DataError
+from mesm.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -278,11 +279,11 @@ class VadSettings:
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+            raise UsageError(f"threshold must be in (0, 1), got {self.threshold}")
         if min(self.min_silence, self.min_speech, self.max_length) <= 0 or self.pad < 0:
-            raise ValueError("min_silence, min_speech and max_length must be > 0, pad >= 0")
+            raise UsageError("min_silence, min_speech and max_length must be > 0, pad >= 0")
         if self.max_length <= 2 * self.min_speech:
-            raise ValueError("max_length must exceed twice min_speech")
+            raise UsageError("max_length must exceed twice min_speech")
 
 
 def speech_segments(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mesm.errors import UsageError
+
 ASR_RATE = 16000
 
 
@@ -20,7 +22,7 @@ class Transcriber:
         device: where it runs ("cpu", "cuda", "cuda:1").
 
     Raises:
-        ValueError: the model cannot be loaded (names it and says why).
+        UsageError: the model cannot be loaded (names it and says why).
     """
 
     def __init__(self, model: str, device: str = "cpu") -> None:
@@ -31,7 +33,7 @@ class Transcriber:
             self._pipe = pipeline("automatic-speech-recognition", model=model, device=device)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(
+            raise UsageError(
                 f"cannot load the speech-recognition model {model!r}: {first}"
             ) from None
 

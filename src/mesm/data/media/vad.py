@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mesm.data.errors import DataError
+from mesm.errors import MissingDependencyError
 
 VAD_RATE = 16000
 VAD_WINDOW = 512  # samples per window at 16 kHz (what the model accepts)
@@ -30,13 +31,15 @@ def load_vad_model() -> torch.jit.ScriptModule:
     """Silero VAD's TorchScript model from the installed package (offline).
 
     Raises:
-        RuntimeError: silero-vad is not installed.
+        MissingDependencyError: silero-vad is not installed.
     """
     threads = torch.get_num_threads()
     try:
         from silero_vad import load_silero_vad
     except ImportError as err:  # pragma: no cover - a declared dependency
-        raise RuntimeError("voice-activity segmentation needs: pip install silero-vad") from err
+        raise MissingDependencyError(
+            "voice-activity segmentation needs: pip install silero-vad"
+        ) from err
     finally:
         # Importing silero_vad sets torch's thread count to 1 for the whole process; undo it.
         torch.set_num_threads(threads)
