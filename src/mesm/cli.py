@@ -40,7 +40,8 @@ def _add_checkpoint(parser: argparse.ArgumentParser, *, required: bool = True) -
         "--checkpoint",
         required=required,
         metavar="CKPT",
-        help="the model: a .safetensors checkpoint written by `mesm train`",
+        help="the model: a .safetensors checkpoint written by `mesm train`, a model folder "
+        "(`mesm export`) or a Hugging Face Hub repo id",
     )
 
 
@@ -487,6 +488,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_table(report, f"{args.split} ({report['num_samples']} utterances)"))
     if args.json:
         _write_json(args.json, report)
+    return 0
+
+
+def _add_export(sub) -> None:
+    ex = _command(
+        sub,
+        "export",
+        _cmd_export,
+        help="a checkpoint as a Hugging Face-style model folder (or a folder as one file)",
+        description="Writes the model as a folder the Hugging Face Hub takes as is: config.json "
+        "(model config, label names, thresholds, preprocessing, weight checksum), "
+        "model.safetensors and a README.md model card; with --file, one self-contained "
+        ".safetensors checkpoint instead. Both load with --checkpoint, identically.",
+    )
+    _add_checkpoint(ex)
+    ex.add_argument("out", metavar="OUT", help="the folder (or, with --file, the file) to write")
+    ex.add_argument("--file", action="store_true", help="write one .safetensors file instead")
+    _add_json(ex)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mesm.inference.checkpoint import load_model
+
+    trained = load_model(args.checkpoint)
+    written = trained.save(args.out) if args.file else trained.save_pretrained(args.out)
+    files = [str(written)] if args.file else sorted(str(p) for p in written.iterdir())
+    print("written: " + ", ".join(files))
+    if args.json:
+        _write_json(args.json, {"source": args.checkpoint, "files": files})
     return 0
 
 
@@ -964,6 +994,7 @@ SUBCOMMANDS = (
     _add_features,
     _add_train,
     _add_evaluate,
+    _add_export,
     _add_compare,
     _add_predict,
     _add_flops,

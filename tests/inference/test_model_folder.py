@@ -111,3 +111,17 @@ def test_save_records_the_p_the_model_runs_at(trained, tmp_path):
     assert trained.model.p == 0.7
     reloaded = load_model(path)
     assert reloaded.model.p == 0.4 and reloaded.model.config.p == 0.4
+
+
+def test_export_turns_a_file_into_a_folder_and_back(saved, tmp_path, capsys):
+    file, folder = saved
+    out = tmp_path / "exported"
+    assert main(["export", "--checkpoint", str(file), str(out)]) == 0
+    assert (out / CONFIG_NAME).read_text() == (folder / CONFIG_NAME).read_text()
+    assert (out / WEIGHTS_NAME).read_bytes() == (folder / WEIGHTS_NAME).read_bytes()
+    back = tmp_path / "back.safetensors"
+    assert main(["export", "--checkpoint", str(out), str(back), "--file"]) == 0
+    assert read_checkpoint_meta(back) == read_checkpoint_meta(file)
+    assert "written: " in capsys.readouterr().out
+    assert main(["export", "--checkpoint", str(tmp_path / "none.safetensors"), str(out)]) == 1
+    assert "no checkpoint at" in capsys.readouterr().err
