@@ -143,7 +143,7 @@ CASES: dict[str, Case] = {
     "ctrl-c": Case(
         "Ctrl-C during `prepare`, `preprocess` or `features` (with or without `--workers N`)",
         "jobs not started are cancelled, the workers are ended (none left running), finished "
-        "items are kept; the message says how many finished",
+        "items are kept; one line says how many finished, exit status 130",
         "interrupted after",
     ),
     "worker-dies": Case(

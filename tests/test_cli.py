@@ -112,6 +112,26 @@ def test_other_exceptions_keep_their_traceback(monkeypatch, capsys):
     assert capsys.readouterr().err == "mesm compare: error: bad input\n"
 
 
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    from mesm.data.jobs import JobsInterrupted
+
+    def interrupted(args):
+        raise JobsInterrupted("preprocess interrupted after 3 of 9 item(s) (0 failed)")
+
+    monkeypatch.setattr(cli, "_cmd_preprocess", interrupted)
+    assert main(["preprocess", "data"]) == 130
+    assert capsys.readouterr().err == (
+        "mesm preprocess: interrupted: preprocess interrupted after 3 of 9 item(s) (0 failed)\n"
+    )
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_compare", ctrl_c)
+    assert main(["compare", "run"]) == 130
+    assert capsys.readouterr().err == "mesm compare: interrupted\n"
+
+
 def test_json_out_is_checked_before_any_work_and_written_atomically(tmp_path, capsys):
     out = tmp_path / "flops.json"
     missing = tmp_path / "no" / "flops.json"

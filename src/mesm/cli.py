@@ -1028,7 +1028,8 @@ def error_message(err: MesmError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command. The project's own errors (`mesm.errors.MesmError`: bad input, files,
     settings) become one message on stderr and exit status 1; anything else is a bug and keeps its
-    traceback. Bad command-line syntax exits with status 2 (argparse)."""
+    traceback. Bad command-line syntax exits with status 2 (argparse). Ctrl-C ends the command
+    with one line (what a data job kept, when it says) and status 130, as shells expect."""
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "json", None):
@@ -1037,3 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MesmError as err:
         print(f"mesm {args.command}: error: {error_message(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:
+        detail = f": {err}" if str(err) else ""
+        print(f"mesm {args.command}: interrupted{detail}", file=sys.stderr)
+        return 130
