@@ -58,6 +58,12 @@ def load_audio(
     return data.mean(axis=1), sr
 
 
+# How to give the speech of a clip without an audio track, wherever the clip came from.
+SEPARATE_AUDIO = (
+    "(give a separate audio file: `--audio` on the command line, 'audio' in a manifest)"
+)
+
+
 def load_video_audio(
     path: str | os.PathLike, *, start: float | None = None, end: float | None = None
 ) -> tuple[np.ndarray, int]:
@@ -81,9 +87,7 @@ def load_video_audio(
     pieces: list[np.ndarray] = []
     with container:
         if not container.streams.audio:
-            raise DataError(
-                f"{path}: has no audio track (give the record an 'audio' file in the manifest)"
-            )
+            raise DataError(f"{path}: has no audio track {SEPARATE_AUDIO}")
         stream = container.streams.audio[0]
         sr = stream.rate or stream.codec_context.sample_rate
         if stream.duration is not None and stream.time_base is not None:
@@ -346,7 +350,7 @@ def load_waveform(root: Path, record: Record, sample_rate: int = 16000) -> torch
             source = resolve(root, record.audio)
             waveform, sr = load_audio(source, start=record.start, end=record.end)
         elif video.is_dir():
-            raise DataError(f"{video}: a frame folder has no audio track; give an 'audio' file")
+            raise DataError(f"{video}: a frame folder has no audio track {SEPARATE_AUDIO}")
         else:
             source = video
             waveform, sr = load_video_audio(video, start=record.start, end=record.end)

@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from mesm.data.errors import DataError
-from mesm.data.media.audio import check_waveform
+from mesm.data.media.audio import SEPARATE_AUDIO, check_waveform
 from mesm.data.media.segments import Segment
 from mesm.data.media.video import _EPS, Frames, iter_video_frames, select_by_interval
 
@@ -81,7 +81,7 @@ class _Audio:
             raise DataError(f"{path}: cannot open media ({err})") from None
         if not self._container.streams.audio:
             self._container.close()
-            raise DataError(f"{path}: has no audio track (give a separate audio file)")
+            raise DataError(f"{path}: has no audio track {SEPARATE_AUDIO}")
         stream = self._container.streams.audio[0]
         self.rate = stream.rate or stream.codec_context.sample_rate
         self.end: float | None = None

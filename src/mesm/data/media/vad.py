@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mesm.data.errors import DataError
+from mesm.data.media.audio import SEPARATE_AUDIO
 from mesm.errors import MissingDependencyError
 
 VAD_RATE = 16000
@@ -66,7 +67,7 @@ def iter_audio_16k(path: str | os.PathLike) -> tuple[float, Iterator[np.ndarray]
         raise DataError(f"{path}: cannot open media ({err})") from None
     if not container.streams.audio:
         container.close()
-        raise DataError(f"{path}: has no audio track (give a separate audio file)")
+        raise DataError(f"{path}: has no audio track {SEPARATE_AUDIO}")
     stream = container.streams.audio[0]
     first = 0.0
     if stream.start_time is not None and stream.time_base is not None:
