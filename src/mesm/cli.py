@@ -94,13 +94,12 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 def _nucleus_mass(text: str) -> float:
     """An argparse type: MESM's nucleus mass p, a number > 0 (p >= 1 keeps every position)."""
+    from mesm.models.config import check_p
+
     try:
-        p = float(text)
-    except ValueError:
-        p = float("nan")
-    if not p > 0:
-        raise argparse.ArgumentTypeError(f"p must be a number > 0, got {text!r}")
-    return p
+        return check_p(float(text))
+    except ValueError as err:  # not a number, or not > 0
+        raise argparse.ArgumentTypeError(f"p must be a number > 0, got {text!r}") from err
 
 
 def _add_p(parser: argparse.ArgumentParser) -> None:

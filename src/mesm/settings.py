@@ -45,9 +45,7 @@ def settings_from_dict(cls: type[T], values: Mapping[str, Any] | None, what: str
     check_types(what, cls, values)
     try:
         return cls(**values)
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
+    except (TypeError, ValueError) as err:  # the dataclass's own check, named by `what`
         raise ConfigError(f"{what}: {err}") from None
 
 

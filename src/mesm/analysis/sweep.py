@@ -28,6 +28,7 @@ from mesm.inference.evaluate import open_split, predict_split, split_batches
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
+from mesm.models.config import check_p
 
 DEFAULT_PS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -96,9 +97,9 @@ def sweep_p(
     model, meta = trained.model, trained.meta
     if not model.config.mesm:
         raise UsageError("sweep_p needs a MESM model: FE2E has no nucleus mass to vary")
-    ps = sorted(float(p) for p in ps)
-    if not ps or ps[0] <= 0:
-        raise UsageError(f"every p must be > 0, got {ps}")
+    ps = sorted(check_p(p) for p in ps)
+    if not ps:
+        raise UsageError("sweep_p needs at least one p")
     valid = open_split(data_dir, valid_split, trained)
     test = open_split(data_dir, split, trained)
     label_names = list(test.label_names)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mesm.models.config import check_p
 from mesm.sparse import SparseMap, linear, sparse_scale
 
 
@@ -79,13 +80,6 @@ class NucleusMass:
 
     def __repr__(self) -> str:
         return f"NucleusMass({self.value})"
-
-
-def check_p(p: float) -> float:
-    """`p` as a float, or a ValueError when it is not a nucleus mass (> 0; >= 1 keeps all)."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
-        raise ValueError(f"p must be a number > 0 (>= 1 keeps every site), got {p!r}")
-    return float(p)
 
 
 class CrossModalAttention(nn.Module):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mesm.errors import ConfigError
 from mesm.settings import settings_from_dict, settings_to_dict
 
 Arch = Literal["fe2e", "mesm"]
@@ -18,6 +19,15 @@ _CHOICES = {
     "sparse_backend": ("torch", "spconv"),
     "sequence_positions": ("none", "sinusoidal"),
 }
+
+
+def check_p(p: float) -> float:
+    """`p` as a float, or a ConfigError (a ValueError) when it is not a nucleus mass: a number
+    > 0, where >= 1 keeps every site. Every place that takes a p (config, ``set_p``, the sweep,
+    the command line) checks it here."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+        raise ConfigError(f"p must be a number > 0 (>= 1 keeps every site), got {p!r}")
+    return float(p)
 
 
 @dataclass
@@ -98,8 +108,7 @@ class ModelConfig:
                 "MESM needs the text modality: its cross-modal attention is driven by the text "
                 f"feature (modalities={mods!r}); use arch='fe2e' without text"
             )
-        if not self.p > 0:
-            raise ValueError(f"p must be > 0, got {self.p}")
+        check_p(self.p)
         if not self.stage_channels:
             raise ValueError("stage_channels must name at least one stage")
         factor = 2 ** (1 + len(self.stage_channels))

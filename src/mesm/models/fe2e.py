@@ -22,8 +22,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from mesm.models.attention import CrossModalAttention, NucleusMass, check_p
-from mesm.models.config import ModelConfig
+from mesm.models.attention import CrossModalAttention, NucleusMass
+from mesm.models.config import ModelConfig, check_p
 from mesm.models.pathways import Pathway
 from mesm.models.text import TextEncoder
 
