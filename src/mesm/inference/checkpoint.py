@@ -7,8 +7,9 @@ and renames it, so a crash never leaves a half-written checkpoint under the fina
 
 The same model can be a Hugging Face-style folder (:meth:`TrainedModel.save_pretrained`): the
 header as ``config.json``, the weights alone as ``model.safetensors``, and a ``README.md`` model
-card; such a folder on the Hugging Face Hub loads by its repo id. Everything that reads a
-checkpoint (:func:`load_model`, ``mesm predict/evaluate/flops/sweep-p/explain``) takes either form.
+card; a hub repo id is fetched through ``huggingface_hub`` (untried: no hub was reachable).
+Everything that reads a checkpoint (:func:`load_model`, ``mesm predict/evaluate/flops/sweep-p/
+explain``) takes either form.
 
 The header carries a SHA-256 of the weights (every tensor's name, dtype, shape and bytes), checked
 on load, so damaged weights are an error rather than confident nonsense; the header itself is

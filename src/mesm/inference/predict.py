@@ -121,16 +121,30 @@ class Predictor:
         self.checkpoint = self.trained.source  # what it was loaded from (None: in memory)
         self.device = device
         self.precision = resolve_precision(precision, device)
-        self.model, self.meta = self.trained.model, self.trained.meta
-        self.settings = self.trained.settings
-        self.label_names: list[str] = self.trained.label_names
-        self.thresholds: list[float] = self.trained.thresholds
-        self.task: str = self.trained.task
+        self.model = self.trained.model
+        self.settings = self.trained.settings  # parsed once: every clip and segment reads it
         self.tokenizer = TextTokenizer(
             self.model.config.text_model,
             max_length=self.meta.get("extra", {}).get("max_text_length", 100),
         )
         self._cropper: FaceCropper | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The checkpoint header (see :class:`TrainedModel`)."""
+        return self.trained.meta
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.trained.label_names
+
+    @property
+    def thresholds(self) -> list[float]:
+        return self.trained.thresholds
+
+    @property
+    def task(self) -> str:
+        return self.trained.task
 
     @property
     def cropper(self) -> FaceCropper:
