@@ -13,7 +13,7 @@ import pytest
 import mesm.data.jobs as jobs
 from bad_inputs import CASES
 from mesm.data.errors import DataError
-from mesm.data.jobs import WORKER_DIED, JobsInterrupted, run_jobs
+from mesm.data.jobs import WORKER_DIED, JobsInterrupted, run_jobs, worker_state
 
 # ---- work functions (module level: spawned workers import them by name) ----------------------
 
@@ -172,6 +172,7 @@ def test_workers_that_cannot_start_stop_the_run_instead_of_restarting_forever(
 
 def _note_start(marks: str) -> None:
     (Path(marks) / f"init-{os.getpid()}").touch()
+    worker_state()["marks"] = marks  # what the work of this process would read
 
 
 def test_the_serial_initializer_runs_once_and_only_when_there_is_work(tmp_path):
@@ -185,3 +186,4 @@ def test_the_serial_initializer_runs_once_and_only_when_there_is_work(tmp_path):
         progress=False,
     )
     assert out.results == {"u0": 0, "u1": 1} and _count(tmp_path, "init-") == 1
+    assert worker_state() == {}  # what the serial run built in this process ended with it

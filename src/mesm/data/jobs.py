@@ -13,7 +13,9 @@ Every caller gets the same behaviour, in worker processes (`mesm.data.workers`) 
   hangs on a long job) and raises `JobsInterrupted`, whose message says what finished.
 
 The serial path (``workers`` 0 or 1, or a single item) runs the same initializer and work in
-this process with the same outcomes.
+this process with the same outcomes. What an initializer builds (a face detector, a cache handle)
+goes in `worker_state()`, the one per-process store: a worker keeps it for its lifetime, and the
+serial path empties it when the run ends, so nothing built for a run outlives it in this process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ Item = tuple[str, tuple[Any, ...]]
 WORKER_DIED = "its worker process died (out of memory, or a crash in native code)"
 # Pools in a row that die before any job finishes: the workers cannot start; stop trying.
 MAX_SILENT_DEATHS = 3
+
+
+# Per-process state filled by the run's initializer (see `worker_state`).
+_STATE: dict[str, Any] = {}
+
+
+def worker_state() -> dict[str, Any]:
+    """The per-process store an initializer fills and the work reads (e.g. a face detector):
+    the worker's own in a worker process, this process's on the serial path (emptied when
+    `run_jobs` returns)."""
+    return _STATE
 
 
 @dataclass
@@ -108,7 +121,10 @@ def run_jobs(
     run = _Run(outcomes, bar, desc, progress)
     try:
         if num_workers <= 1:
-            _serial(iter(items), work, initializer, initargs, run)
+            try:
+                _serial(iter(items), work, initializer, initargs, run)
+            finally:
+                _STATE.clear()  # what the initializer built here is the run's, not the process's
         else:
             limit = max(max_in_flight or 2 * num_workers, 1)
             pool_args = (num_workers, initializer, initargs)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import torch
 
 from mesm.data.errors import DataError
-from mesm.data.jobs import run_jobs
+from mesm.data.jobs import run_jobs, worker_state
 from mesm.data.manifest import Record, atomic_write_text, read_dataset
 from mesm.data.media.cache import CACHE_DIR, FeatureCache
 from mesm.errors import UsageError
@@ -195,16 +195,14 @@ class FeatureReport:
         )
 
 
-_WORKER: dict[str, Any] = {}
-
-
 def _init_worker(settings: dict[str, Any], root: str) -> None:
     from mesm.data.handcrafted.extractors import AudioDescriptors, FaceDescriptors
 
     s = FeatureSettings.from_dict(settings)
-    _WORKER["store"] = FeatureStore(root, s)
-    _WORKER["audio"] = AudioDescriptors(s.audio_set, s.sample_rate)
-    _WORKER["visual"] = FaceDescriptors(
+    state = worker_state()  # one store and the extractors per process
+    state["store"] = FeatureStore(root, s)
+    state["audio"] = AudioDescriptors(s.audio_set, s.sample_rate)
+    state["visual"] = FaceDescriptors(
         image_size=s.face_size,
         margin=s.face_margin,
         min_face_size=s.min_face_size,
@@ -219,12 +217,13 @@ def _extract_one(rec: Record, text: torch.Tensor, fingerprint: str) -> None:
     from mesm.data.media.audio import load_waveform
     from mesm.data.media.video import record_frames
 
-    store: FeatureStore = _WORKER["store"]
+    state = worker_state()
+    store: FeatureStore = state["store"]
     s: FeatureSettings = store.settings  # type: ignore[assignment]
     wave = load_waveform(store.root, rec, s.sample_rate)
-    audio, audio_times = _WORKER["audio"](wave)
+    audio, audio_times = state["audio"](wave)
     frames = record_frames(store.root, rec, s.img_interval_ms)
-    visual = _WORKER["visual"].describe(frames.images)
+    visual = state["visual"].describe(frames.images)
     tensors = entry(audio, audio_times, visual, torch.from_numpy(frames.timestamps), text)
     meta = {"id": rec.id, "source": fingerprint, "features_version": str(FEATURES_VERSION)}
     store.save(rec.id, tensors, meta)
@@ -295,20 +294,17 @@ def extract_features(
     }
     store.write_dims(report.dims)
     jobs = ((r.id, (r, vectors(r.text), fp)) for r, fp in todo)  # text vectors made lazily
-    try:
-        outcomes = run_jobs(
-            jobs,
-            _extract_one,
-            workers=num_workers,
-            initializer=_init_worker,
-            initargs=(settings.to_dict(), str(root)),
-            total=len(todo),
-            desc="features",
-            unit="utt",
-            progress=progress,
-        )
-    finally:
-        _WORKER.clear()  # the serial path built its extractors in this process
+    outcomes = run_jobs(
+        jobs,
+        _extract_one,
+        workers=num_workers,
+        initializer=_init_worker,
+        initargs=(settings.to_dict(), str(root)),
+        total=len(todo),
+        desc="features",
+        unit="utt",
+        progress=progress,
+    )
     report.computed = len(outcomes.results)
     report.failed = outcomes.failed
     report.seconds = time.perf_counter() - began

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mesm.data.errors import DataError
-from mesm.data.jobs import run_jobs
+from mesm.data.jobs import run_jobs, worker_state
 from mesm.data.manifest import SPLITS, Record, read_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
 from mesm.data.media.faces import make_cropper
@@ -131,20 +131,17 @@ def _fill(
 
     init = (str(root), cache.settings.to_dict(), device, face_batch_size)
     jobs = ((record.id, (record, fingerprint)) for record, fingerprint in todo)
-    try:
-        outcomes = run_jobs(
-            jobs,
-            _work,
-            workers=num_workers,
-            initializer=_init_worker,
-            initargs=init,
-            total=len(todo),
-            desc="preprocess",
-            unit="utt",
-            progress=progress,
-        )
-    finally:
-        _WORKER.clear()  # the serial path built its cropper in this process
+    outcomes = run_jobs(
+        jobs,
+        _work,
+        workers=num_workers,
+        initializer=_init_worker,
+        initargs=init,
+        total=len(todo),
+        desc="preprocess",
+        unit="utt",
+        progress=progress,
+    )
     report.computed = len(outcomes.results)
     report.failed = outcomes.failed
 
@@ -172,19 +169,17 @@ def _select(records: list[Record], split: str | None, ids: Iterable[str] | None)
     return records
 
 
-# Per-process state: one cache and one cropper, built by `_init_worker`.
-_WORKER: dict[str, object] = {}
-
-
 def _init_worker(root: str, settings: dict, device: str, batch_size: int) -> None:
     parsed = PreprocessSettings.from_dict(settings)
-    _WORKER["cache"] = FeatureCache(root, parsed)
-    _WORKER["cropper"] = make_cropper(parsed, device, batch_size)
+    state = worker_state()  # one cache and one cropper per process
+    state["cache"] = FeatureCache(root, parsed)
+    state["cropper"] = make_cropper(parsed, device, batch_size)
 
 
 def _work(record: Record, fingerprint: str) -> None:
     """Build and save one entry (raises DataError naming the record on bad media)."""
-    build_entry(_WORKER["cache"], record, _WORKER["cropper"], fingerprint)  # type: ignore[arg-type]
+    state = worker_state()
+    build_entry(state["cache"], record, state["cropper"], fingerprint)
 
 
 def _tally(cache: FeatureCache, records: list[Record], report: PreprocessReport) -> None:
