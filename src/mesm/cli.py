@@ -615,7 +615,7 @@ def _print_prediction(result: dict) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from mesm.inference.batch import expand_inputs
+    from mesm.inference.batch import clip_row, expand_inputs
     from mesm.inference.predict import Predictor, predict_clip
 
     text = _transcript(args)
@@ -634,7 +634,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             _write_json(args.json, result)
         if args.csv:
-            _write_rows_csv(args.csv, [_clip_row(result)], list(result["emotions"]))
+            row = clip_row(result, result["clip"])
+            _write_rows_csv(args.csv, [row], list(result["emotions"]))
         return 0
     clips = expand_inputs(args.clip)
     if not clips:
@@ -685,19 +686,6 @@ def _is_one_clip(path: Path) -> bool:
     return path.suffix.lower() not in MANIFEST_SUFFIXES
 
 
-def _clip_row(result: dict) -> dict:
-    info = result["preprocessing"]
-    return {
-        "clip": result["clip"],
-        "source": "clip",
-        "text": result["transcript"],
-        "frames": info["frames"],
-        "faces_found": info["faces_found"],
-        "chunks": info["chunks"],
-        **{k: result[k] for k in ("emotions", "top") if k in result},
-    }
-
-
 def _write_rows_csv(path: str, rows: list[dict], label_names: list[str]) -> None:
     from mesm.files import atomic_write_bytes
     from mesm.inference.timeline import prediction_rows_csv
@@ -710,7 +698,7 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
     """Whole-video mode: a timeline (CSV, JSON, PNG) per video under --out."""
     from mesm.analysis.timeline import write_timeline
     from mesm.data.media.segments import VadSettings
-    from mesm.inference.batch import CLIP_ERRORS
+    from mesm.inference.batch import CLIP_ERRORS, failure_line
     from mesm.inference.timeline import predict_video
 
     if not args.out:
@@ -750,7 +738,7 @@ def _predict_timelines(args, clips, predictor, failed, report_failure) -> list[d
                 progress=not args.no_progress,
             )
         except CLIP_ERRORS as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = failure_line(err)
             failed.append((str(item.clip), reason))
             report_failure(item.clip, reason)
             continue

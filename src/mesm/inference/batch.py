@@ -179,24 +179,41 @@ def predict_clips(
             )
             result = predictor.predict(features, text)
         except CLIP_ERRORS as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = failure_line(err)
             failures.append((str(item.clip), reason))
             if on_failure is not None:
                 on_failure(item.clip, reason)
             continue
-        info = result.pop("preprocessing")
-        rows.append(
-            {
-                "clip": str(item.clip),
-                "segment": None,
-                "start": item.start,
-                "end": item.end,
-                "source": "clip",
-                "text": result.pop("transcript"),
-                "frames": info["frames"],
-                "faces_found": info["faces_found"],
-                "chunks": info["chunks"],
-                **result,
-            }
-        )
+        rows.append(clip_row(result, item.clip, start=item.start, end=item.end))
     return rows, failures
+
+
+def clip_row(
+    result: dict[str, Any],
+    clip: str | os.PathLike,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> dict[str, Any]:
+    """One `Predictor.predict` result as a row of the per-clip table (the columns of
+    :func:`mesm.inference.timeline.prediction_rows_csv`; whole clips have no segment)."""
+    rest = {k: v for k, v in result.items() if k not in ("preprocessing", "transcript", "clip")}
+    info = result["preprocessing"]
+    return {
+        "clip": str(clip),
+        "segment": None,
+        "start": start,
+        "end": end,
+        "source": "clip",
+        "text": result["transcript"],
+        "frames": info["frames"],
+        "faces_found": info["faces_found"],
+        "chunks": info["chunks"],
+        **rest,
+    }
+
+
+def failure_line(err: BaseException) -> str:
+    """What a failed clip is reported with: the error's first line (its type when empty)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
