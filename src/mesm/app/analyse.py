@@ -78,7 +78,7 @@ class ClipAnalyser:
     """A checkpoint loaded once (with MESM's dense twin for the FLOPs comparison).
 
     Args:
-        checkpoint: a ``.safetensors`` checkpoint written by ``mesm train``.
+        checkpoint: a ``.safetensors`` checkpoint, a model folder or a hub repo id.
         device: where the model runs.
         precision: numeric precision (see :mod:`mesm.inference.precision`).
         long_video_seconds: a video longer than this (without subtitles) is cut into utterances

@@ -127,7 +127,7 @@ def serve(
     """Load `checkpoint` once and serve the page until interrupted (Ctrl+C or SIGTERM).
 
     Args:
-        checkpoint: a ``.safetensors`` checkpoint.
+        checkpoint: a ``.safetensors`` checkpoint, a model folder or a hub repo id.
         host: the address to bind (default: this machine only).
         port: the TCP port.
         examples: a dataset folder whose test clips are offered as examples (e.g. the demo's).

@@ -251,7 +251,7 @@ def predict_clip(
     """Per-emotion probabilities and decisions for one clip.
 
     Args:
-        checkpoint: a `.safetensors` checkpoint written by `mesm train`.
+        checkpoint: a `.safetensors` checkpoint, a model folder or a hub repo id.
         clip: the video file (or frame folder).
         transcript: the words spoken (None: empty); see `read_transcript_file` for files.
         audio: a separate audio file (default: the video's own track).
