@@ -385,13 +385,6 @@ class TrainedModel:
         atomic_write_text(directory / "README.md", model_card(meta))
         return directory
 
-    @classmethod
-    def from_pretrained(
-        cls, source: str | os.PathLike, *, device: str = "cpu", revision: str | None = None
-    ) -> TrainedModel:
-        """Same as :func:`load_model`."""
-        return load_model(source, device=device, revision=revision)
-
 
 def load_model(
     source: str | os.PathLike | torch.nn.Module,
