@@ -139,16 +139,12 @@ class ClipAnalyser:
     def _clip(self, video: str, transcript: str, out: Path) -> PageOutputs:
         p = self.predictor
         tensors = p.clip_features(video)
-        result = p.predict(tensors, transcript)
-        outputs = PageOutputs(
-            ok=True,
-            message=prediction_summary(result, display_name(video)),
-            probabilities=probability_html(result["emotions"]),
-        )
+        attention, flops = None, ""
         if self.is_mesm:
+            # One forward pass gives both the attention maps and the prediction.
             batch = p.batch(tensors, transcript)
             with p.precision.autocast():
-                explain_batch(
+                report = explain_batch(
                     p.model,
                     batch,
                     out / "attention",
@@ -157,9 +153,19 @@ class ClipAnalyser:
                     max_frames=OVERVIEW_FRAMES,
                     overview_columns=OVERVIEW_FRAMES,
                 )
-                outputs.attention = out / "attention" / "overview.png"
-                outputs.flops = self._flops(batch)
-        return outputs
+                attention = out / "attention" / "overview.png"
+                flops = self._flops(batch)
+            probabilities = [report["prediction"][n] for n in self.label_names]
+            result = p.result(tensors, transcript, probabilities)
+        else:
+            result = p.predict(tensors, transcript)
+        return PageOutputs(
+            ok=True,
+            message=prediction_summary(result, display_name(video)),
+            probabilities=probability_html(result["emotions"]),
+            attention=attention,
+            flops=flops,
+        )
 
     def _flops(self, batch: dict[str, Any]) -> str:
         assert self.dense is not None

@@ -204,12 +204,16 @@ class Predictor:
         inputs = model_inputs(self.model, self.batch(tensors, text), self.device)
         with self.precision.autocast():
             logits = self.model(**inputs)
-        probs = torch.sigmoid(logits.float())
+        return self.result(tensors, text, torch.sigmoid(logits[0].float()).cpu().tolist())
+
+    def result(
+        self, tensors: dict[str, torch.Tensor], text: str, probabilities: list[float]
+    ) -> dict[str, Any]:
+        """:meth:`predict`'s result from the K probabilities of a forward pass run elsewhere
+        (e.g. one that also recorded the attention): thresholds, decisions, preprocessing."""
         emotions = {
             name: {"probability": p, "threshold": t, "present": p > t}
-            for name, p, t in zip(
-                self.label_names, probs[0].cpu().tolist(), self.thresholds, strict=True
-            )
+            for name, p, t in zip(self.label_names, probabilities, self.thresholds, strict=True)
         }
         out: dict[str, Any] = {
             "transcript": text,
