@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from mesm import cli
 from mesm.cli import build_parser, main
+from mesm.cli import data as cli_data
+from mesm.cli import train as cli_train
 from mesm.errors import UsageError
 
 # Options that mean one thing wherever they appear: same help and default on every subcommand.
@@ -104,10 +105,10 @@ def test_other_exceptions_keep_their_traceback(monkeypatch, capsys):
     def ours(args):
         raise UsageError("bad input")
 
-    monkeypatch.setattr(cli, "_cmd_compare", bug)
+    monkeypatch.setattr(cli_train, "_cmd_compare", bug)
     with pytest.raises(KeyError, match="a bug"):
         main(["compare", "run"])
-    monkeypatch.setattr(cli, "_cmd_compare", ours)
+    monkeypatch.setattr(cli_train, "_cmd_compare", ours)
     assert main(["compare", "run"]) == 1
     assert capsys.readouterr().err == "mesm compare: error: bad input\n"
 
@@ -118,7 +119,7 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
     def interrupted(args):
         raise JobsInterrupted("preprocess interrupted after 3 of 9 item(s) (0 failed)")
 
-    monkeypatch.setattr(cli, "_cmd_preprocess", interrupted)
+    monkeypatch.setattr(cli_data, "_cmd_preprocess", interrupted)
     assert main(["preprocess", "data"]) == 130
     assert capsys.readouterr().err == (
         "mesm preprocess: interrupted: preprocess interrupted after 3 of 9 item(s) (0 failed)\n"
@@ -127,7 +128,7 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
     def ctrl_c(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_cmd_compare", ctrl_c)
+    monkeypatch.setattr(cli_train, "_cmd_compare", ctrl_c)
     assert main(["compare", "run"]) == 130
     assert capsys.readouterr().err == "mesm compare: interrupted\n"
 

@@ -10,6 +10,7 @@ The types also derive from the built-in error they refine (`ValueError`, `FileNo
 
     MesmError
     ├── ConfigError, CheckpointError, UsageError   (ValueError)
+    │                                └── OptionError (names the inputs as data)
     ├── MissingInputError                           (FileNotFoundError)
     ├── OutputPathError                             (OSError)
     ├── MissingDependencyError                      (RuntimeError)
@@ -17,6 +18,8 @@ The types also derive from the built-in error they refine (`ValueError`, `FileNo
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 
 class MesmError(Exception):
@@ -33,6 +36,31 @@ class CheckpointError(MesmError, ValueError):
 
 class UsageError(MesmError, ValueError):
     """An argument, option, setting or input record that cannot work as given (names it)."""
+
+
+class OptionError(UsageError):
+    """A usage error about named inputs of a library call, carried as data so that each face
+    words it in its own terms (the CLI names its flags, the page its fields).
+
+    Args:
+        template: the message, with ``{0}``, ``{1}``, ... where the inputs are named and
+            ``{value}``-style fields for the values.
+        options: the parameter names of the inputs at fault, in template order (e.g.
+            "subtitles", "transcribe").
+        values: the values at fault (e.g. ``count=2``).
+
+    ``str(err)`` names the inputs by their parameter names; :meth:`words` by any names.
+    """
+
+    def __init__(self, template: str, *options: str, **values: object) -> None:
+        self.template = template
+        self.options = options
+        self.values = values
+        super().__init__(self.words(str))
+
+    def words(self, name: Callable[[str], str]) -> str:
+        """The message with each input called `name(option)`."""
+        return self.template.format(*(name(o) for o in self.options), **self.values)
 
 
 class MissingInputError(MesmError, FileNotFoundError):

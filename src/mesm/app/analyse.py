@@ -5,7 +5,7 @@ values of the page's output components. A short clip gets the probability bars, 
 attention overview (:func:`mesm.analysis.attention_maps.explain_batch`) and its FLOPs against FE2E
 with the same weights (:func:`mesm.analysis.flops.average_feature_flops`); a long video (a subtitle
 file, or longer than ``long_video_seconds``) gets the emotion timeline
-(:func:`mesm.inference.timeline.predict_video`) as a plot and a CSV. Failures become a readable
+(:func:`mesm.inference.video.predict_video`) as a plot and a CSV. Failures become a readable
 message (:func:`mesm.app.outputs.user_message`), never an exception.
 """
 
@@ -21,7 +21,6 @@ from typing import Any
 
 from mesm.analysis.attention_maps import explain_batch
 from mesm.analysis.flops import average_feature_flops
-from mesm.analysis.timeline import write_timeline
 from mesm.app.outputs import (
     check_request,
     display_name,
@@ -37,7 +36,8 @@ from mesm.errors import MesmError
 from mesm.inference.inputs import model_inputs
 from mesm.inference.precision import Precision
 from mesm.inference.predict import Predictor
-from mesm.inference.timeline import predict_video
+from mesm.inference.outputs import write_timeline
+from mesm.inference.video import predict_video
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,9 @@ class ClipAnalyser:
         try:
             check_request(video, transcript, subtitles)
             out = self._new_request_dir()
-            if subtitles or video_duration(video) > self.long_video_seconds:
-                outputs = self._timeline(video, transcript, subtitles, out)
+            duration = None if subtitles else video_duration(video)
+            if duration is None or duration > self.long_video_seconds:
+                outputs = self._timeline(video, transcript, subtitles, out, duration)
             else:
                 outputs = self._clip(video, transcript, out)
             outputs.message = hide_paths(outputs.message, names)
@@ -175,9 +176,16 @@ class ClipAnalyser:
         return flops_markdown(ours, dense)
 
     def _timeline(
-        self, video: str, transcript: str, subtitles: str | None, out: Path
+        self,
+        video: str,
+        transcript: str,
+        subtitles: str | None,
+        out: Path,
+        duration: float | None = None,
     ) -> PageOutputs:
-        timeline = predict_video(self.predictor, video, subtitles=subtitles, progress=False)
+        timeline = predict_video(
+            self.predictor, video, subtitles=subtitles, progress=False, duration=duration
+        )
         files = write_timeline(timeline, out / "timeline")
         lines = [
             f"**{display_name(video)}**: {len(timeline.rows)} segments "

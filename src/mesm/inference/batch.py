@@ -23,14 +23,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
 from mesm.data.errors import DataError
 from mesm.data.media.video import natural_key
 from mesm.errors import UsageError
-from mesm.inference.predict import Predictor, read_transcript
+from mesm.inference.outputs import clip_row
+from mesm.inference.predict import Predictor
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".txt")
@@ -69,19 +70,48 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[ClipInput]:
     clips: list[ClipInput] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            names = sorted(os.listdir(path), key=natural_key)
-            videos = [path / n for n in names if n.lower().endswith(VIDEO_SUFFIXES)]
-            if videos:
-                clips.extend(ClipInput(v) for v in videos if v.is_file())
-            else:
-                # A folder of frames is one clip; an empty or unrelated folder fails as one.
-                clips.append(ClipInput(path))
-        elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        kind = input_kind(path)
+        if kind == "videos":
+            clips.extend(ClipInput(v) for v in _folder_videos(path) if v.is_file())
+        elif kind == "manifest":
             clips.extend(read_clip_manifest(path))
         else:
+            # A folder of frames is one clip; an empty or unrelated folder fails as one.
             clips.append(ClipInput(path))
     return clips
+
+
+def input_kind(path: Path) -> Literal["clip", "videos", "manifest"]:
+    """What a named input is: one clip (a video file, a frame folder, or a path that does not
+    exist: it fails as a clip), a folder of videos, or a manifest."""
+    if path.is_dir():
+        return "videos" if _folder_videos(path) else "clip"
+    if path.is_file() and _is_manifest_name(path):
+        return "manifest"
+    return "clip"
+
+
+def one_clip(paths: Sequence[str | os.PathLike]) -> Path | None:
+    """The clip, when `paths` name exactly one clip (not a folder of videos, not a manifest).
+
+    A missing file with a manifest's suffix is not one clip either: it fails as one input of
+    a batch (named with the others) instead of ending the command.
+    """
+    if len(paths) != 1:
+        return None
+    path = Path(paths[0])
+    if input_kind(path) != "clip" or (not path.is_dir() and _is_manifest_name(path)):
+        return None
+    return path
+
+
+def _is_manifest_name(path: Path) -> bool:
+    return path.suffix.lower() in MANIFEST_SUFFIXES
+
+
+def _folder_videos(path: Path) -> list[Path]:
+    names = sorted(os.listdir(path), key=natural_key)
+    return [path / n for n in names if n.lower().endswith(VIDEO_SUFFIXES)]
 
 
 def read_clip_manifest(path: Path) -> list[ClipInput]:
@@ -150,7 +180,7 @@ def predict_clips(
     predictor: Predictor,
     clips: Sequence[ClipInput],
     *,
-    transcript: str | None = None,
+    transcript: str = "",
     audio: str | os.PathLike | None = None,
     progress: bool = True,
     on_failure: Callable[[Path, str], None] | None = None,
@@ -160,7 +190,8 @@ def predict_clips(
     Args:
         predictor: the loaded checkpoint.
         clips: from `expand_inputs`.
-        transcript: text (or a text file) for clips whose input names none.
+        transcript: the text of clips whose input names none (the words themselves: a
+            file was read by the caller).
         audio: a separate audio file for clips whose input names none.
         progress: show a progress bar over clips.
         on_failure: called with (path, reason) as each failure happens.
@@ -169,10 +200,9 @@ def predict_clips(
         (rows, failures): one result of `Predictor.predict_clip` per clip that worked (in input
         order), and (path, reason) per clip that failed.
     """
-    default_text = read_transcript(transcript)
     rows, failures = [], []
     for item in tqdm(clips, desc="clips", unit="clip", disable=not progress):
-        text = default_text if item.transcript is None else item.transcript
+        text = transcript if item.transcript is None else item.transcript
         try:
             features = predictor.clip_features(
                 item.clip, item.audio or audio, start=item.start, end=item.end
@@ -186,31 +216,6 @@ def predict_clips(
             continue
         rows.append(clip_row(result, item.clip, start=item.start, end=item.end))
     return rows, failures
-
-
-def clip_row(
-    result: dict[str, Any],
-    clip: str | os.PathLike,
-    *,
-    start: float | None = None,
-    end: float | None = None,
-) -> dict[str, Any]:
-    """One `Predictor.predict` result as a row of the per-clip table (the columns of
-    :func:`mesm.inference.timeline.prediction_rows_csv`; whole clips have no segment)."""
-    rest = {k: v for k, v in result.items() if k not in ("preprocessing", "transcript", "clip")}
-    info = result["preprocessing"]
-    return {
-        "clip": str(clip),
-        "segment": None,
-        "start": start,
-        "end": end,
-        "source": "clip",
-        "text": result["transcript"],
-        "frames": info["frames"],
-        "faces_found": info["faces_found"],
-        "chunks": info["chunks"],
-        **rest,
-    }
 
 
 def failure_line(err: BaseException) -> str:

@@ -13,7 +13,7 @@ from mesm.cli import main
 from mesm.data.media.segments import Segment, VadSettings
 from mesm.data.media.stream import iter_segment_media
 from mesm.inference.predict import Predictor
-from mesm.inference.timeline import BLANK_TEXT_WARNING, find_segments, predict_video
+from mesm.inference.video import BLANK_TEXT_WARNING, find_segments, predict_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,22 +7,18 @@ audio are decoded in one streaming pass (`mesm.data.media.stream`), so memory st
 video's length. Text comes from the subtitles, from a speech-recognition model
 (``transcribe=``), or is empty (with a warning: the text modality is then blank).
 
-`prediction_rows_csv` / `timeline_json` turn the result into the files `mesm predict --out`
-writes (the plot is `mesm.analysis.timeline.plot_timeline`).
+`predict_videos` does it for several videos and writes each one's timeline files
+(:func:`mesm.inference.outputs.write_timeline`), reporting a video that fails and going on.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -38,44 +34,16 @@ from mesm.data.media.stream import iter_segment_media
 from mesm.data.media.transcribe import ASR_RATE, Transcriber
 from mesm.data.media.vad import speech_probabilities
 from mesm.data.media.video import video_duration
-from mesm.errors import MissingInputError, UsageError
+from mesm.errors import MissingInputError, OptionError
+from mesm.inference.batch import CLIP_ERRORS, ClipInput, failure_line
+from mesm.inference.outputs import Timeline, segment_row, write_timeline
 from mesm.inference.predict import Predictor
 
+# Written into timeline.json as it always was (the flag name is part of that file's content).
 BLANK_TEXT_WARNING = (
     "no subtitles and no --transcribe model: the transcripts are empty, so the text modality "
     "is blank"
 )
-
-
-@dataclass
-class Timeline:
-    """The emotions of a whole video, segment by segment.
-
-    Attributes:
-        video: the video file.
-        checkpoint: the checkpoint used.
-        duration: the video's duration in seconds.
-        label_names: the K emotions.
-        thresholds: (K,) the validation-tuned decision thresholds.
-        task: "single_label" or "multi_label".
-        text_source: "subtitles", "asr:<model>" or "none".
-        segmentation: what segmentation found and changed.
-        rows: one per segment: {"clip", "segment", "start", "end", "source", "text",
-            "frames", "faces_found", "chunks", "emotions": {name: {"probability",
-            "threshold", "present"}}, "present", "top" (single-label)}.
-        warnings: one line each (e.g. blank text modality, no speech found).
-    """
-
-    video: str
-    checkpoint: str
-    duration: float
-    label_names: list[str]
-    thresholds: list[float]
-    task: str
-    text_source: str
-    segmentation: SegmentationReport
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def find_segments(
@@ -108,6 +76,20 @@ def find_segments(
     return speech_segments(probs, step, offset=offset, duration=duration, settings=vad)
 
 
+def check_video_options(subtitles: object, transcribe: object, videos: int = 1) -> None:
+    """What whole-video prediction refuses before any work.
+
+    Raises:
+        OptionError: both `subtitles` and `transcribe`, or subtitles for several videos.
+    """
+    if subtitles is not None and transcribe is not None:
+        raise OptionError(
+            "give {0} or {1}, not both (subtitles carry the text)", "subtitles", "transcribe"
+        )
+    if subtitles is not None and videos != 1:
+        raise OptionError("{0} belongs to one video, got {count} inputs", "subtitles", count=videos)
+
+
 def predict_video(
     checkpoint: str | os.PathLike | Predictor,
     video: str | os.PathLike,
@@ -119,6 +101,7 @@ def predict_video(
     vad: VadSettings | None = None,
     device: str = "cpu",
     progress: bool = True,
+    duration: float | None = None,
 ) -> Timeline:
     """Segment a whole video and predict each segment's emotions.
 
@@ -133,6 +116,7 @@ def predict_video(
         vad: VAD segmentation settings (default: `VadSettings()`).
         device: where the model (and the speech recogniser) run.
         progress: show a progress bar over segments.
+        duration: the video's duration in seconds, when the caller has read it (None: read).
 
     Returns:
         The timeline (one row per segment, in time order).
@@ -140,25 +124,22 @@ def predict_video(
     Raises:
         DataError / UsageError: unreadable media or subtitles, bad arguments (naming them).
     """
-    if subtitles is not None and transcribe is not None:
-        raise UsageError("give --subtitles or --transcribe, not both (subtitles carry the text)")
+    check_video_options(subtitles, transcribe)
     video = Path(video)
     if not video.is_file():
         raise MissingInputError(f"no video file at {video}")
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device)
-    interval = predictor.settings.img_interval_ms / 1000
-    duration = video_duration(video)
+    duration = video_duration(video) if duration is None else duration
     segments, report = find_segments(
         video,
         subtitles=subtitles,
         audio=audio,
-        min_duration=interval,
+        min_duration=predictor.settings.img_interval_ms / 1000,
         overlapping_cues=overlapping_cues,
         vad=vad,
         duration=duration,
     )
     asr = Transcriber(transcribe, device) if isinstance(transcribe, str) else transcribe
-    text_source = "subtitles" if subtitles is not None else "none"
     timeline = Timeline(
         video=str(video),
         checkpoint=predictor.checkpoint,
@@ -166,13 +147,33 @@ def predict_video(
         label_names=predictor.label_names,
         thresholds=[float(t) for t in predictor.thresholds],
         task=predictor.task,
-        text_source=f"asr:{asr.model}" if asr is not None else text_source,
+        text_source=_text_source(subtitles, asr),
         segmentation=report,
     )
     if subtitles is None and asr is None:
         timeline.warnings.append(BLANK_TEXT_WARNING)
     if not segments:
         timeline.warnings.append(f"{video}: no speech found; the timeline is empty")
+    _predict_segments(predictor, timeline, segments, asr, audio, progress)
+    return timeline
+
+
+def _text_source(subtitles: object, asr: Transcriber | None) -> str:
+    if asr is not None:
+        return f"asr:{asr.model}"
+    return "subtitles" if subtitles is not None else "none"
+
+
+def _predict_segments(
+    predictor: Predictor,
+    timeline: Timeline,
+    segments: list[Segment],
+    asr: Transcriber | None,
+    audio: str | os.PathLike | None,
+    progress: bool,
+) -> None:
+    """Appends one row per segment to `timeline` (decoded in one streaming pass)."""
+    video = Path(timeline.video)
     bar = tqdm(total=len(segments), desc="segments", unit="seg", disable=not progress)
     media = iter_segment_media(
         video, segments, interval_ms=predictor.settings.img_interval_ms, audio=audio
@@ -183,77 +184,90 @@ def predict_video(
             wave = resample(torch.from_numpy(item.waveform), item.sample_rate, ASR_RATE)
             text = asr(wave.numpy())
         result = predictor.predict(predictor.media_features(item), text)
-        info = result.pop("preprocessing")
-        timeline.rows.append(
-            {
-                "clip": str(video),
-                "segment": index,
-                "start": item.segment.start,
-                "end": item.segment.end,
-                "source": item.segment.source,
-                "text": text,
-                "frames": info["frames"],
-                "faces_found": info["faces_found"],
-                "chunks": info["chunks"],
-                **{k: v for k, v in result.items() if k != "transcript"},
-            }
-        )
+        timeline.rows.append(segment_row(result, video, index, item.segment, text))
         bar.update()
     bar.close()
-    return timeline
 
 
-def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[str]) -> str:
-    """CSV text: one line per clip or segment.
+@dataclass
+class VideoOutcome:
+    """One video of `predict_videos`: its timeline and files, or why it failed.
 
-    Columns: clip, segment, start, end, source, text, frames, faces_found, chunks, then per
-    emotion ``<name>_probability`` and ``<name>_present`` (1/0), then ``top`` (the most likely
-    emotion, single-label checkpoints; empty otherwise). Start/end/segment are empty for whole
-    clips.
+    Attributes:
+        clip: the video file.
+        timeline: its timeline (None when it failed).
+        files: {"csv", "json", "png"}: the files written (empty when it failed).
+        failure: the reason it failed, one line (None when it worked).
     """
-    columns = ["clip", "segment", "start", "end", "source", "text"]
-    columns += ["frames", "faces_found", "chunks"]
-    for name in label_names:
-        columns += [f"{name}_probability", f"{name}_present"]
-    columns.append("top")
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        flat = {k: row.get(k, "") for k in columns[:9]}
-        for k in ("start", "end"):
-            if isinstance(flat[k], float):
-                flat[k] = f"{flat[k]:.3f}"
-        for name in label_names:
-            emotion = row["emotions"][name]
-            flat[f"{name}_probability"] = f"{emotion['probability']:.6f}"
-            flat[f"{name}_present"] = int(emotion["present"])
-        flat["top"] = row.get("top", "")
-        writer.writerow({k: "" if v is None else v for k, v in flat.items()})
-    return out.getvalue()
+
+    clip: Path
+    timeline: Timeline | None = None
+    files: dict[str, Path] | None = None
+    failure: str | None = None
 
 
-def timeline_json(timeline: Timeline) -> str:
-    """The timeline as JSON text (video, checkpoint, emotions, segmentation report, rows)."""
-    payload = {
-        "video": timeline.video,
-        "checkpoint": timeline.checkpoint,
-        "duration": timeline.duration,
-        "label_names": timeline.label_names,
-        "thresholds": timeline.thresholds,
-        "task": timeline.task,
-        "text_source": timeline.text_source,
-        "segmentation": {
-            **asdict(timeline.segmentation),
-            "summary": timeline.segmentation.summary(),
-        },
-        "warnings": timeline.warnings,
-        "segments": timeline.rows,
-    }
-    return json.dumps(payload, indent=2, default=_plain) + "\n"
+def predict_videos(
+    predictor: Predictor,
+    videos: Sequence[ClipInput],
+    out_dir: str | os.PathLike,
+    *,
+    subtitles: str | os.PathLike | None = None,
+    transcribe: str | None = None,
+    audio: str | os.PathLike | None = None,
+    overlapping_cues: Literal["error", "merge"] = "error",
+    vad: VadSettings | None = None,
+    progress: bool = True,
+) -> Iterator[VideoOutcome]:
+    """The timeline of each video, written as files under `out_dir` (one sub-folder per video,
+    named by its file name, when there are several); a video that fails is reported, not fatal.
+
+    The options are checked (:func:`check_video_options`) before anything runs; the outcomes
+    come one by one, as each video is done.
+
+    Args:
+        predictor: the loaded checkpoint.
+        videos: from :func:`mesm.inference.batch.expand_inputs`.
+        out_dir: where the timeline files go.
+        subtitles: one video's subtitle file (its cues are the utterances).
+        transcribe: a speech-recognition model for the text of VAD segments.
+        audio: a separate audio file for videos whose input names none.
+        overlapping_cues, vad, progress: as for :func:`predict_video`.
+    """
+    check_video_options(subtitles, transcribe, len(videos))
+    asr = Transcriber(transcribe, predictor.device) if transcribe else None
+    folders = _video_folders(Path(out_dir), videos)
+    options = {"subtitles": subtitles, "transcribe": asr, "overlapping_cues": overlapping_cues}
+    return _iter_videos(predictor, videos, folders, audio, vad, progress, options)
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _video_folders(out: Path, videos: Sequence[ClipInput]) -> list[Path]:
+    """`out` for one video; `out/<file stem>` for each of several (made unique with "_")."""
+    if len(videos) == 1:
+        return [out]
+    folders, used = [], set()
+    for item in videos:
+        name = item.clip.stem
+        while name in used:
+            name += "_"
+        used.add(name)
+        folders.append(out / name)
+    return folders
+
+
+def _iter_videos(
+    predictor, videos, folders, audio, vad, progress, options
+) -> Iterator[VideoOutcome]:
+    for item, folder in zip(videos, folders, strict=True):
+        try:
+            timeline = predict_video(
+                predictor,
+                item.clip,
+                audio=item.audio or audio,
+                vad=vad,
+                progress=progress,
+                **options,
+            )
+        except CLIP_ERRORS as err:
+            yield VideoOutcome(item.clip, failure=failure_line(err))
+            continue
+        yield VideoOutcome(item.clip, timeline, write_timeline(timeline, folder))

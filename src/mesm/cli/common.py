@@ -1,0 +1,170 @@
+"""Options that mean the same thing on several subcommands, added by one function each (so
+their name, help and default agree), and the few steps every command shares: resolving
+``--precision`` (printed once), ``--workers``, ``--text``/``--transcript-file``/``--transcript``,
+and writing ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from mesm.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from mesm.inference.precision import Precision
+
+
+def add_dataset(
+    parser: argparse.ArgumentParser, *, option: bool = False, required: bool = True
+) -> None:
+    """The dataset folder: positional where it is what the command works on, ``--data`` where it
+    is one input beside a checkpoint. Either way ``args.data``."""
+    help_ = "a prepared dataset folder (manifest + clips + splits)"
+    if option:
+        parser.add_argument("--data", required=required, metavar="DATASET", help=help_)
+    else:
+        parser.add_argument("data", metavar="DATASET", help=help_)
+
+
+def add_checkpoint(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=required,
+        metavar="CKPT",
+        help="the model: a .safetensors checkpoint written by `mesm train`, a model folder "
+        "(`mesm export`) or a Hugging Face Hub repo id",
+    )
+
+
+def add_split(parser: argparse.ArgumentParser, default: str | None = "test") -> None:
+    parser.add_argument(
+        "--split",
+        default=default,
+        metavar="SPLIT",
+        help=f"dataset split (train, valid, test; default: {default or 'all of them'})",
+    )
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to run on: cpu, cuda, cuda:N (default: cpu)"
+    )
+
+
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size", type=int, default=8, metavar="N", help="utterances per batch (default: 8)"
+    )
+
+
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes (default 0: this process; capped at the CPU count)",
+    )
+
+
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true", help="compute again what already exists"
+    )
+
+
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", metavar="OUT", help="also write the result as JSON to OUT (checked first)"
+    )
+
+
+def nucleus_mass(text: str) -> float:
+    """An argparse type: MESM's nucleus mass p, a number > 0 (p >= 1 keeps every position)."""
+    from mesm.models.config import check_p
+
+    try:
+        return check_p(float(text))
+    except ValueError as err:  # not a number, or not > 0
+        raise argparse.ArgumentTypeError(f"p must be a number > 0, got {text!r}") from err
+
+
+def add_p(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--p",
+        type=nucleus_mass,
+        metavar="P",
+        help="MESM's nucleus mass for the top-p selection (default: the checkpoint's; 0.7 for "
+        "a preset)",
+    )
+
+
+def add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    from mesm.inference.precision import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        default=default,
+        metavar="{" + ",".join(PRECISIONS) + "}",
+        help="numeric precision: 32 (float32), bf16 (bfloat16 autocast, weights float32), "
+        "16-mixed (float16, CUDA); auto = bf16 on a CPU with bf16 matrix units "
+        "(avx512_bf16/amx_bf16) or a GPU that supports it, fp16 on other GPUs, else 32"
+        + (" (default)" if default == "auto" else "; default: the config's trainer.precision"),
+    )
+
+
+def add_transcript_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--text", metavar="TEXT", help="what is said in the clip")
+    group.add_argument("--transcript-file", metavar="FILE", help="a UTF-8 file holding it")
+    group.add_argument(
+        "--transcript",
+        metavar="TEXT_OR_FILE",
+        help="older form: an existing file is read, a path-like word naming no file is an error",
+    )
+
+
+def command(sub, name: str, func, **kwargs) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, **kwargs)
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
+
+
+def write_json(path: str, value: Any) -> None:
+    """`value` as indented JSON at `path`, atomically (NaN as null, paths as strings)."""
+    from mesm.evaluation import json_safe
+
+    atomic_write_text(path, json.dumps(json_safe(value), indent=2, default=str) + "\n")
+    print(f"written to {path}")
+
+
+def workers(args: argparse.Namespace) -> int:
+    from mesm.data.workers import cap_workers
+
+    return cap_workers(args.workers, say=True)
+
+
+def precision(args: argparse.Namespace, device: str = "cpu") -> Precision:
+    """The --precision choice resolved for `device`, after printing what it is."""
+    from mesm.inference.precision import resolve_precision
+
+    precision = resolve_precision(args.precision, device)
+    print(precision.describe())
+    return precision
+
+
+def transcript(args: argparse.Namespace) -> str:
+    from mesm.inference.predict import read_transcript, read_transcript_file
+
+    if args.transcript_file is not None:
+        return read_transcript_file(args.transcript_file)
+    if args.text is not None:
+        return args.text
+    return read_transcript(args.transcript)

@@ -1,0 +1,251 @@
+"""Prediction outputs, in one place: the rows of predicted clips and video segments, the
+`Timeline` of a whole video, and the files they are written as (CSV, JSON, and a PNG with one
+probability lane per emotion).
+
+The plot has a segment band on top (every segment a grey box, so gaps without speech show) and
+below it one lane per emotion: each segment's probability as a bar spanning the segment, solid
+where the emotion is decided present (probability >= its threshold), faint otherwise, with the
+threshold as a dashed line. The time axis is in minutes:seconds with ticks every 1 s … 10 min,
+chosen so there are at most ~20 of them, so a 10-minute video stays readable.
+
+Every file is written atomically (temporary file in the same folder, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mesm.data.media.segments import SegmentationReport
+from mesm.files import atomic_write_bytes
+
+_TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
+_COLOURS = ("#d62728", "#2ca02c", "#7f7f7f", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+@dataclass
+class Timeline:
+    """The emotions of a whole video, segment by segment.
+
+    Attributes:
+        video: the video file.
+        checkpoint: the checkpoint used.
+        duration: the video's duration in seconds.
+        label_names: the K emotions.
+        thresholds: (K,) the validation-tuned decision thresholds.
+        task: "single_label" or "multi_label".
+        text_source: "subtitles", "asr:<model>" or "none".
+        segmentation: what segmentation found and changed.
+        rows: one per segment: {"clip", "segment", "start", "end", "source", "text",
+            "frames", "faces_found", "chunks", "emotions": {name: {"probability",
+            "threshold", "present"}}, "present", "top" (single-label)}.
+        warnings: one line each (e.g. blank text modality, no speech found).
+    """
+
+    video: str
+    checkpoint: str
+    duration: float
+    label_names: list[str]
+    thresholds: list[float]
+    task: str
+    text_source: str
+    segmentation: SegmentationReport
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def clip_row(
+    result: dict[str, Any],
+    clip: str | os.PathLike,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> dict[str, Any]:
+    """One `Predictor.predict` result as a row of the per-clip table (the columns of
+    :func:`prediction_rows_csv`; whole clips have no segment)."""
+    rest = {k: v for k, v in result.items() if k not in ("preprocessing", "transcript", "clip")}
+    info = result["preprocessing"]
+    return {
+        "clip": str(clip),
+        "segment": None,
+        "start": start,
+        "end": end,
+        "source": "clip",
+        "text": result["transcript"],
+        "frames": info["frames"],
+        "faces_found": info["faces_found"],
+        "chunks": info["chunks"],
+        **rest,
+    }
+
+
+def segment_row(
+    result: dict[str, Any], video: str | os.PathLike, index: int, segment: Any, text: str
+) -> dict[str, Any]:
+    """One `Predictor.predict` result of a video's segment (a `Segment`: start, end, source) as
+    a row of the timeline (the columns of :func:`prediction_rows_csv`)."""
+    info = result["preprocessing"]
+    return {
+        "clip": str(video),
+        "segment": index,
+        "start": segment.start,
+        "end": segment.end,
+        "source": segment.source,
+        "text": text,
+        "frames": info["frames"],
+        "faces_found": info["faces_found"],
+        "chunks": info["chunks"],
+        **{k: v for k, v in result.items() if k not in ("transcript", "preprocessing")},
+    }
+
+
+def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[str]) -> str:
+    """CSV text: one line per clip or segment.
+
+    Columns: clip, segment, start, end, source, text, frames, faces_found, chunks, then per
+    emotion ``<name>_probability`` and ``<name>_present`` (1/0), then ``top`` (the most likely
+    emotion, single-label checkpoints; empty otherwise). Start/end/segment are empty for whole
+    clips.
+    """
+    columns = ["clip", "segment", "start", "end", "source", "text"]
+    columns += ["frames", "faces_found", "chunks"]
+    for name in label_names:
+        columns += [f"{name}_probability", f"{name}_present"]
+    columns.append("top")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        flat = {k: row.get(k, "") for k in columns[:9]}
+        for k in ("start", "end"):
+            if isinstance(flat[k], float):
+                flat[k] = f"{flat[k]:.3f}"
+        for name in label_names:
+            emotion = row["emotions"][name]
+            flat[f"{name}_probability"] = f"{emotion['probability']:.6f}"
+            flat[f"{name}_present"] = int(emotion["present"])
+        flat["top"] = row.get("top", "")
+        writer.writerow({k: "" if v is None else v for k, v in flat.items()})
+    return out.getvalue()
+
+
+def timeline_json(timeline: Timeline) -> str:
+    """The timeline as JSON text (video, checkpoint, emotions, segmentation report, rows)."""
+    payload = {
+        "video": timeline.video,
+        "checkpoint": timeline.checkpoint,
+        "duration": timeline.duration,
+        "label_names": timeline.label_names,
+        "thresholds": timeline.thresholds,
+        "task": timeline.task,
+        "text_source": timeline.text_source,
+        "segmentation": {
+            **asdict(timeline.segmentation),
+            "summary": timeline.segmentation.summary(),
+        },
+        "warnings": timeline.warnings,
+        "segments": timeline.rows,
+    }
+    return json.dumps(payload, indent=2, default=_plain) + "\n"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _mmss(seconds: float, _pos: object = None) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 100) -> bytes:
+    """Draw the timeline; returns the PNG bytes.
+
+    Args:
+        timeline: the result of `predict_video`.
+        width: figure width in inches.
+        dpi: resolution.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    names = timeline.label_names
+    rows = timeline.rows
+    heights = [0.5] + [1.0] * len(names)
+    fig = Figure(figsize=(width, 0.9 + 0.75 * sum(heights)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights})
+    end = max(timeline.duration, max((r["end"] for r in rows), default=0.0), 1.0)
+    band = axes[0]
+    for i, r in enumerate(rows):
+        band.broken_barh(
+            [(r["start"], r["end"] - r["start"])], (0, 1), facecolors="#555" if i % 2 else "#999"
+        )
+    band.set_yticks([])
+    band.set_ylabel("segments", rotation=0, ha="right", va="center")
+    title = f"{Path(timeline.video).name}: {len(rows)} segments ({timeline.segmentation.method}"
+    band.set_title(title + f", text: {timeline.text_source})", loc="left", fontsize=10)
+    for k, (ax, name) in enumerate(zip(axes[1:], names, strict=True)):
+        colour = _COLOURS[k % len(_COLOURS)]
+        threshold = timeline.thresholds[k]
+        for r in rows:
+            e = r["emotions"][name]
+            ax.bar(
+                r["start"],
+                e["probability"],
+                width=r["end"] - r["start"],
+                align="edge",
+                color=colour,
+                alpha=0.9 if e["present"] else 0.3,
+                linewidth=0,
+            )
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 0.5, 1])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.grid(axis="x", alpha=0.3)
+    step = next((s for s in _TICK_STEPS if end / s <= 20), _TICK_STEPS[-1])
+    axes[-1].xaxis.set_major_locator(MultipleLocator(step))
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(_mmss))
+    axes[-1].set_xlim(0, end)
+    axes[-1].set_xlabel(
+        "time (min:s); bars: probability per segment, solid = present; dashes: threshold"
+    )
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_timeline(timeline: Timeline, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``timeline.csv``, ``timeline.json`` and ``timeline.png`` into `out_dir`.
+
+    Returns:
+        {"csv", "json", "png"}: the paths written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out / f"timeline.{kind}" for kind in ("csv", "json", "png")}
+    csv_text = prediction_rows_csv(timeline.rows, timeline.label_names)
+    atomic_write_bytes(paths["csv"], csv_text.encode("utf-8"))
+    atomic_write_bytes(paths["json"], timeline_json(timeline).encode("utf-8"))
+    atomic_write_bytes(paths["png"], plot_timeline(timeline))
+    return paths
+
+
+def write_rows_csv(
+    path: str | os.PathLike, rows: Sequence[dict[str, Any]], label_names: Sequence[str]
+) -> None:
+    """The rows of :func:`prediction_rows_csv` written to `path` (atomically)."""
+    atomic_write_bytes(path, prediction_rows_csv(rows, label_names).encode("utf-8"))
