@@ -104,3 +104,23 @@ def test_predict_clips_reports_failures_through_the_callback(clips, tiny_checkpo
     )
     assert [r["text"] for r in rows] == ["hello"] and failures == seen
     assert failures[0][0].endswith("nothing.mp4") and "no clip at" in failures[0][1]
+
+
+@pytest.mark.parametrize("word", ["notes.txt", "happy/sad"])
+def test_a_one_word_text_is_the_text_for_several_clips_as_for_one(
+    word, clips, tiny_checkpoint, tmp_path, capsys
+):
+    """`--text` is the words themselves: a one-word text that looks like a path is never read
+    as a file, with several clips as with one (the batch once passed it through the old
+    `--transcript` reader a second time and failed)."""
+    videos = clips / "videos"
+    one, several = tmp_path / "one.csv", tmp_path / "several.csv"
+    ckpt = ["--checkpoint", str(tiny_checkpoint), "--text", word, "--no-progress"]
+    assert main(["predict", str(videos / "clip2.mp4"), *ckpt, "--csv", str(one)]) == 0
+    assert main(["predict", str(videos), *ckpt, "--csv", str(several)]) == 0
+    assert "error" not in capsys.readouterr().err
+    with open(one, newline="") as fh, open(several, newline="") as fh2:
+        alone, batch = list(csv.DictReader(fh)), list(csv.DictReader(fh2))
+    assert [r["text"] for r in alone] == [word]
+    assert [r["text"] for r in batch] == [word, word]
+    assert batch[0]["anger_probability"] == alone[0]["anger_probability"]
