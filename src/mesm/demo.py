@@ -30,6 +30,7 @@ from mesm.errors import OutputPathError
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
 from mesm.inference.precision import Precision, resolve_precision
+from mesm.models.config import DEFAULT_P
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 
@@ -50,7 +51,7 @@ def demo_config(
     """The run config the demo trains each model with."""
     model: dict[str, Any] = {"preset": "tiny", "arch": arch, "dropout": 0.1}
     if arch == "mesm":
-        model.update(p=0.7, gating="none")
+        model.update(p=DEFAULT_P, gating="none")
     return RunConfig.from_dict(
         {
             "model": model,
@@ -133,7 +134,9 @@ def run_demo(
             arch, data, sizes["epochs"], sizes["patience"], seed, resolved.lightning
         )
         started = time.perf_counter()
-        result = train(config, out / "runs" / arch, enable_progress_bar=progress)
+        result = train(
+            config, out / "runs" / arch, enable_progress_bar=progress, precision=resolved
+        )
         test = result.metrics["test"]
         report["models"][arch.upper()] = {
             "checkpoint": str(result.checkpoint),

@@ -13,6 +13,7 @@ from mesm.analysis.sweep import plot_sweep, sweep_p
 from mesm.evaluation import evaluate, tune_thresholds
 from mesm.inference.checkpoint import load_checkpoint, load_model
 from mesm.inference.evaluate import open_split, predict_split
+from mesm.inference.precision import resolve_precision
 from mesm.models import build_model
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -66,8 +67,8 @@ def test_sweep_tunes_thresholds_on_valid_at_each_p(sweep, checkpoint, dataset_di
     model.eval()
     valid = open_split(dataset_dir, "valid", trained)
     test = open_split(dataset_dir, "test", trained)
-    thresholds = tune_thresholds(*predict_split(model, valid, precision="32"))
-    probs, labels = predict_split(model, test, precision="32")
+    thresholds = tune_thresholds(*predict_split(model, valid, precision=resolve_precision("32")))
+    probs, labels = predict_split(model, test, precision=resolve_precision("32"))
     report = evaluate(probs, labels, thresholds, meta["label_names"], meta["task"])
     point = result["points"][1]
     assert point["thresholds"] == thresholds.tolist()

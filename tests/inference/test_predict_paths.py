@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mesm.inference.evaluate import open_split, predict_split
+from mesm.inference.precision import resolve_precision
 from mesm.inference.predict import Predictor
 
 
@@ -16,7 +17,9 @@ def test_predict_clip_equals_the_dataset_path(trained, clips_dir):
     predictor = Predictor(trained, precision="32")
     dataset = open_split(clips_dir, "test", trained)
     with torch.autocast("cpu", enabled=False):
-        probs, _ = predict_split(trained.model, dataset, batch_size=1, precision="32")
+        probs, _ = predict_split(
+            trained.model, dataset, batch_size=1, precision=resolve_precision("32")
+        )
     records = [json.loads(line) for line in (clips_dir / "manifest.jsonl").read_text().splitlines()]
     assert {r["audio"] is None for r in records} == {True, False}  # both kinds of audio
     for record, row in zip(records, probs, strict=True):

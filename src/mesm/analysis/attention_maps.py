@@ -400,7 +400,7 @@ def explain(
     Returns:
         The ``attention.json`` content (see :func:`explain_batch`).
     """
-    trained = checkpoint if isinstance(checkpoint, TrainedModel) else load_model(checkpoint)
+    trained = load_model(checkpoint)
     model = trained.model
     resolved = resolve_precision(precision, next(model.parameters()).device)
     faces_uint8 = None

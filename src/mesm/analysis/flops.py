@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mesm.inference.precision import Precision, resolve_precision
+from mesm.models.config import DEFAULT_P
 from mesm.models.fe2e import FE2E
 from mesm.models.pathways import Pathway
 from mesm.sparse import SparseFlopCounter
@@ -344,9 +345,8 @@ def dataset_flops(
             if "t" in model.modalities:
                 text += text_flops(model, inputs["text_ids"], inputs["text_mask"])
         report = _compare(ours, model, dense if twin is not model else ours, twin)
-    source = None if isinstance(checkpoint_or_model, FE2E) else str(checkpoint_or_model)
     return {
-        "source": source,
+        "source": trained.source,
         "data": str(data_dir),
         "split": split,
         "precision": resolved.lightning,
@@ -359,7 +359,7 @@ def dataset_flops(
 def preset_flops(
     arch: str = "mesm",
     preset: str = "paper",
-    p: float = 0.7,
+    p: float = DEFAULT_P,
     frames: int = 8,
     chunks: int = 8,
     *,

@@ -117,7 +117,7 @@ def sweep_p(
         fe2e.pop(key)
     result: dict[str, Any] = json_safe(
         {
-            "source": None if isinstance(checkpoint, FE2E) else str(checkpoint),
+            "source": trained.source,
             "data": str(data_dir),
             "split": split,
             "valid_split": valid_split,

@@ -34,9 +34,9 @@ from mesm.data.manifest import read_dataset
 from mesm.data.media.video import video_duration
 from mesm.errors import MesmError
 from mesm.inference.inputs import model_inputs
+from mesm.inference.outputs import write_timeline
 from mesm.inference.precision import Precision
 from mesm.inference.predict import Predictor
-from mesm.inference.outputs import write_timeline
 from mesm.inference.video import predict_video
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from mesm.cli.common import (
     write_json,
 )
 from mesm.errors import UsageError
+from mesm.models.config import DEFAULT_P
 
 
 def _add_flops(sub) -> None:
@@ -85,9 +86,13 @@ def _cmd_flops(args: argparse.Namespace) -> int:
         )
         print(f"{report['split']} split of {report['data']}: {report['num_utterances']} utterances")
     else:
-        p = 0.7 if args.p is None else args.p
         report = preset_flops(
-            args.arch, args.preset, p, args.frames, args.chunks, precision=precision(args)
+            args.arch,
+            args.preset,
+            DEFAULT_P if args.p is None else args.p,
+            args.frames,
+            args.chunks,
+            precision=precision(args),
         )
         print(f"untrained {args.preset!r} preset, {args.frames} faces + {args.chunks} mel chunks")
     _print_flops(report)

@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mesm.files import atomic_write_text
+from mesm.models.config import DEFAULT_P
 
 if TYPE_CHECKING:
     from mesm.inference.precision import Precision
@@ -100,8 +101,8 @@ def add_p(parser: argparse.ArgumentParser) -> None:
         "--p",
         type=nucleus_mass,
         metavar="P",
-        help="MESM's nucleus mass for the top-p selection (default: the checkpoint's; 0.7 for "
-        "a preset)",
+        help="MESM's nucleus mass for the top-p selection (default: the checkpoint's; "
+        f"{DEFAULT_P} for a preset)",
     )
 
 

@@ -49,6 +49,7 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from mesm.inference.precision import resolve_precision
     from mesm.training.config import load_run_config
     from mesm.training.fit import train
 
@@ -56,9 +57,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config_path = args.config
     if args.resume and config_path is None:
         config_path = out / "config.yaml"
-    sets = args.set + ([f"trainer.precision={args.precision}"] if args.precision else [])
-    config = load_run_config(config_path, sets)
-    result = train(config, out, resume=bool(args.resume), enable_progress_bar=not args.no_progress)
+    config = load_run_config(config_path, args.set)
+    if args.precision:  # recorded in the run folder, so --resume continues at it
+        config = config.with_precision(args.precision)
+    result = train(
+        config,
+        out,
+        resume=bool(args.resume),
+        enable_progress_bar=not args.no_progress,
+        precision=resolve_precision(config.trainer.precision, config.trainer.accelerator),
+    )
     from mesm.evaluation import format_table
 
     for split in ("valid", "test"):

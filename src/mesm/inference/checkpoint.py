@@ -173,7 +173,11 @@ def locate(source: str | os.PathLike, *, revision: str | None = None) -> Path:
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON header of a checkpoint file or model folder (no weights loaded)."""
-    path = locate(path)
+    return _read_meta(locate(path))
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """`read_checkpoint_meta` of a located checkpoint file or model folder."""
     if path.is_dir():
         config = path / CONFIG_NAME
         if not config.is_file():
@@ -246,10 +250,16 @@ def load_checkpoint(
     Returns:
         (model, meta) where meta is the checkpoint's header.
     """
+    return _load_located(locate(path), map_location)
+
+
+def _load_located(
+    path: Path, map_location: str | torch.device
+) -> tuple[FE2E | BaselineModel, dict[str, Any]]:
+    """`load_checkpoint` of a located checkpoint file or model folder."""
     from safetensors.torch import load_file
 
-    path = locate(path)
-    meta = read_checkpoint_meta(path)
+    meta = _read_meta(path)
     weights = path / WEIGHTS_NAME if path.is_dir() else path
     if not weights.is_file():
         raise CheckpointError(f"{path}: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
@@ -387,17 +397,32 @@ class TrainedModel:
 
 
 def load_model(
-    source: str | os.PathLike | torch.nn.Module,
+    source: str | os.PathLike | TrainedModel | torch.nn.Module | Any,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     revision: str | None = None,
 ) -> TrainedModel:
-    """A trained model from a ``.safetensors`` checkpoint, a model folder or a hub repo id (see
-    :func:`locate`), or a model already in memory (used as is, in eval mode, with no header).
+    """The one way every entry point turns what it was given into a :class:`TrainedModel`.
+
+    Args:
+        source: a ``.safetensors`` checkpoint, a model folder or a hub repo id (see
+            :func:`locate`); a :class:`TrainedModel` (returned as is); anything holding one as
+            ``.trained`` (a :class:`~mesm.inference.predict.Predictor`); or a model in memory
+            (used as is, in eval mode, with no header).
+        device: where the model goes (None: a loaded checkpoint on the CPU, a model in memory
+            where it is).
+        revision: the hub revision of a repo id.
     """
+    trained = getattr(source, "trained", source)
+    if isinstance(trained, TrainedModel):
+        if device is not None:
+            trained.model.to(device)
+        return trained
     if isinstance(source, torch.nn.Module):
-        return TrainedModel(source.eval(), {})
-    model, meta = load_checkpoint(locate(source, revision=revision), map_location=device)
+        model = source.eval() if device is None else source.to(device).eval()
+        return TrainedModel(model, {})
+    path = locate(source, revision=revision)
+    model, meta = _load_located(path, "cpu" if device is None else device)
     return TrainedModel(model, meta, str(source))
 
 

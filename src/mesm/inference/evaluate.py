@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from mesm.errors import UsageError
 from mesm.evaluation import evaluate
 from mesm.inference.checkpoint import TrainedModel, load_model, preprocessing_settings
 from mesm.inference.inputs import model_inputs
-from mesm.inference.precision import Precision, autocast, resolve_precision
+from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import BASELINE_ARCHS
 
 
@@ -83,7 +84,7 @@ def predict_split(
     *,
     batch_size: int = 8,
     num_workers: int = 0,
-    precision: str | Precision | None = None,
+    precision: Precision | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sigmoid outputs and labels of a whole split, in dataset order.
 
@@ -92,8 +93,8 @@ def predict_split(
         dataset: the split.
         batch_size: utterances per forward pass.
         num_workers: data-loading processes.
-        precision: run the model at this precision (see :mod:`mesm.inference.precision`);
-            None: as the caller has set it up.
+        precision: run the model at this resolved precision (see
+            :mod:`mesm.inference.precision`); None: as the caller has set it up.
 
     Returns:
         probs (N, K) float and labels (N, K) 0/1.
@@ -105,7 +106,7 @@ def predict_split(
     probs, labels = [], []
     for batch in split_batches(dataset, batch_size, num_workers):
         inputs = model_inputs(model, batch, device)
-        with autocast(precision, device):
+        with nullcontext() if precision is None else precision.autocast():
             logits = model(**inputs)
         out = torch.sigmoid(logits.float()).cpu()
         bad = [uid for uid, row in zip(batch["ids"], out, strict=True) if not row.isfinite().all()]

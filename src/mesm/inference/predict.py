@@ -113,11 +113,7 @@ class Predictor:
         device: str = "cpu",
         precision: str | Precision = "auto",
     ) -> None:
-        if isinstance(checkpoint, TrainedModel):
-            self.trained = checkpoint
-            self.trained.model.to(device)
-        else:
-            self.trained = load_model(checkpoint, device=device)
+        self.trained = load_model(checkpoint, device=device)
         self.checkpoint = self.trained.source  # what it was loaded from (None: in memory)
         self.device = device
         self.precision = resolve_precision(precision, device)

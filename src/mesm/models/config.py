@@ -21,6 +21,10 @@ _CHOICES = {
 }
 
 
+# MESM's nucleus mass unless a config, a checkpoint or the user says otherwise (the paper's).
+DEFAULT_P = 0.7
+
+
 def check_p(p: float) -> float:
     """`p` as a float, or a ConfigError (a ValueError) when it is not a nucleus mass: a number
     > 0, where >= 1 keeps every site. Every place that takes a p (config, ``set_p``, the sweep,
@@ -87,7 +91,7 @@ class ModelConfig:
     final_norm: bool = False
     sequence_positions: Positions = "none"
     dropout: float = 0.1
-    p: float = 0.7
+    p: float = DEFAULT_P
     gating: Gating = "none"
     attention_dim: int | str | tuple[int, ...] = "channels"
     sparse_backend: SparseBackend = "torch"

@@ -75,7 +75,7 @@ class FE2E(nn.Module):
             ),
             text_dim=text_dim,
             attention_dims=c.attention_dims,
-            p=self._nucleus or 1.0,
+            nucleus=self._nucleus,
             gating=c.gating,
             sparse=c.mesm,
             backend=c.sparse_backend,

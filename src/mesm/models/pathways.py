@@ -34,7 +34,8 @@ class Pathway(nn.Module):
             feed-forward width, norm placement, positions).
         text_dim: D, width of the text feature (MESM only).
         attention_dims: additive-attention width of each stage's attention layer (MESM only).
-        p: nucleus mass (MESM only): a number, or the model's shared :class:`NucleusMass`.
+        nucleus: the model's shared :class:`NucleusMass` (MESM only; p is checked where the
+            model is configured, not here).
         gating: "none" or "gated" (MESM only).
         sparse: build the cross-modal attention and run the stages sparse (MESM).
         backend: sparse engine.
@@ -54,7 +55,7 @@ class Pathway(nn.Module):
         transformer: dict[str, Any],
         text_dim: int = 0,
         attention_dims: tuple[int, ...] = (),
-        p: float | NucleusMass = 1.0,
+        nucleus: NucleusMass | None = None,
         gating: str = "none",
         sparse: bool = False,
         backend: Backend = "torch",
@@ -66,7 +67,7 @@ class Pathway(nn.Module):
         widths = (low_channels, *stage_channels)
         self.stages = nn.ModuleList(VGGStage(a, b) for a, b in itertools.pairwise(widths))
         if sparse:
-            nucleus = p if isinstance(p, NucleusMass) else NucleusMass(p)
+            nucleus = nucleus if nucleus is not None else NucleusMass(1.0)
             self.attention = nn.ModuleList(
                 CrossModalAttention(c, text_dim, a, nucleus, gating)
                 for c, a in zip(widths[:-1], attention_dims, strict=True)

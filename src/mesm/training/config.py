@@ -107,6 +107,12 @@ class RunConfig:
         ``preset: null``: what a run folder records, so that resuming rebuilds exactly this."""
         return dataclasses.replace(self, model={"preset": None, **model.to_dict()})
 
+    def with_precision(self, precision: str) -> RunConfig:
+        """This config with ``trainer.precision`` set (what a run folder records)."""
+        return dataclasses.replace(
+            self, trainer=dataclasses.replace(self.trainer, precision=precision)
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return settings_to_dict(self)
 

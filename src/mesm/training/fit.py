@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
 from mesm.files import atomic_write_json, make_output_dir
 from mesm.inference.checkpoint import save_checkpoint
-from mesm.inference.precision import resolve_precision
+from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import BASELINE_ARCHS, build_model
 from mesm.training.config import RunConfig, save_run_config
 from mesm.training.module import EmotionModule
@@ -137,6 +137,7 @@ def train(
     datasets: tuple[Dataset, Dataset, Dataset | None] | None = None,
     enable_progress_bar: bool = True,
     callbacks: list[pl.Callback] | None = None,
+    precision: Precision | None = None,
 ) -> RunResult:
     """Trains, validates every epoch, keeps the best epoch by average F1, tests it.
 
@@ -149,6 +150,8 @@ def train(
             ``info.task`` and ``pos_weight()``, as :class:`mesm.data.media.dataset.EmotionDataset`.
         enable_progress_bar: show Lightning's progress bar.
         callbacks: extra Lightning callbacks.
+        precision: the precision, resolved by the caller for ``trainer.accelerator`` from
+            the config's ``trainer.precision`` (None: resolved here).
 
     Returns:
         The run's files and the best epoch's metrics.
@@ -163,7 +166,8 @@ def train(
             errno.EEXIST, "already holds a run; resume it or choose another folder", str(run_dir)
         )
     t = config.trainer
-    precision = resolve_precision(t.precision, t.accelerator)
+    if precision is None:
+        precision = resolve_precision(t.precision, t.accelerator)
     make_output_dir(run_dir)
 
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
