@@ -84,7 +84,7 @@ def write_long_video(path: Path, seconds: float, seed: int = 0) -> Path:
 def _child(video: str, srt: str, checkpoint: str, threads: int) -> None:
     import torch
 
-    from mesm.inference.timeline import predict_video
+    from mesm.inference.video import predict_video
 
     torch.set_num_threads(threads)
     began = time.perf_counter()
@@ -105,8 +105,8 @@ def main() -> None:
         return
     import torch
 
-    from mesm.inference.checkpoint import save_checkpoint
     from mesm.models import TINY_TEXT, create_model
+    from mesm.trained.checkpoint import save_checkpoint
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

@@ -16,7 +16,7 @@ def __getattr__(name: str):
         return create_model
     if name in ("from_pretrained", "load_model"):
         # A trained model from a .safetensors file, a model folder or a Hugging Face repo id.
-        from mesm.inference.checkpoint import load_model
+        from mesm.trained.checkpoint import load_model
 
         return load_model
     raise AttributeError(f"module 'mesm' has no attribute {name!r}")

@@ -29,8 +29,8 @@ from mesm.data.media.preprocess import preprocess_dataset
 from mesm.errors import OutputPathError
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
-from mesm.inference.precision import Precision, resolve_precision
 from mesm.models.config import DEFAULT_P
+from mesm.trained.precision import Precision, resolve_precision
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 
@@ -93,7 +93,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Runs the demo into `out_dir` (data/, runs/fe2e, runs/mesm, report.json).
 
-    `precision` ("auto", "32", "bf16"; :mod:`mesm.inference.precision`) is what both models train
+    `precision` ("auto", "32", "bf16"; :mod:`mesm.trained.precision`) is what both models train
     and run at; `seed` seeds the corpus and the training.
 
     Returns:

@@ -20,8 +20,8 @@ from mesm.analysis.attention_maps import (
     kept_overlay,
 )
 from mesm.data.media.dataset import EmotionDataset
-from mesm.inference.checkpoint import load_checkpoint, load_model
 from mesm.inference.evaluate import open_split
+from mesm.trained.checkpoint import load_checkpoint, load_model
 
 UTTERANCE = "utt0003"  # a test-split clip
 

@@ -11,10 +11,10 @@ from matplotlib.image import imread
 
 from mesm.analysis.sweep import plot_sweep, sweep_p
 from mesm.evaluation import evaluate, tune_thresholds
-from mesm.inference.checkpoint import load_checkpoint, load_model
 from mesm.inference.evaluate import open_split, predict_split
-from mesm.inference.precision import resolve_precision
 from mesm.models import build_model
+from mesm.trained.checkpoint import load_checkpoint, load_model
+from mesm.trained.precision import resolve_precision
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

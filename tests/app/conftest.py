@@ -9,8 +9,8 @@ import torch
 
 from mesm.data.demo_corpus import write_demo_corpus
 from mesm.data.synthetic import face_frames, speech_like, write_video
-from mesm.inference.checkpoint import save_checkpoint
 from mesm.models import TINY_TEXT, create_model
+from mesm.trained.checkpoint import save_checkpoint
 
 EMOTIONS = ["anger", "happiness", "neutral", "sadness"]
 THRESHOLDS = [0.5, 0.4, 0.5, 0.6]

@@ -141,7 +141,7 @@ def test_non_utf8_manifest_names_the_line(media_root, make_dataset):
 
 def test_nan_features_at_evaluation_name_the_utterance(synthetic_copy, tmp_path, capsys):
     from helpers import tiny_model
-    from mesm.inference.checkpoint import save_checkpoint
+    from mesm.trained.checkpoint import save_checkpoint
 
     info, records = read_dataset(synthetic_copy)
     cache = FeatureCache(synthetic_copy)

@@ -16,8 +16,8 @@ import torch
 from mesm.data.demo_corpus import srt_time
 from mesm.data.media.audio import resample
 from mesm.data.synthetic import face_frames, write_synthetic_dataset, write_video
-from mesm.inference.checkpoint import TrainedModel, save_checkpoint
 from mesm.models import TINY_TEXT, create_model
+from mesm.trained.checkpoint import TrainedModel, save_checkpoint
 
 LABELS = ["ang", "hap", "neu", "sad"]
 

@@ -12,14 +12,14 @@ from helpers import make_batch, model_inputs
 from mesm.cli import main
 from mesm.data.synthetic import face_frames, speech_like, write_video
 from mesm.errors import CheckpointError
-from mesm.inference.checkpoint import (
+from mesm.models import TINY_TEXT, create_model
+from mesm.trained.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     TrainedModel,
     load_model,
     read_checkpoint_meta,
 )
-from mesm.models import TINY_TEXT, create_model
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from mesm.inference.evaluate import open_split, predict_split
-from mesm.inference.precision import resolve_precision
 from mesm.inference.predict import Predictor
+from mesm.trained.precision import resolve_precision
 
 
 def test_predict_clip_equals_the_dataset_path(trained, clips_dir):

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from helpers import make_batch, model_inputs, tiny_model
 from mesm.errors import MissingInputError
-from mesm.inference.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from mesm.trained.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from mesm.training.config import apply_overrides, load_run_config
 
 

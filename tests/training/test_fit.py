@@ -14,10 +14,10 @@ from bad_inputs import CASES
 from mesm.data.media.dataset import EmotionDataset
 from mesm.data.synthetic import write_synthetic_dataset
 from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
-from mesm.inference.checkpoint import load_checkpoint
 from mesm.inference.evaluate import evaluate_checkpoint
 from mesm.inference.inputs import model_inputs
 from mesm.models import TINY_TEXT, build_model, make_config
+from mesm.trained.checkpoint import load_checkpoint
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 

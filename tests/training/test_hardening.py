@@ -12,7 +12,7 @@ from bad_inputs import CASES
 from helpers import tiny_model
 from mesm.cli import main
 from mesm.errors import CheckpointError, ConfigError
-from mesm.inference.checkpoint import load_checkpoint, save_checkpoint
+from mesm.trained.checkpoint import load_checkpoint, save_checkpoint
 from mesm.training.config import load_run_config
 
 NAMES = ["a", "b", "c", "d", "e", "f"]

@@ -11,8 +11,8 @@ from lightning.pytorch import Callback
 from mesm.cli import build_parser, main
 from mesm.data.synthetic import write_synthetic_dataset
 from mesm.errors import UsageError
-from mesm.inference.precision import autocast, cpu_bf16_flags, resolve_precision
 from mesm.models import TINY_TEXT
+from mesm.trained.precision import autocast, cpu_bf16_flags, resolve_precision
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from mesm.data.synthetic import write_synthetic_dataset
-from mesm.inference.checkpoint import load_checkpoint
 from mesm.models import TINY_TEXT
+from mesm.trained.checkpoint import load_checkpoint
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 

@@ -35,12 +35,12 @@ from torch import Tensor
 from mesm.data.media.faces import FACE_MEAN, FACE_STD
 from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_json
-from mesm.inference.checkpoint import TrainedModel, load_model
 from mesm.inference.evaluate import open_split
 from mesm.inference.inputs import model_inputs
-from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
 from mesm.sparse import SparseMap
+from mesm.trained.checkpoint import TrainedModel, load_model
+from mesm.trained.precision import Precision, resolve_precision
 
 KEPT_COLOUR = (0, 255, 0)
 KEPT_ALPHA = 0.45
@@ -386,7 +386,7 @@ def explain(
 
     Args:
         checkpoint: a MESM checkpoint, model folder or repo id (see
-            :func:`~mesm.inference.checkpoint.load_model`), or a MESM model already loaded.
+            :func:`~mesm.trained.checkpoint.load_model`), or a MESM model already loaded.
         source: a one-utterance Batch dict (e.g. made from a raw clip), or a prepared dataset
             folder (then `utterance_id` picks the utterance, from any split).
         out_dir: output folder.

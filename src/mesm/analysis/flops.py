@@ -21,11 +21,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mesm.inference.precision import Precision, resolve_precision
 from mesm.models.config import DEFAULT_P
 from mesm.models.fe2e import FE2E
 from mesm.models.pathways import Pathway
 from mesm.sparse import SparseFlopCounter
+from mesm.trained.precision import Precision, resolve_precision
 
 _ATTENTION_KEY = re.compile(r"\.attention\.\d+$")
 
@@ -325,9 +325,9 @@ def dataset_flops(
         "ratio" (model features / FE2E features), "ratio_with_attention",
         "text_gflops_per_utterance".
     """
-    from mesm.inference.checkpoint import load_model
     from mesm.inference.evaluate import open_split, split_batches
     from mesm.inference.inputs import model_inputs
+    from mesm.trained.checkpoint import load_model
 
     trained = load_model(checkpoint_or_model)
     model = trained.model

@@ -23,12 +23,12 @@ from mesm.data.media.dataset import EmotionDataset
 from mesm.errors import UsageError
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
-from mesm.inference.checkpoint import load_model
 from mesm.inference.evaluate import open_split, predict_split, split_batches
 from mesm.inference.inputs import model_inputs
-from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import FE2E
 from mesm.models.config import check_p
+from mesm.trained.checkpoint import load_model
+from mesm.trained.precision import Precision, resolve_precision
 
 DEFAULT_PS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -82,7 +82,7 @@ def sweep_p(
         batch_size: utterances per forward pass.
         out_dir: if given, also writes ``sweep.json`` and ``sweep.png`` there.
         precision: what the models run at ("auto", "32", "bf16"; see
-            :mod:`mesm.inference.precision`).
+            :mod:`mesm.trained.precision`).
 
     Returns:
         {"source", "data", "split", "valid_split", "task", "metric" ("acc" or "wacc"),

@@ -35,9 +35,9 @@ from mesm.data.media.video import video_duration
 from mesm.errors import MesmError
 from mesm.inference.inputs import model_inputs
 from mesm.inference.outputs import write_timeline
-from mesm.inference.precision import Precision
 from mesm.inference.predict import Predictor
 from mesm.inference.video import predict_video
+from mesm.trained.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class ClipAnalyser:
     Args:
         checkpoint: a ``.safetensors`` checkpoint, a model folder or a hub repo id.
         device: where the model runs.
-        precision: numeric precision (see :mod:`mesm.inference.precision`).
+        precision: numeric precision (see :mod:`mesm.trained.precision`).
         long_video_seconds: a video longer than this (without subtitles) is cut into utterances
             by voice activity and shown as a timeline.
         work_dir: where each request's images and CSV go (default: a new temporary folder).

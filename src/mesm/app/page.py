@@ -18,7 +18,7 @@ from typing import Any
 
 from mesm.app.analyse import ClipAnalyser, dataset_examples
 from mesm.errors import MesmError
-from mesm.inference.precision import Precision
+from mesm.trained.precision import Precision
 
 INSTALL_HINT = 'the web page needs the app extra: pip install "mesm[app]"'
 SUBTITLE_TYPES = [".srt", ".vtt", ".ass", ".ssa", ".sub"]

@@ -14,7 +14,7 @@ from mesm.files import atomic_write_text
 from mesm.models.config import DEFAULT_P
 
 if TYPE_CHECKING:
-    from mesm.inference.precision import Precision
+    from mesm.trained.precision import Precision
 
 
 def add_dataset(
@@ -107,7 +107,7 @@ def add_p(parser: argparse.ArgumentParser) -> None:
 
 
 def add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
-    from mesm.inference.precision import PRECISIONS
+    from mesm.trained.precision import PRECISIONS
 
     parser.add_argument(
         "--precision",
@@ -154,7 +154,7 @@ def workers(args: argparse.Namespace) -> int:
 
 def precision(args: argparse.Namespace, device: str = "cpu") -> Precision:
     """The --precision choice resolved for `device`, after printing what it is."""
-    from mesm.inference.precision import resolve_precision
+    from mesm.trained.precision import resolve_precision
 
     precision = resolve_precision(args.precision, device)
     print(precision.describe())

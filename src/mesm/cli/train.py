@@ -49,7 +49,7 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mesm.inference.precision import resolve_precision
+    from mesm.trained.precision import resolve_precision
     from mesm.training.config import load_run_config
     from mesm.training.fit import train
 
@@ -138,7 +138,7 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from mesm.inference.checkpoint import load_model
+    from mesm.trained.checkpoint import load_model
 
     trained = load_model(args.checkpoint)
     written = trained.save(args.out) if args.file else trained.save_pretrained(args.out)

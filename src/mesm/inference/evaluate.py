@@ -17,10 +17,10 @@ from mesm.data.handcrafted.features import FeatureSettings
 from mesm.data.media.dataset import EmotionDataset
 from mesm.errors import UsageError
 from mesm.evaluation import evaluate
-from mesm.inference.checkpoint import TrainedModel, load_model, preprocessing_settings
 from mesm.inference.inputs import model_inputs
-from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import BASELINE_ARCHS
+from mesm.trained.checkpoint import TrainedModel, load_model, preprocessing_settings
+from mesm.trained.precision import Precision, resolve_precision
 
 
 def open_split(
@@ -94,7 +94,7 @@ def predict_split(
         batch_size: utterances per forward pass.
         num_workers: data-loading processes.
         precision: run the model at this resolved precision (see
-            :mod:`mesm.inference.precision`); None: as the caller has set it up.
+            :mod:`mesm.trained.precision`); None: as the caller has set it up.
 
     Returns:
         probs (N, K) float and labels (N, K) 0/1.
@@ -135,7 +135,7 @@ def evaluate_checkpoint(
 
     The checkpoint's own preprocessing settings select the feature cache and its tuned thresholds
     are applied unchanged, as in the paper (thresholds come from the validation split).
-    `precision` ("auto", "32", "bf16", ...; see :mod:`mesm.inference.precision`) is what the
+    `precision` ("auto", "32", "bf16", ...; see :mod:`mesm.trained.precision`) is what the
     model runs at.
 
     Returns:

@@ -22,9 +22,9 @@ from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
 from mesm.errors import MissingInputError
-from mesm.inference.checkpoint import TrainedModel, load_model
 from mesm.inference.inputs import model_inputs
-from mesm.inference.precision import Precision, resolve_precision
+from mesm.trained.checkpoint import TrainedModel, load_model
+from mesm.trained.precision import Precision, resolve_precision
 
 _TEXT_SUFFIXES = (".txt", ".text", ".lab", ".srt", ".vtt", ".json")
 
@@ -102,9 +102,9 @@ class Predictor:
 
     Args:
         checkpoint: a `.safetensors` checkpoint, a model folder or hub repo id (see
-            :func:`~mesm.inference.checkpoint.load_model`), or a loaded :class:`TrainedModel`.
+            :func:`~mesm.trained.checkpoint.load_model`), or a loaded :class:`TrainedModel`.
         device: where the model runs.
-        precision: numeric precision of the model (see :mod:`mesm.inference.precision`).
+        precision: numeric precision of the model (see :mod:`mesm.trained.precision`).
     """
 
     def __init__(
@@ -256,7 +256,7 @@ def predict_clip(
         transcript: the words spoken (None: empty); see `read_transcript_file` for files.
         audio: a separate audio file (default: the video's own track).
         device: where the model runs.
-        precision: what it runs at ("auto", "32", "bf16", ...; :mod:`mesm.inference.precision`).
+        precision: what it runs at ("auto", "32", "bf16", ...; :mod:`mesm.trained.precision`).
 
     Returns:
         {"clip", "transcript", "preprocessing": {...}, "emotions": {name: {"probability",

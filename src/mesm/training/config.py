@@ -66,7 +66,7 @@ class TrainerConfig:
     max_epochs: int = 20
     max_steps: int = -1
     patience: int = 5
-    # auto | 32 | bf16 | 16-mixed (or Lightning's names): see mesm.inference.precision.
+    # auto | 32 | bf16 | 16-mixed (or Lightning's names): see mesm.trained.precision.
     precision: str = "auto"
     accelerator: str = "auto"
     devices: Any = "auto"

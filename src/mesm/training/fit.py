@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
 from mesm.files import atomic_write_json, make_output_dir
-from mesm.inference.checkpoint import save_checkpoint
-from mesm.inference.precision import Precision, resolve_precision
 from mesm.models import BASELINE_ARCHS, build_model
+from mesm.trained.checkpoint import save_checkpoint
+from mesm.trained.precision import Precision, resolve_precision
 from mesm.training.config import RunConfig, save_run_config
 from mesm.training.module import EmotionModule
 from mesm.training.quiet import batch_limits, log_interval, silence_lightning_notices

@@ -54,19 +54,10 @@ except ImportError:  # Windows
 
 from mesm.data.errors import DataError, PreprocessError
 from mesm.data.manifest import Record, resolve
+from mesm.digest import tensors_digest
 from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries
 from mesm.settings import settings_from_dict, settings_to_dict
-
-
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _header_metadata(blob: bytes) -> dict[str, str]:

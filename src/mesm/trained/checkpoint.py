@@ -32,7 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mesm.data.media.cache import PreprocessSettings, tensors_digest
+from mesm.data.media.cache import PreprocessSettings
+from mesm.digest import tensors_digest
 from mesm.errors import CheckpointError, MissingInputError
 from mesm.files import atomic_target, atomic_write_text
 from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
