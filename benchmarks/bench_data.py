@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from mesm.data import EmotionDataset, PreprocessSettings, preprocess_dataset
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
-from mesm.data.synthetic import face_frames, speech_like, write_video
+from mesm.demo.synthetic import face_frames, speech_like, write_video
 
 
 def _photo_frames(count: int, size: int, seed: int) -> tuple[np.ndarray, str]:
@@ -59,7 +59,7 @@ def make_corpus(root: Path, clips: int, seconds: float, size: int) -> str:
 def startup_seconds() -> float:
     """Time for a spawned preprocessing worker to import everything and build MTCNN."""
     from mesm.data.media.preprocess import _init_worker
-    from mesm.data.workers import worker_pool
+    from mesm.jobs.workers import worker_pool
 
     began = time.perf_counter()
     init = (".", PreprocessSettings().to_dict(), "cpu", 32)

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mesm.demo import run_demo
+from mesm.demo.pipeline import run_demo
 from mesm.inference.evaluate import evaluate_checkpoint
 
 MODELS = ("fe2e", "mesm")

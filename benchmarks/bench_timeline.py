@@ -35,7 +35,7 @@ def write_long_video(path: Path, seconds: float, seed: int = 0) -> Path:
     from skimage.data import astronaut
 
     from mesm.data.media.video import h264_or_fallback
-    from mesm.data.synthetic import speech_like
+    from mesm.demo.synthetic import speech_like
 
     rng = np.random.default_rng(seed)
     photo = np.asarray(Image.fromarray(astronaut()).resize((200, 200)))

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from mesm.data.demo_corpus import write_demo_corpus
 from mesm.data.media.preprocess import preprocess_dataset
-from mesm.demo import FULL, QUICK, demo_config
+from mesm.demo.corpus import write_demo_corpus
+from mesm.demo.pipeline import FULL, QUICK, demo_config
 from mesm.evaluation import json_safe
 from mesm.training.config import RunConfig
 from mesm.training.fit import train

@@ -114,7 +114,7 @@ def test_other_exceptions_keep_their_traceback(monkeypatch, capsys):
 
 
 def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
-    from mesm.data.jobs import JobsInterrupted
+    from mesm.jobs.runner import JobsInterrupted
 
     def interrupted(args):
         raise JobsInterrupted("preprocess interrupted after 3 of 9 item(s) (0 failed)")

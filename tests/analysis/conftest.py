@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.models import TINY_TEXT
 from mesm.training.config import RunConfig
 from mesm.training.fit import train

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mesm.data.demo_corpus import write_demo_corpus
-from mesm.data.synthetic import face_frames, speech_like, write_video
+from mesm.demo.corpus import write_demo_corpus
+from mesm.demo.synthetic import face_frames, speech_like, write_video
 from mesm.models import TINY_TEXT, create_model
 from mesm.trained.checkpoint import save_checkpoint
 

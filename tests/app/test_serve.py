@@ -28,7 +28,7 @@ def test_mesm_works_without_gradio_and_serve_names_the_extra(mesm_checkpoint):
     # modules of mesm, the app's included, import without it.
     code = (
         "import sys; sys.modules['gradio'] = None\n"
-        "import mesm.cli, mesm.app.page, mesm.app.analyse, mesm.app.outputs, mesm.demo\n"
+        "import mesm.cli, mesm.app.page, mesm.app.analyse, mesm.app.outputs, mesm.demo.pipeline\n"
         "assert not [m for m in sys.modules if m.startswith('gradio.')], 'gradio imported'\n"
         "from mesm.cli import main\n"
         f"sys.exit(main(['serve', '--checkpoint', {str(mesm_checkpoint)!r}]))\n"

@@ -11,7 +11,7 @@ import torch
 from mesm.cli import main
 from mesm.data.handcrafted.dataset import FeatureDataset
 from mesm.data.handcrafted.features import extract_features
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.errors import MissingInputError
 from mesm.evaluation.compare import compare_runs
 from mesm.inference.inputs import model_inputs

@@ -10,7 +10,7 @@ import pytest
 
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
 from mesm.data.media.preprocess import preprocess_dataset
-from mesm.data.synthetic import (
+from mesm.demo.synthetic import (
     face_frames,
     speech_like,
     write_synthetic_dataset,

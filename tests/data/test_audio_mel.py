@@ -18,7 +18,7 @@ from mesm.data.media.audio import (
     mel_spectrogram,
     resample,
 )
-from mesm.data.synthetic import face_frames, write_video
+from mesm.demo.synthetic import face_frames, write_video
 
 
 def _reference_mel(x: np.ndarray, sr=16000, n_fft=400, hop=200, n_mels=128) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mesm.data.demo_corpus import EMOTIONS, _face, _voice, write_demo_corpus
 from mesm.data.manifest import read_dataset
+from mesm.demo.corpus import EMOTIONS, _face, _voice, write_demo_corpus
 
 
 def test_corpus_is_a_valid_balanced_dataset(tmp_path):
@@ -55,7 +55,7 @@ def test_mtcnn_finds_the_real_face_and_the_expression_moves_the_mouth():
 
 def test_the_face_alone_cannot_tell_anger_from_neutral():
     """The visual cue is one of three expressions; anger and neutral share one."""
-    from mesm.data.demo_corpus import _MOUTH
+    from mesm.demo.corpus import _MOUTH
 
     assert _MOUTH["anger"] == _MOUTH["neutral"] != _MOUTH["happiness"] != _MOUTH["sadness"]
     a = _face(_MOUTH["anger"], 2, np.random.default_rng(3))

@@ -11,7 +11,7 @@ from mesm.data.media.cache import FeatureCache
 from mesm.data.media.dataset import EmotionDataset, collate
 from mesm.data.media.faces import normalize_faces
 from mesm.data.media.text import TextTokenizer
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.resources import default_text_model
 
 

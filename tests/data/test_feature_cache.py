@@ -14,7 +14,7 @@ from mesm.data.errors import DataError
 from mesm.data.manifest import read_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
 from mesm.data.media.preprocess import preprocess_dataset
-from mesm.data.synthetic import face_centre, write_video
+from mesm.demo.synthetic import face_centre, write_video
 
 
 def test_entries_hold_sampled_faces_and_mel_chunks(synthetic_root):

@@ -25,7 +25,7 @@ from mesm.data.media.audio import load_waveform
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.video import video_duration
 from mesm.data.pickles import load_numpy_pickle
-from mesm.data.synthetic import speech_like, write_synthetic_dataset
+from mesm.demo.synthetic import speech_like, write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

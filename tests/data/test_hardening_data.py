@@ -165,7 +165,7 @@ def test_nan_features_at_evaluation_name_the_utterance(synthetic_copy, tmp_path,
 
 _PARENT = """
 import os, sys, time
-from mesm.data.workers import worker_pool
+from mesm.jobs.workers import worker_pool
 pool = worker_pool(2)
 pids = set()
 while len(pids) < 2:
@@ -215,8 +215,8 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
 
 
 def test_too_many_workers_are_capped_with_a_message(media_root, make_dataset, monkeypatch, capsys):
-    import mesm.data.jobs as jobs
-    import mesm.data.workers as workers
+    import mesm.jobs.runner as jobs
+    import mesm.jobs.workers as workers
 
     make_dataset(media_root, [{}, {"audio": "a.wav"}])
     monkeypatch.setattr(workers, "cpu_count", lambda: 1)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import mesm.data.jobs as jobs
+import mesm.jobs.runner as jobs
 from bad_inputs import CASES
 from mesm.data.errors import DataError
-from mesm.data.jobs import WORKER_DIED, JobsInterrupted, run_jobs, worker_state
+from mesm.jobs.runner import WORKER_DIED, JobsInterrupted, run_jobs, worker_state
 
 # ---- work functions (module level: spawned workers import them by name) ----------------------
 

@@ -11,7 +11,7 @@ from mesm.data.media.dataset import EmotionDataset
 from mesm.data.media.preprocess import preprocess_dataset
 from mesm.data.media.video import sample_frames
 from mesm.data.prepare.iemocap import prepare_iemocap, speaker_half
-from mesm.data.synthetic import write_video
+from mesm.demo.synthetic import write_video
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
 

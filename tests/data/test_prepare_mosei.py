@@ -13,7 +13,7 @@ from mesm.data.media.dataset import EmotionDataset
 from mesm.data.media.preprocess import preprocess_dataset
 from mesm.data.media.video import sample_frames
 from mesm.data.prepare.mosei import MOSEI_LABELS, prepare_mosei
-from mesm.data.synthetic import speech_like, write_video
+from mesm.demo.synthetic import speech_like, write_video
 
 A, B, C = "-3g5yACwYnA", "-6rXp3zJ3kc", "--qXJuDtHPw"  # ids from the paper's split lists
 

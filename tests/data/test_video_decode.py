@@ -11,7 +11,7 @@ from PIL import Image
 
 from mesm.data.errors import DataError
 from mesm.data.media.video import natural_key, sample_frames, select_by_interval
-from mesm.data.synthetic import face_frames, write_video
+from mesm.demo.synthetic import face_frames, write_video
 
 
 def test_samples_every_500ms_from_real_timestamps(clip_10fps):

@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from mesm.data.demo_corpus import srt_time
 from mesm.data.media.audio import resample
-from mesm.data.synthetic import face_frames, write_synthetic_dataset, write_video
+from mesm.demo.corpus import srt_time
+from mesm.demo.synthetic import face_frames, write_synthetic_dataset, write_video
 from mesm.models import TINY_TEXT, create_model
 from mesm.trained.checkpoint import TrainedModel, save_checkpoint
 

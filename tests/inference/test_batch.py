@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mesm.cli import main
-from mesm.data.synthetic import face_frames, speech_like, write_synthetic_dataset, write_video
+from mesm.demo.synthetic import face_frames, speech_like, write_synthetic_dataset, write_video
 from mesm.errors import UsageError
 from mesm.inference.batch import ClipInput, expand_inputs, predict_clips
 from mesm.inference.predict import Predictor

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mesm.cli import main
-from mesm.data.synthetic import face_frames, speech_like, write_video, write_wav
+from mesm.demo.synthetic import face_frames, speech_like, write_video, write_wav
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

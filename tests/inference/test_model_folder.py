@@ -10,7 +10,7 @@ import torch
 import mesm
 from helpers import make_batch, model_inputs
 from mesm.cli import main
-from mesm.data.synthetic import face_frames, speech_like, write_video
+from mesm.demo.synthetic import face_frames, speech_like, write_video
 from mesm.errors import CheckpointError
 from mesm.models import TINY_TEXT, create_model
 from mesm.trained.checkpoint import (

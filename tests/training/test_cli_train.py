@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from mesm.cli import main
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.inference.evaluate import evaluate_checkpoint
 
 TINY_TEXT_SETS = [

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mesm.data.manifest import write_dataset
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.models import TINY_TEXT
 from mesm.training.config import RunConfig
 from mesm.training.fit import train

@@ -12,7 +12,7 @@ import yaml
 
 from bad_inputs import CASES
 from mesm.data.media.dataset import EmotionDataset
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
 from mesm.inference.evaluate import evaluate_checkpoint
 from mesm.inference.inputs import model_inputs

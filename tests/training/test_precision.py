@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import Callback
 
 from mesm.cli import build_parser, main
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.errors import UsageError
 from mesm.models import TINY_TEXT
 from mesm.trained.precision import autocast, cpu_bf16_flags, resolve_precision

@@ -9,7 +9,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from test_cli_train import TINY_TEXT_SETS
 
 from mesm.cli import main
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.training.quiet import batch_limits, log_interval, silence_lightning_notices
 
 # What Lightning 2.6 printed during a tiny `mesm train` before, each named by what it is.

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mesm.data.synthetic import write_synthetic_dataset
+from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.models import TINY_TEXT
 from mesm.trained.checkpoint import load_checkpoint
 from mesm.training.config import RunConfig

@@ -147,7 +147,7 @@ def write_json(path: str, value: Any) -> None:
 
 
 def workers(args: argparse.Namespace) -> int:
-    from mesm.data.workers import cap_workers
+    from mesm.jobs.workers import cap_workers
 
     return cap_workers(args.workers, say=True)
 

@@ -29,7 +29,7 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from mesm.demo import run_demo
+    from mesm.demo.pipeline import run_demo
     from mesm.evaluation import format_table
 
     report = run_demo(

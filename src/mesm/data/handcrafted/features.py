@@ -36,10 +36,10 @@ from typing import Any, Literal
 import torch
 
 from mesm.data.errors import DataError
-from mesm.data.jobs import run_jobs, worker_state
 from mesm.data.manifest import Record, atomic_write_text, read_dataset
 from mesm.data.media.cache import CACHE_DIR, FeatureCache
 from mesm.errors import UsageError
+from mesm.jobs.runner import run_jobs, worker_state
 from mesm.settings import settings_from_dict, settings_to_dict
 
 FEATURES_VERSION = 1

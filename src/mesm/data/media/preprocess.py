@@ -1,7 +1,7 @@
 """`preprocess_dataset`: fill a dataset's feature cache once, in parallel, resumably.
 
 Each utterance is decoded, sampled, face-detected and turned into mel chunks by
-`mesm.data.media.utterance.compute_features`, in worker processes (`mesm.data.jobs.run_jobs`:
+`mesm.data.media.utterance.compute_features`, in worker processes (`mesm.jobs.runner.run_jobs`:
 spawned, one MTCNN and one torch thread each), and saved atomically. Entries already present with an
 unchanged source fingerprint are kept, so an interrupted run continues where it stopped.
 Failures do not stop the other utterances; they are all listed in one `PreprocessError` at the
@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mesm.data.errors import DataError
-from mesm.data.jobs import run_jobs, worker_state
 from mesm.data.manifest import SPLITS, Record, read_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
 from mesm.data.media.faces import make_cropper
 from mesm.data.media.utterance import build_entry
+from mesm.jobs.runner import run_jobs, worker_state
 
 
 @dataclass

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mesm.data.jobs import Outcomes, run_jobs
 from mesm.data.manifest import SPLITS, DatasetInfo, Record, read_id_list, write_dataset
+from mesm.jobs.runner import Outcomes, run_jobs
 from mesm.resources import split_file
 
 

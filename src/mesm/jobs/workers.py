@@ -1,7 +1,7 @@
 """Worker processes for the data pipeline: never more than the machine, never outliving us.
 
 `worker_pool` is the one place the data commands start worker processes (through
-`mesm.data.jobs.run_jobs`). Workers are spawned (forking a process whose torch/OpenMP threads run
+`mesm.jobs.runner.run_jobs`). Workers are spawned (forking a process whose torch/OpenMP threads run
 can deadlock), run one torch thread each (the pool is the parallelism), ignore Ctrl-C (the parent
 handles it and stops them with `stop_workers`), and each starts a watcher thread that ends the
 worker as soon as its parent is gone: a ``kill -9`` of the command no longer leaves workers of

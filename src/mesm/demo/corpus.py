@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
-from mesm.data.synthetic import write_video, write_wav
+from mesm.demo.synthetic import write_video, write_wav
 from mesm.files import atomic_write_text
 
 EMOTIONS = ("anger", "happiness", "neutral", "sadness")
@@ -304,7 +304,7 @@ def write_demo_corpus(
         name="mesm-demo",
         task="single_label",
         label_names=EMOTIONS,
-        prepare={"generator": "mesm.data.demo_corpus", "seed": seed, "noise": noise, "fps": fps},
+        prepare={"generator": "mesm.demo.corpus", "seed": seed, "noise": noise, "fps": fps},
     )
     write_dataset(out, info, records)
     return info, records

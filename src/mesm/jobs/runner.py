@@ -1,6 +1,6 @@
 """`run_jobs`: the one job loop of the data commands (prepare, preprocess, features).
 
-Every caller gets the same behaviour, in worker processes (`mesm.data.workers`) or in this one:
+Every caller gets the same behaviour, in worker processes (`mesm.jobs.workers`) or in this one:
 
 * items are read lazily and at most ``max_in_flight`` jobs are submitted and unfinished at any
   time, so a 20k-utterance dataset never sits in the pool's queue;
@@ -29,8 +29,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from mesm.data.workers import cap_workers, stop_workers, worker_pool
 from mesm.errors import MesmError
+from mesm.jobs.workers import cap_workers, stop_workers, worker_pool
 
 Item = tuple[str, tuple[Any, ...]]
 WORKER_DIED = "its worker process died (out of memory, or a crash in native code)"

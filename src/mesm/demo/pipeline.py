@@ -1,7 +1,7 @@
 """`mesm demo`: the whole pipeline on a synthetic corpus, on a laptop.
 
 1. writes a small corpus in the on-disk format of a real dataset (mp4 clips of a real face,
-   speech-like audio, transcripts; see :mod:`mesm.data.demo_corpus`: no single modality suffices);
+   speech-like audio, transcripts; see :mod:`mesm.demo.corpus`: no single modality suffices);
 2. preprocesses it through the real pipeline (video decoding, MTCNN with centre-crop fallback,
    mel-spectrograms, feature cache);
 3. trains FE2E and MESM (``tiny`` preset, the offline MiniLM text encoder) with the paper's
@@ -23,9 +23,9 @@ from typing import Any
 
 from mesm.analysis.attention_maps import explain
 from mesm.analysis.flops import dataset_flops
-from mesm.data.demo_corpus import EMOTIONS, write_demo_corpus, write_demo_video
 from mesm.data.manifest import read_dataset
 from mesm.data.media.preprocess import preprocess_dataset
+from mesm.demo.corpus import EMOTIONS, write_demo_corpus, write_demo_video
 from mesm.errors import OutputPathError
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json

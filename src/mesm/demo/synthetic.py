@@ -254,7 +254,7 @@ def write_synthetic_dataset(
         name="synthetic",
         task=task,  # type: ignore[arg-type]
         label_names=tuple(label_names),
-        prepare={"generator": "mesm.data.synthetic", "seed": seed, "fps": fps},
+        prepare={"generator": "mesm.demo.synthetic", "seed": seed, "fps": fps},
     )
     write_dataset(out, info, records)
     return info, records
