@@ -14,7 +14,7 @@ def make_batch(
     num_classes: int = 6,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """A random batch in the Batch contract of DESIGN.md (lengths may be 0)."""
+    """A random batch in the Batch contract of docs/architecture.md (lengths may be 0)."""
     g = torch.Generator().manual_seed(seed)
     batch = len(face_lengths)
     text_lengths = text_lengths or [5] * batch

@@ -18,9 +18,9 @@ from mesm.analysis.flops import (
     text_flops,
 )
 from mesm.inference.evaluate import open_split
-from mesm.inference.inputs import model_inputs
 from mesm.models import TINY_TEXT, create_model
 from mesm.trained.checkpoint import load_checkpoint, load_model
+from mesm.trained.inputs import model_inputs
 
 # Tiny preset: low-level CNN at 8 channels, stages 8→16, 16→16, 16→32, MLP 288→64→32,
 # additive attention width A = 16, text width D = 32 (TINY_TEXT).

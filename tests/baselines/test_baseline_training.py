@@ -14,10 +14,10 @@ from mesm.data.handcrafted.features import extract_features
 from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.errors import MissingInputError
 from mesm.evaluation.compare import compare_runs
-from mesm.inference.inputs import model_inputs
 from mesm.models import BASELINE_ARCHS
 from mesm.models.baselines import BaselineModel, EmoEmbs
 from mesm.trained.checkpoint import load_checkpoint
+from mesm.trained.inputs import model_inputs
 
 LABELS = ["ang", "hap", "neu", "sad"]
 

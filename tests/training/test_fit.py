@@ -15,9 +15,9 @@ from mesm.data.media.dataset import EmotionDataset
 from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.errors import CheckpointError, ConfigError, MissingInputError, OutputPathError
 from mesm.inference.evaluate import evaluate_checkpoint
-from mesm.inference.inputs import model_inputs
 from mesm.models import TINY_TEXT, build_model, make_config
 from mesm.trained.checkpoint import load_checkpoint
+from mesm.trained.inputs import model_inputs
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
 

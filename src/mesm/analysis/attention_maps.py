@@ -36,10 +36,10 @@ from mesm.data.media.faces import FACE_MEAN, FACE_STD
 from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.evaluate import open_split
-from mesm.inference.inputs import model_inputs
 from mesm.models import FE2E
 from mesm.sparse import SparseMap
 from mesm.trained.checkpoint import TrainedModel, load_model
+from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision, resolve_precision
 
 KEPT_COLOUR = (0, 255, 0)

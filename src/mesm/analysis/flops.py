@@ -326,8 +326,8 @@ def dataset_flops(
         "text_gflops_per_utterance".
     """
     from mesm.inference.evaluate import open_split, split_batches
-    from mesm.inference.inputs import model_inputs
     from mesm.trained.checkpoint import load_model
+    from mesm.trained.inputs import model_inputs
 
     trained = load_model(checkpoint_or_model)
     model = trained.model

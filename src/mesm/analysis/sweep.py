@@ -24,10 +24,10 @@ from mesm.errors import UsageError
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.evaluate import open_split, predict_split, split_batches
-from mesm.inference.inputs import model_inputs
 from mesm.models import FE2E
 from mesm.models.config import check_p
 from mesm.trained.checkpoint import load_model
+from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision, resolve_precision
 
 DEFAULT_PS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

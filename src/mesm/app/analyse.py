@@ -33,10 +33,10 @@ from mesm.app.outputs import (
 from mesm.data.manifest import read_dataset
 from mesm.data.media.video import video_duration
 from mesm.errors import MesmError
-from mesm.inference.inputs import model_inputs
 from mesm.inference.outputs import write_timeline
 from mesm.inference.predict import Predictor
 from mesm.inference.video import predict_video
+from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision
 
 log = logging.getLogger(__name__)

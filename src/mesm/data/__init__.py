@@ -11,15 +11,13 @@
     manifest       dataset folders: header, JSON Lines manifest, validation, split lists
     errors         `DataError` and friends: one message naming the file and the record
     pickles        pickles we are handed, read as plain data (and numpy arrays) only
-    jobs           `run_jobs`, the one job loop of prepare, preprocess and features
-    workers        the worker processes it starts (capped, single-threaded, never orphaned)
-    synthetic      synthetic media and corpora for tests and benchmarks
-    demo_corpus    the small synthetic emotion corpus of `mesm demo`
     splits/        the paper's train/valid/test id lists
 
 Flow: ``prepare_*`` (release → dataset folder) → `preprocess_dataset` (→ feature cache) →
-`EmotionDataset` + `collate` (→ `Batch`). Imports nothing of mesm but the leaves
-(`mesm.errors`, `mesm.files`, `mesm.resources`).
+`EmotionDataset` + `collate` (→ `Batch`). The jobs of prepare, preprocess and features run in
+worker processes through `mesm.jobs`; synthetic media and the demo's corpus live in `mesm.demo`.
+Imports nothing of mesm but `mesm.jobs` and the leaves (`mesm.errors`, `mesm.files`,
+`mesm.resources`, `mesm.settings`, `mesm.digest`).
 """
 
 from mesm.data.errors import DataError, ManifestError, PreprocessError

@@ -17,9 +17,9 @@ from mesm.data.handcrafted.features import FeatureSettings
 from mesm.data.media.dataset import EmotionDataset
 from mesm.errors import UsageError
 from mesm.evaluation import evaluate
-from mesm.inference.inputs import model_inputs
 from mesm.models import BASELINE_ARCHS
 from mesm.trained.checkpoint import TrainedModel, load_model, preprocessing_settings
+from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision, resolve_precision
 
 

@@ -22,8 +22,8 @@ from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
 from mesm.errors import MissingInputError
-from mesm.inference.inputs import model_inputs
 from mesm.trained.checkpoint import TrainedModel, load_model
+from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision, resolve_precision
 
 _TEXT_SUFFIXES = (".txt", ".text", ".lab", ".srt", ".vtt", ".json")

@@ -29,7 +29,7 @@ from mesm.models.text import TextEncoder
 
 _ATTENTION_PARAM = re.compile(r"(visual|audio)\.attention\.\d+\.")
 
-# modality -> the Batch keys its pathway reads (see DESIGN's Batch contract)
+# modality -> the Batch keys its pathway reads (see docs/architecture.md, Contracts)
 INPUT_KEYS = {
     "t": ("text_ids", "text_mask"),
     "v": ("faces", "face_lengths"),

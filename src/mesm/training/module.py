@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mesm.evaluation import evaluate, tune_thresholds
-from mesm.inference.inputs import model_inputs
 from mesm.models import FE2E, BaselineModel
+from mesm.trained.inputs import model_inputs
 
 
 class EmotionModule(pl.LightningModule):

@@ -4,8 +4,8 @@ Items come from the feature cache only. An entry that is missing is computed on 
 through the same code path `preprocess_dataset` uses (and saved), so the result is identical;
 for training, run `preprocess_dataset` first — MTCNN inside a DataLoader worker is slow.
 
-The batch contract (DESIGN.md): utterances in batch order, the frames (chunks) of an utterance
-contiguous, lengths giving the split points.
+The batch contract (docs/architecture.md, Contracts): utterances in batch order, the frames
+(chunks) of an utterance contiguous, lengths giving the split points.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Item(TypedDict):
 
 
 class Batch(TypedDict):
-    """The model input contract (see DESIGN.md).
+    """The model input contract (docs/architecture.md, Contracts).
 
     faces (ΣT, 3, 48, 48) float32 normalised; face_lengths (B,) int64; specs (ΣS, 1, 128, 32)
     float32; spec_lengths (B,) int64; text_ids (B, L) int64; text_mask (B, L) bool, True = real
