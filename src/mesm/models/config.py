@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from mesm.errors import ConfigError
-from mesm.settings import settings_from_dict, settings_to_dict
+from mesm.settings import DictSettings
 
 Arch = Literal["fe2e", "mesm"]
 Gating = Literal["none", "gated"]
@@ -35,7 +35,7 @@ def check_p(p: float) -> float:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictSettings):
     """Everything needed to build a model; validated on construction.
 
     Attributes:
@@ -70,6 +70,8 @@ class ModelConfig:
             layers, or one int per layer.
         sparse_backend: "torch" (built in) or "spconv".
     """
+
+    section: ClassVar[str] = "model"
 
     arch: Arch = "fe2e"
     modalities: str = "tav"
@@ -148,14 +150,6 @@ class ModelConfig:
     @property
     def mesm(self) -> bool:
         return self.arch == "mesm"
-
-    def to_dict(self) -> dict[str, Any]:
-        return settings_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Strictly checked (see :func:`mesm.settings.settings_from_dict`)."""
-        return settings_from_dict(cls, d, "model")
 
     @classmethod
     def from_saved(cls, d: dict[str, Any]) -> ModelConfig:

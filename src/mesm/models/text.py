@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mesm.resources import default_text_model
+from mesm.resources import default_text_model, quiet_transformers
 
 
 class TextEncoder(nn.Module):
@@ -26,7 +26,6 @@ class TextEncoder(nn.Module):
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
-        from transformers.utils import logging as hf_logging
 
         path = name_or_path or default_text_model()
         config = AutoConfig.from_pretrained(path, **(overrides or {}))
@@ -34,14 +33,8 @@ class TextEncoder(nn.Module):
         # so every parameter of the encoder receives a gradient.
         # (transformers would also report the unused pooler weights as "unexpected": silence it.)
         kwargs: dict[str, Any] = {"add_pooling_layer": False}
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             self._load(AutoModel, path, config, pretrained, kwargs)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
         # `from_pretrained` returns the encoder in eval mode; a new module is in train mode like
         # every other part of the model (fine-tuning with dropout, as the paper does).
         self.model.train()

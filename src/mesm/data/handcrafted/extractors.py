@@ -251,21 +251,14 @@ class TextVectors:
             self.dim = int(self._glove[""].shape[0])
             return
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        from mesm.resources import default_text_model
+        from mesm.resources import default_text_model, quiet_transformers
 
         path = text_model or default_text_model()
         self._glove = None
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             model = AutoModel.from_pretrained(path, local_files_only=True)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
         self._table = model.get_input_embeddings().weight.detach().float().clone()
         self.dim = int(self._table.shape[1])
 

@@ -25,13 +25,12 @@ text           (Lt, Dt) float32    one static vector per token
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -40,14 +39,14 @@ from mesm.data.manifest import Record, atomic_write_text, read_dataset
 from mesm.data.media.cache import CACHE_DIR, FeatureCache
 from mesm.errors import UsageError
 from mesm.jobs.runner import run_jobs, worker_state
-from mesm.settings import settings_from_dict, settings_to_dict
+from mesm.settings import DictSettings, settings_key
 
 FEATURES_VERSION = 1
 _ENTRY_KEYS = ("audio", "audio_times", "visual", "visual_times", "text")
 
 
 @dataclass(frozen=True)
-class FeatureSettings:
+class FeatureSettings(DictSettings):
     """Everything that changes the hand-crafted features (defaults: as documented).
 
     Attributes:
@@ -67,6 +66,8 @@ class FeatureSettings:
         text_model: tokenizer + embedding table (None: the offline MiniLM-L6 default).
         max_text_length: most tokens per transcript.
     """
+
+    section: ClassVar[str] = "features"
 
     source: Literal["extracted", "imported"] = "extracted"
     name: str = ""
@@ -96,22 +97,13 @@ class FeatureSettings:
         if bad:
             raise UsageError(f"settings must be positive: {bad}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return settings_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FeatureSettings:
-        """Strictly checked (see :func:`mesm.settings.settings_from_dict`)."""
-        return settings_from_dict(cls, values, "features")
-
     def key(self) -> str:
         """Short hash naming the cache folder (imported sets: of the source and name only)."""
         if self.source == "imported":
             values: dict[str, Any] = {"source": self.source, "name": self.name}
         else:
             values = self.to_dict()
-        blob = json.dumps({"version": FEATURES_VERSION, **values}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return settings_key(FEATURES_VERSION, values)
 
 
 class FeatureStore(FeatureCache):

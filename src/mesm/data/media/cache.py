@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -57,7 +57,7 @@ from mesm.data.manifest import Record, resolve
 from mesm.digest import tensors_digest
 from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_text, stale_temporaries
-from mesm.settings import settings_from_dict, settings_to_dict
+from mesm.settings import DictSettings, settings_key
 
 
 def _header_metadata(blob: bytes) -> dict[str, str]:
@@ -73,7 +73,7 @@ ENTRY_SUFFIX = ".safetensors"
 
 
 @dataclass(frozen=True)
-class PreprocessSettings:
+class PreprocessSettings(DictSettings):
     """Everything that changes the cached features (defaults: the paper's settings).
 
     Attributes:
@@ -90,6 +90,8 @@ class PreprocessSettings:
         log_mel: store log(mel + log_eps) instead of the power mel-spectrogram.
         log_eps: the floor added before the log.
     """
+
+    section: ClassVar[str] = "preprocessing"
 
     img_interval_ms: float = 500
     face_size: int = 48
@@ -114,19 +116,9 @@ class PreprocessSettings:
         if self.face_margin >= self.face_size:
             raise UsageError("face_margin must be smaller than face_size")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for JSON, checkpoints and `from_dict`)."""
-        return settings_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PreprocessSettings:
-        """Inverse of `to_dict`, strictly checked (:func:`mesm.settings.settings_from_dict`)."""
-        return settings_from_dict(cls, values, "preprocessing")
-
     def key(self) -> str:
         """Short hash naming the cache folder of these settings."""
-        blob = json.dumps({"version": CACHE_VERSION, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return settings_key(CACHE_VERSION, self.to_dict())
 
 
 class FeatureCache:

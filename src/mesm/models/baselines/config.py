@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from mesm.settings import settings_from_dict, settings_to_dict
+from mesm.settings import DictSettings
 
 BaselineArch = Literal["lf_lstm", "lf_transformer", "mult", "emoembs"]
 BASELINE_ARCHS: tuple[str, ...] = ("lf_lstm", "lf_transformer", "mult", "emoembs")
@@ -17,7 +17,7 @@ DEFAULT_FEATURE_DIMS = {"audio_dim": 25, "visual_dim": 915, "text_dim": 384}
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(DictSettings):
     """Everything needed to build a baseline; validated on construction.
 
     Attributes:
@@ -41,6 +41,8 @@ class BaselineConfig:
         text_pretrained: use the text model's trained embedding table (False: random, for tests).
         text_overrides: config fields overriding the text model's (e.g. a tiny table).
     """
+
+    section: ClassVar[str] = "model"
 
     arch: BaselineArch = "lf_lstm"
     modalities: str = "tav"
@@ -84,14 +86,6 @@ class BaselineConfig:
         """{"t"|"a"|"v": input width} for the model's modalities."""
         dims = {"t": self.text_dim, "a": self.audio_dim, "v": self.visual_dim}
         return {m: dims[m] for m in "tav" if m in self.modalities}
-
-    def to_dict(self) -> dict[str, Any]:
-        return settings_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BaselineConfig:
-        """Strictly checked (see :func:`mesm.settings.settings_from_dict`)."""
-        return settings_from_dict(cls, d, "model")
 
 
 # Named presets: plain dicts of overrides on the defaults.

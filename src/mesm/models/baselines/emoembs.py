@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from mesm.models.baselines.base import BaselineModel
 from mesm.models.baselines.blocks import LSTMEncoder
 from mesm.models.baselines.config import BaselineConfig
-from mesm.resources import default_text_model
+from mesm.resources import default_text_model, quiet_transformers
 
 # Dataset label abbreviations → the words whose embeddings represent them.
 EMOTION_WORDS = {
@@ -64,16 +64,8 @@ def emotion_word_embeddings(
     path = text_model or default_text_model()
     config = AutoConfig.from_pretrained(path, **(overrides or {}))
     if pretrained:
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             model = AutoModel.from_pretrained(path, config=config)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
         table = model.get_input_embeddings().weight
     else:
         table = torch.randn(config.vocab_size, config.hidden_size) * 0.02
