@@ -293,25 +293,13 @@ def explain_batch(
         used_p = model.p
     names = list(label_names) if label_names else [str(k) for k in range(logits.shape[1])]
     probs = torch.sigmoid(logits[0].float()).tolist()
-
-    bases = {}
-    if "visual" in maps:
-        bases["visual"] = _face_images(batch, faces_uint8)
-    if "audio" in maps:
-        bases["audio"] = _chunk_images(batch)
+    bases = _base_images(maps, batch, faces_uint8)
     report: dict[str, Any] = {
         "id": (batch.get("ids") or [None])[0],
         "p": used_p,
         "gating": model.config.gating,
         "prediction": dict(zip(names, probs, strict=True)),
-        "overlay": {
-            "kept_colour": list(KEPT_COLOUR),
-            "kept_alpha": KEPT_ALPHA,
-            "dropped_dim": DROPPED_DIM,
-            "heat_alpha": HEAT_ALPHA,
-            "scale": scale,
-            "audio_flipped_vertically": True,
-        },
+        "overlay": _overlay_constants(scale),
         "overview": "overview.png",
         "pathways": {},
     }
@@ -319,44 +307,15 @@ def explain_batch(
     for name, layers in maps.items():
         images = bases[name]
         word = _FRAME_WORD[name]
-        drawn = _frame_indices(len(images), max_frames)
         in_overview = _frame_indices(len(images), overview_columns)
-        flip = name == "audio"  # low frequencies at the bottom
-        show = (lambda a: a[::-1]) if flip else (lambda a: a)
+        show = _flipped if name == "audio" else _as_is  # audio: low frequencies at the bottom
         rows = [("input", [show(images[t]) for t in in_overview])]
         entries = []
         for index in sorted(layers):
-            layer = layers[index]
-            kept = layer["kept"].numpy()
-            prob = layer["probs"].numpy()
-            kept_npy = f"{name}/layer{index}_kept.npy"
-            probs_npy = f"{name}/layer{index}_probs.npy"
-            (out / name).mkdir(parents=True, exist_ok=True)
-            _save_npy(out / kept_npy, kept)
-            _save_npy(out / probs_npy, prob.astype(np.float32))
-            heat = {t: heat_overlay(show(images[t]), show(prob[t])) for t in range(len(images))}
-            keep = {t: kept_overlay(show(images[t]), show(kept[t])) for t in range(len(images))}
-            files = []
-            for t in drawn:
-                stem = f"{name}/layer{index}/{word}{t:03d}"
-                _save_png(out / f"{stem}_attention.png", _magnify(heat[t], scale))
-                _save_png(out / f"{stem}_kept.png", _magnify(keep[t], scale))
-                files.append(
-                    {"index": t, "attention": f"{stem}_attention.png", "kept": f"{stem}_kept.png"}
-                )
-            scored = int(layer["scored"].sum())
-            entries.append(
-                {
-                    "layer": index,
-                    "map_shape": list(kept.shape[1:]),
-                    "kept_fraction": float(kept.mean()) if kept.size else 0.0,
-                    "kept_of_scored": int(kept.sum()) / scored if scored else 0.0,
-                    "kept_per_frame": [int(v) for v in kept.sum(axis=(1, 2))],
-                    "kept_npy": kept_npy,
-                    "probs_npy": probs_npy,
-                    "images": files,
-                }
+            entry, heat, keep = _draw_layer(
+                out, name, index, layers[index], images, show, scale, max_frames
             )
+            entries.append(entry)
             rows.append((f"layer {index}\nattention", [heat[t] for t in in_overview]))
             rows.append((f"layer {index}\nkept", [keep[t] for t in in_overview]))
         report["pathways"][name] = {"frames": len(images), "layers": entries}
@@ -369,6 +328,82 @@ def explain_batch(
     _overview(panels, out / "overview.png", title)
     atomic_write_json(out / "attention.json", report)
     return report
+
+
+def _base_images(
+    maps: Mapping[str, Any], batch: Mapping[str, Any], faces_uint8: Tensor | None
+) -> dict[str, list[np.ndarray]]:
+    """The images each captured pathway is drawn over: its faces, or its mel chunks."""
+    bases = {}
+    if "visual" in maps:
+        bases["visual"] = _face_images(batch, faces_uint8)
+    if "audio" in maps:
+        bases["audio"] = _chunk_images(batch)
+    return bases
+
+
+def _overlay_constants(scale: int) -> dict[str, Any]:
+    return {
+        "kept_colour": list(KEPT_COLOUR),
+        "kept_alpha": KEPT_ALPHA,
+        "dropped_dim": DROPPED_DIM,
+        "heat_alpha": HEAT_ALPHA,
+        "scale": scale,
+        "audio_flipped_vertically": True,
+    }
+
+
+def _flipped(a: np.ndarray) -> np.ndarray:
+    return a[::-1]
+
+
+def _as_is(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def _draw_layer(
+    out: Path,
+    name: str,
+    index: int,
+    layer: dict[str, Tensor],
+    images: list[np.ndarray],
+    show: Any,
+    scale: int,
+    max_frames: int | None,
+) -> tuple[dict[str, Any], dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """One sparse layer of one pathway: its masks (.npy) and drawn frames (PNG) under `out`.
+
+    Returns:
+        (its ``attention.json`` entry, the heat overlay and the kept overlay of every frame).
+    """
+    word = _FRAME_WORD[name]
+    kept = layer["kept"].numpy()
+    prob = layer["probs"].numpy()
+    kept_npy = f"{name}/layer{index}_kept.npy"
+    probs_npy = f"{name}/layer{index}_probs.npy"
+    (out / name).mkdir(parents=True, exist_ok=True)
+    _save_npy(out / kept_npy, kept)
+    _save_npy(out / probs_npy, prob.astype(np.float32))
+    heat = {t: heat_overlay(show(images[t]), show(prob[t])) for t in range(len(images))}
+    keep = {t: kept_overlay(show(images[t]), show(kept[t])) for t in range(len(images))}
+    files = []
+    for t in _frame_indices(len(images), max_frames):
+        stem = f"{name}/layer{index}/{word}{t:03d}"
+        _save_png(out / f"{stem}_attention.png", _magnify(heat[t], scale))
+        _save_png(out / f"{stem}_kept.png", _magnify(keep[t], scale))
+        files.append({"index": t, "attention": f"{stem}_attention.png", "kept": f"{stem}_kept.png"})
+    scored = int(layer["scored"].sum())
+    entry = {
+        "layer": index,
+        "map_shape": list(kept.shape[1:]),
+        "kept_fraction": float(kept.mean()) if kept.size else 0.0,
+        "kept_of_scored": int(kept.sum()) / scored if scored else 0.0,
+        "kept_per_frame": [int(v) for v in kept.sum(axis=(1, 2))],
+        "kept_npy": kept_npy,
+        "probs_npy": probs_npy,
+        "images": files,
+    }
+    return entry, heat, keep
 
 
 def explain(

@@ -157,14 +157,7 @@ def train(
         The run's files and the best epoch's metrics.
     """
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    if resume and not last.is_file():
-        raise MissingInputError(f"cannot resume: {last} does not exist")
-    if not resume and last.is_file():
-        raise OutputPathError(
-            errno.EEXIST, "already holds a run; resume it or choose another folder", str(run_dir)
-        )
+    last = _check_run_dir(run_dir, resume)
     t = config.trainer
     if precision is None:
         precision = resolve_precision(t.precision, t.accelerator)
@@ -172,29 +165,100 @@ def train(
 
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     train_set, valid_set, test_set = datasets or _datasets(config)
+    module = _module(config, train_set, run_dir)
+    best_cb = ModelCheckpoint(dirpath=last.parent, filename="best", monitor=MONITOR, mode="max")
+    rank_zero_info(f"training {precision.describe()}")
+    silence_lightning_notices()
+    trainer = _trainer(
+        config,
+        run_dir,
+        precision,
+        len(train_set),
+        progress=enable_progress_bar,
+        callbacks=[best_cb, *(callbacks or [])],
+    )
+    trainer.fit(
+        module,
+        _loader(train_set, config, shuffle=config.data.shuffle),
+        _loader(valid_set, config, shuffle=False),
+        ckpt_path=str(last) if resume else None,
+    )
+    best_ckpt = Path(best_cb.best_model_path or last)
+    metrics = _best_metrics(trainer, module, best_ckpt, config, valid_set, test_set)
+    checkpoint = run_dir / "best.safetensors"
+    if trainer.is_global_zero:
+        _save_model(checkpoint, module, train_set, config)
+        atomic_write_json(run_dir / "metrics.json", metrics)
+    return RunResult(run_dir, checkpoint, best_ckpt, last, metrics)
+
+
+def _module(config: RunConfig, train_set: Dataset, run_dir: Path) -> EmotionModule:
+    """The model the config and the data describe, in its LightningModule; the resolved config
+    is written to ``run_dir/config.yaml``."""
     label_names = list(train_set.label_names)
-    task = train_set.info.task
     # Feature datasets fix the baselines' input widths and emotion names.
     overrides = train_set.model_overrides() if hasattr(train_set, "model_overrides") else {}
     model_config = config.model_config(num_classes=len(label_names), **overrides)
     model = build_model(model_config)
     save_run_config(config.resolved(model_config), run_dir / "config.yaml")
-    module = EmotionModule(
+    return EmotionModule(
         model,
         label_names=label_names,
-        task=task,
+        task=train_set.info.task,
         pos_weight=train_set.pos_weight(),
         lr=config.optim.lr,
         text_lr_factor=config.optim.text_lr_factor,
         weight_decay=config.optim.weight_decay,
         scheduler=config.optim.scheduler,
     )
-    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max")
+
+
+def _save_model(
+    checkpoint: Path, module: EmotionModule, train_set: Dataset, config: RunConfig
+) -> None:
+    """The trained model with its header: labels, task, tuned thresholds, preprocessing."""
+    settings = getattr(getattr(train_set, "cache", None), "settings", None)
+    save_checkpoint(
+        checkpoint,
+        module.model,
+        label_names=list(train_set.label_names),
+        task=train_set.info.task,
+        thresholds=module.thresholds.tolist(),
+        preprocessing=dataclasses.asdict(settings) if settings is not None else {},
+        extra={"max_text_length": config.data.max_text_length},
+    )
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> Path:
+    """``run_dir/checkpoints/last.ckpt``, after checking that it exists iff resuming."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise MissingInputError(f"cannot resume: {last} does not exist")
+    if not resume and last.is_file():
+        raise OutputPathError(
+            errno.EEXIST, "already holds a run; resume it or choose another folder", str(run_dir)
+        )
+    return last
+
+
+def _trainer(
+    config: RunConfig,
+    run_dir: Path,
+    precision: Precision,
+    num_train: int,
+    *,
+    progress: bool,
+    callbacks: list[pl.Callback],
+) -> pl.Trainer:
+    """The Lightning trainer of a run: early stopping, the "last" checkpoint (the state
+    ``--resume`` continues from), CSV and TensorBoard logs, the weights-only checkpoint reader.
+    `callbacks` begins with the "best" checkpoint, which must run before "last" saves."""
+    t = config.trainer
     # Without a monitor it saves after every epoch: the state --resume continues from.
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
-    rank_zero_info(f"training {precision.describe()}")
-    silence_lightning_notices()
-    trainer = pl.Trainer(
+    last_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False
+    )
+    return pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
@@ -208,31 +272,28 @@ def train(
         sync_batchnorm=t.sync_batchnorm,
         gradient_clip_val=config.optim.grad_clip or None,
         log_every_n_steps=log_interval(
-            t.log_every_n_steps, len(train_set), config.data.batch_size, t.limit_train_batches
+            t.log_every_n_steps, num_train, config.data.batch_size, t.limit_train_batches
         ),
         **batch_limits(t.limit_train_batches, t.limit_val_batches),
         callbacks=[
-            best_cb,
+            callbacks[0],
             last_cb,
             EarlyStopping(MONITOR, mode="max", patience=t.patience),
-            *(callbacks or []),
+            *callbacks[1:],
         ],
         # One version folder per (re)start, so a resume never overwrites earlier logs.
         logger=[
             CSVLogger(run_dir / "logs", name="csv"),
             TensorBoardLogger(run_dir / "logs", name="tb"),
         ],
-        enable_progress_bar=enable_progress_bar,
+        enable_progress_bar=progress,
         enable_model_summary=False,
         plugins=[SafeCheckpointIO()],
     )
-    trainer.fit(
-        module,
-        _loader(train_set, config, shuffle=config.data.shuffle),
-        _loader(valid_set, config, shuffle=False),
-        ckpt_path=str(last) if resume else None,
-    )
-    best_ckpt = Path(best_cb.best_model_path or last)
+
+
+def _best_metrics(trainer, module, best_ckpt: Path, config, valid_set, test_set) -> dict:
+    """The best epoch's weights loaded back, validated (thresholds tuned) and tested."""
     state = torch.load(best_ckpt, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     metrics: dict[str, Any] = {"best_epoch_checkpoint": best_ckpt.name}
@@ -241,17 +302,4 @@ def train(
     if test_set is not None:
         trainer.test(module, _loader(test_set, config, shuffle=False), verbose=False)
         metrics["test"] = module.last_report.get("test")
-    checkpoint = run_dir / "best.safetensors"
-    if trainer.is_global_zero:
-        settings = getattr(getattr(train_set, "cache", None), "settings", None)
-        save_checkpoint(
-            checkpoint,
-            module.model,
-            label_names=label_names,
-            task=task,
-            thresholds=module.thresholds.tolist(),
-            preprocessing=dataclasses.asdict(settings) if settings is not None else {},
-            extra={"max_text_length": config.data.max_text_length},
-        )
-        atomic_write_json(run_dir / "metrics.json", metrics)
-    return RunResult(run_dir, checkpoint, best_ckpt, ckpt_dir / "last.ckpt", metrics)
+    return metrics
