@@ -395,17 +395,10 @@ def _parse_record(
     if not isinstance(text, str) or not text.strip():
         errs.append("empty transcript ('text' must be a non-empty string)")
     labels = raw.get("labels")
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        errs.append("'labels' must be a list of label names")
+    label_errs = _label_problems(labels, info)
+    errs += label_errs
+    if label_errs and not isinstance(labels, list):
         labels = []
-    else:
-        bad = [x for x in labels if x not in info.label_names]
-        if bad:
-            errs.append(f"unknown label(s) {bad} (known: {list(info.label_names)})")
-        if len(set(labels)) != len(labels):
-            errs.append(f"repeated label in {labels}")
-        if info.task == "single_label" and len(labels) != 1:
-            errs.append(f"a single-label dataset needs exactly one label, got {labels}")
     split = raw.get("split")
     if split is not None and split not in SPLITS:
         errs.append(f"'split' must be one of {SPLITS} or null, got {split!r}")
@@ -449,6 +442,21 @@ def _parse_record(
         frame_pattern=pattern,
     )
     return record, []
+
+
+def _label_problems(labels: object, info: DatasetInfo) -> list[str]:
+    """What is wrong with a record's 'labels' for this dataset (empty: nothing)."""
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        return ["'labels' must be a list of label names"]
+    errs = []
+    bad = [x for x in labels if x not in info.label_names]
+    if bad:
+        errs.append(f"unknown label(s) {bad} (known: {list(info.label_names)})")
+    if len(set(labels)) != len(labels):
+        errs.append(f"repeated label in {labels}")
+    if info.task == "single_label" and len(labels) != 1:
+        errs.append(f"a single-label dataset needs exactly one label, got {labels}")
+    return errs
 
 
 def _file_problems(

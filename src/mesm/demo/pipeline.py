@@ -83,6 +83,38 @@ def serve_command(out_dir: str | os.PathLike) -> str:
     return f"mesm serve --checkpoint {checkpoint} --examples {shlex.quote(str(out / 'data'))}"
 
 
+def _train_one(
+    arch: str,
+    out: Path,
+    sizes: dict[str, Any],
+    seed: int,
+    progress: bool,
+    precision: Precision,
+) -> dict[str, Any]:
+    """Trains one model on the demo's data; its report entry (test metrics, FLOPs, time)."""
+    data = out / "data"
+    config = demo_config(arch, data, sizes["epochs"], sizes["patience"], seed, precision.lightning)
+    started = time.perf_counter()
+    result = train(config, out / "runs" / arch, enable_progress_bar=progress, precision=precision)
+    test = result.metrics["test"]
+    return {
+        "checkpoint": str(result.checkpoint),
+        "test": test,
+        "top1_accuracy": test.get("top1_accuracy"),
+        "gflops_per_utterance": _gflops(result.checkpoint, data, precision),
+        "train_seconds": time.perf_counter() - started,
+    }
+
+
+def _attention_maps(out: Path, mesm: dict[str, Any], precision: Precision) -> dict[str, str]:
+    """Attention maps of MESM on the first test utterance (the paper's case study, on our
+    data), under ``out/attention``."""
+    data, maps = out / "data", out / "attention"
+    test_id = next(r.id for r in read_dataset(data, check_files=False)[1] if r.split == "test")
+    explain(mesm["checkpoint"], data, maps, utterance_id=test_id, precision=precision)
+    return {"utterance": test_id, "overview": str(maps / "overview.png")}
+
+
 def run_demo(
     out_dir: str | os.PathLike,
     *,
@@ -130,32 +162,8 @@ def run_demo(
         "video": {"video": str(video), "subtitles": str(subtitles), "emotions": sequence},
     }
     for arch in ("fe2e", "mesm"):
-        config = demo_config(
-            arch, data, sizes["epochs"], sizes["patience"], seed, resolved.lightning
-        )
-        started = time.perf_counter()
-        result = train(
-            config, out / "runs" / arch, enable_progress_bar=progress, precision=resolved
-        )
-        test = result.metrics["test"]
-        report["models"][arch.upper()] = {
-            "checkpoint": str(result.checkpoint),
-            "test": test,
-            "top1_accuracy": test.get("top1_accuracy"),
-            "gflops_per_utterance": _gflops(result.checkpoint, data, resolved),
-            "train_seconds": time.perf_counter() - started,
-        }
-    # Attention maps of MESM on the first test utterance (the paper's case study, on our data).
-    maps = out / "attention"
-    test_id = next(r.id for r in read_dataset(data, check_files=False)[1] if r.split == "test")
-    explain(
-        report["models"]["MESM"]["checkpoint"],
-        data,
-        maps,
-        utterance_id=test_id,
-        precision=resolved,
-    )
-    report["attention_maps"] = {"utterance": test_id, "overview": str(maps / "overview.png")}
+        report["models"][arch.upper()] = _train_one(arch, out, sizes, seed, progress, resolved)
+    report["attention_maps"] = _attention_maps(out, report["models"]["MESM"], resolved)
     report["serve_command"] = serve_command(out)
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]

@@ -102,6 +102,35 @@ def parse_segments(path: Path) -> list[tuple[str, float, float, str]]:
     return out
 
 
+def _select(
+    transcript: Path,
+    sums: dict[str, list[float]],
+    lists: dict[str, set[str]],
+    out: Path,
+    report: PrepareReport,
+    seen: set[str],
+    keep_unlisted: bool,
+    overwrite: bool,
+) -> tuple[list[Record], list[ClipSpec]]:
+    """The records of one video's transcript that are kept, and the clips still to cut;
+    dropped segments are counted in `report`, every segment id added to `seen`."""
+    video_id = transcript.stem
+    kept, clips = [], []
+    for uid, start, end, text in parse_segments(transcript):
+        seen.add(uid)
+        split = split_of(uid, lists)
+        reason = _drop_reason(uid, text, split, sums, keep_unlisted)
+        if reason:
+            report.drop(reason)
+            continue
+        video, audio = f"clips/{video_id}/{uid}.mp4", f"clips/{video_id}/{uid}.wav"
+        labels = tuple(n for n, s in zip(MOSEI_LABELS, sums[uid], strict=True) if s > 0)
+        kept.append(Record(id=uid, video=video, audio=audio, text=text, labels=labels, split=split))
+        if overwrite or not ((out / video).is_file() and (out / audio).is_file()):
+            clips.append(ClipSpec(max(0.0, start), end, out / video, out / audio))
+    return kept, clips
+
+
 def _first_dir(release: Path, candidates: tuple[str, ...]) -> Path | None:
     for rel in candidates:
         if (release / rel).is_dir():
@@ -153,21 +182,7 @@ def prepare_mosei(
     seen: set[str] = set()
     for transcript in sorted(text_dir.glob("*.txt")):
         video_id = transcript.stem
-        kept, clips = [], []
-        for uid, start, end, text in parse_segments(transcript):
-            seen.add(uid)
-            split = split_of(uid, lists)
-            reason = _drop_reason(uid, text, split, sums, keep_unlisted)
-            if reason:
-                report.drop(reason)
-                continue
-            video, audio = f"clips/{video_id}/{uid}.mp4", f"clips/{video_id}/{uid}.wav"
-            labels = tuple(n for n, s in zip(MOSEI_LABELS, sums[uid], strict=True) if s > 0)
-            kept.append(
-                Record(id=uid, video=video, audio=audio, text=text, labels=labels, split=split)
-            )
-            if overwrite or not ((out / video).is_file() and (out / audio).is_file()):
-                clips.append(ClipSpec(max(0.0, start), end, out / video, out / audio))
+        kept, clips = _select(transcript, sums, lists, out, report, seen, keep_unlisted, overwrite)
         if not kept:
             continue
         records[video_id] = kept
