@@ -8,7 +8,7 @@ import pytest
 
 from mesm.data.handcrafted.features import FeatureSettings
 from mesm.data.media.cache import PreprocessSettings
-from mesm.models import BASELINE_ARCHS, MESM, build_model
+from mesm.models import BASELINE_ARCHS, EmotionModel, build_model
 from mesm.training.config import load_run_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -24,7 +24,8 @@ def test_config_loads_and_builds(path):
     config = load_run_config(path)
     model_config = config.model_config(num_classes=6, text_pretrained=False)
     model = build_model(model_config)
-    assert isinstance(model, MESM) == (model_config.arch == "mesm")
+    is_mesm = isinstance(model, EmotionModel) and bool(model.attention_layers())
+    assert is_mesm == (model_config.arch == "mesm")
     PreprocessSettings(**config.data.preprocess)  # valid preprocessing fields
     if model_config.arch in BASELINE_ARCHS:
         FeatureSettings.from_dict(config.data.features)  # valid feature fields

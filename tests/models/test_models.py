@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from helpers import make_batch, model_inputs, tiny_model
-from mesm.models import FE2E, MESM, ModelConfig, create_model, make_config
+from mesm.models import EmotionModel, ModelConfig, create_model, make_config
 from mesm.models.layers import ConvBNReLU
 from mesm.sparse import SparseFlopCounter, dense_above
 
@@ -197,6 +197,6 @@ def test_missing_inputs_and_bad_configs_are_clear_errors(batch):
 def test_config_round_trip_and_classes():
     config = make_config("mesm", "tiny", p=0.3, modalities="tv")
     assert ModelConfig.from_dict(config.to_dict()) == config
-    assert isinstance(tiny_model("mesm"), MESM)
-    fe2e = tiny_model("fe2e")
-    assert isinstance(fe2e, FE2E) and not isinstance(fe2e, MESM)
+    mesm, fe2e = tiny_model("mesm"), tiny_model("fe2e")
+    assert isinstance(mesm, EmotionModel) and isinstance(fe2e, EmotionModel)
+    assert mesm.config.mesm and mesm.attention_layers() and not fe2e.attention_layers()

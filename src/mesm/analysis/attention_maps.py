@@ -36,7 +36,7 @@ from mesm.data.media.faces import FACE_MEAN, FACE_STD
 from mesm.errors import UsageError
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.evaluate import open_split
-from mesm.models import FE2E
+from mesm.models import EmotionModel
 from mesm.sparse import SparseMap
 from mesm.trained.checkpoint import TrainedModel, load_model
 from mesm.trained.inputs import model_inputs
@@ -72,7 +72,7 @@ def _dense_maps(probs: Tensor, keep: Tensor, sites: SparseMap) -> dict[str, Tens
 
 
 @contextmanager
-def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
+def _recording(model: EmotionModel) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
     layers = model.attention_layers()
     if not layers:
         raise UsageError("attention maps need a MESM model: FE2E has no cross-modal attention")
@@ -94,14 +94,14 @@ def _recording(model: FE2E) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]
 
 
 @torch.inference_mode()
-def _forward_capture(model: FE2E, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
+def _forward_capture(model: EmotionModel, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
     with _recording(model) as store:
         logits = model(**model_inputs(model, dict(batch)))
     return store, logits
 
 
 def capture_attention(
-    model: FE2E, batch: Mapping[str, Any]
+    model: EmotionModel, batch: Mapping[str, Any]
 ) -> dict[str, dict[int, dict[str, Tensor]]]:
     """Attention probabilities and kept sites of every sparse layer, from one forward pass.
 
@@ -242,7 +242,7 @@ def _overview(
 
 @torch.inference_mode()
 def explain_batch(
-    model: FE2E,
+    model: EmotionModel,
     batch: Mapping[str, Any],
     out_dir: str | os.PathLike,
     faces_uint8: Tensor | None = None,
@@ -407,7 +407,7 @@ def _draw_layer(
 
 
 def explain(
-    checkpoint: str | os.PathLike | FE2E | TrainedModel,
+    checkpoint: str | os.PathLike | EmotionModel | TrainedModel,
     source: Mapping[str, Any] | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mesm.models.config import DEFAULT_P
-from mesm.models.fe2e import FE2E
+from mesm.models.emotion import EmotionModel
 from mesm.models.pathways import Pathway
 from mesm.sparse import SparseFlopCounter
 from mesm.trained.precision import Precision, resolve_precision
@@ -113,7 +113,7 @@ def pathway_flops(pathway: Pathway, frames: Tensor, y_frames: Tensor | None = No
 
 
 @torch.inference_mode()
-def model_feature_flops(model: FE2E, batch: dict[str, Tensor]) -> dict[str, PathwayFlops]:
+def model_feature_flops(model: EmotionModel, batch: dict[str, Tensor]) -> dict[str, PathwayFlops]:
     """FLOPs of each visual/audio feature extractor of `model` on one batch.
 
     Args:
@@ -168,7 +168,7 @@ _GIGA = 1e9
 
 
 @torch.inference_mode()
-def text_flops(model: FE2E, text_ids: Tensor, text_mask: Tensor) -> int:
+def text_flops(model: EmotionModel, text_ids: Tensor, text_mask: Tensor) -> int:
     """FLOPs of the text encoder (``FlopCounterMode`` on ``model.text``), reported apart from the
     feature extractors.
 
@@ -203,7 +203,7 @@ class _Tally:
     sequence: dict[str, int] = field(default_factory=dict)
     utterances: int = 0
 
-    def add(self, model: FE2E, batch: dict[str, Tensor]) -> None:
+    def add(self, model: EmotionModel, batch: dict[str, Tensor]) -> None:
         self.utterances += _batch_size(batch)
         for m, lengths in (("a", "spec_lengths"), ("v", "face_lengths")):
             if m in model.modalities:
@@ -221,7 +221,7 @@ class _Tally:
                 acc[0] += active
                 acc[1] += dense
 
-    def report(self, model: FE2E) -> dict[str, Any]:
+    def report(self, model: EmotionModel) -> dict[str, Any]:
         n = max(1, self.utterances)
         per = {name: sums["features"] / n / _GIGA for name, sums in self.flops.items()}
         features = sum(s["features"] for s in self.flops.values())
@@ -255,7 +255,9 @@ def _batch_size(batch: dict[str, Tensor]) -> int:
     raise ValueError("a batch needs text_ids or face/spec lengths to count its utterances")
 
 
-def _compare(model_tally: _Tally, model: FE2E, twin_tally: _Tally, twin: FE2E) -> dict[str, Any]:
+def _compare(
+    model_tally: _Tally, model: EmotionModel, twin_tally: _Tally, twin: EmotionModel
+) -> dict[str, Any]:
     """The report shared by :func:`dataset_flops` and :func:`preset_flops`."""
     entry = model_tally.report(model)
     dense = twin_tally.report(twin)
@@ -276,7 +278,9 @@ def _compare(model_tally: _Tally, model: FE2E, twin_tally: _Tally, twin: FE2E) -
     }
 
 
-def average_feature_flops(model: FE2E, batches: Iterable[dict[str, Tensor]]) -> dict[str, Any]:
+def average_feature_flops(
+    model: EmotionModel, batches: Iterable[dict[str, Tensor]]
+) -> dict[str, Any]:
     """Feature-extraction FLOPs of `model` averaged per utterance over `batches`.
 
     Args:
@@ -296,7 +300,7 @@ def average_feature_flops(model: FE2E, batches: Iterable[dict[str, Tensor]]) -> 
 
 @torch.inference_mode()
 def dataset_flops(
-    checkpoint_or_model: str | os.PathLike | FE2E,
+    checkpoint_or_model: str | os.PathLike | EmotionModel,
     data_dir: str | os.PathLike,
     split: str = "test",
     *,

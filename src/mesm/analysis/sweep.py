@@ -24,7 +24,7 @@ from mesm.errors import UsageError
 from mesm.evaluation import evaluate, json_safe, tune_thresholds
 from mesm.files import atomic_target, atomic_write_json
 from mesm.inference.evaluate import open_split, predict_split, split_batches
-from mesm.models import FE2E
+from mesm.models import EmotionModel
 from mesm.models.config import check_p
 from mesm.trained.checkpoint import load_model
 from mesm.trained.inputs import model_inputs
@@ -34,7 +34,7 @@ DEFAULT_PS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def _point(
-    model: FE2E,
+    model: EmotionModel,
     valid: EmotionDataset,
     test: EmotionDataset,
     label_names: list[str],
@@ -61,7 +61,7 @@ def _point(
 
 @torch.inference_mode()
 def sweep_p(
-    checkpoint: str | os.PathLike | FE2E,
+    checkpoint: str | os.PathLike | EmotionModel,
     data_dir: str | os.PathLike,
     ps: Sequence[float] = DEFAULT_PS,
     split: str = "test",

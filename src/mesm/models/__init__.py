@@ -1,4 +1,8 @@
-"""FE2E, MESM and the two-phase baselines as plain ``nn.Module``s built from typed configs."""
+"""FE2E, MESM and the two-phase baselines as plain ``nn.Module``s built from typed configs.
+
+FE2E and MESM are one class, :class:`EmotionModel`, whose config says which it is
+(``arch="fe2e"``: dense pathways; ``arch="mesm"``: cross-modal sparse blocks).
+"""
 
 from __future__ import annotations
 
@@ -19,20 +23,19 @@ from mesm.models.config import (
     ModelConfig,
     make_config,
 )
-from mesm.models.fe2e import FE2E
-from mesm.models.mesm import MESM
+from mesm.models.emotion import EmotionModel
 
 
-def build_model(config: ModelConfig | BaselineConfig) -> FE2E | BaselineModel:
+def build_model(config: ModelConfig | BaselineConfig) -> EmotionModel | BaselineModel:
     """The model a config describes (FE2E or MESM; a baseline for a `BaselineConfig`)."""
     if isinstance(config, BaselineConfig):
         return build_baseline(config)
-    return MESM(config) if config.mesm else FE2E(config)
+    return EmotionModel(config)
 
 
 def create_model(
     arch: str = "fe2e", preset: str = "paper", **overrides: Any
-) -> FE2E | BaselineModel:
+) -> EmotionModel | BaselineModel:
     """Builds "fe2e", "mesm" or a baseline ("lf_lstm", "lf_transformer", "mult", "emoembs")
     from a named preset ("paper", "tiny") plus config overrides.
 
@@ -67,13 +70,12 @@ def config_from_dict(
 
 __all__ = [
     "BASELINE_ARCHS",
-    "FE2E",
-    "MESM",
     "MODERN_TRANSFORMER",
     "PRESETS",
     "TINY_TEXT",
     "BaselineConfig",
     "BaselineModel",
+    "EmotionModel",
     "ModelConfig",
     "build_model",
     "config_from_dict",

@@ -36,7 +36,7 @@ from mesm.data.media.cache import PreprocessSettings
 from mesm.digest import tensors_digest
 from mesm.errors import CheckpointError, MissingInputError
 from mesm.files import atomic_target, atomic_write_text
-from mesm.models import FE2E, BaselineModel, build_model, config_from_dict
+from mesm.models import BaselineModel, EmotionModel, build_model, config_from_dict
 
 # 2: the header holds "weights_sha256", checked on load. Format 1 (mesm 0.1.0) had no checksum:
 # still read, with everything but the checksum checked.
@@ -65,7 +65,7 @@ def _threshold_problem(thresholds: object, num_labels: int) -> str | None:
 
 
 def checkpoint_header(
-    model: FE2E | BaselineModel,
+    model: EmotionModel | BaselineModel,
     tensors: dict[str, torch.Tensor],
     *,
     label_names: list[str] | tuple[str, ...],
@@ -111,7 +111,7 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: FE2E | BaselineModel,
+    model: EmotionModel | BaselineModel,
     *,
     label_names: list[str] | tuple[str, ...],
     task: str,
@@ -244,7 +244,7 @@ def _header_problem(meta: dict[str, Any]) -> str | None:
 
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[FE2E | BaselineModel, dict[str, Any]]:
+) -> tuple[EmotionModel | BaselineModel, dict[str, Any]]:
     """Rebuilds the model from a checkpoint file or model folder (weights only; no pickle) and
     returns it in eval mode.
 
@@ -256,7 +256,7 @@ def load_checkpoint(
 
 def _load_located(
     path: Path, map_location: str | torch.device
-) -> tuple[FE2E | BaselineModel, dict[str, Any]]:
+) -> tuple[EmotionModel | BaselineModel, dict[str, Any]]:
     """`load_checkpoint` of a located checkpoint file or model folder."""
     from safetensors.torch import load_file
 
@@ -342,7 +342,7 @@ class TrainedModel:
         source: what it was loaded from (file, folder or repo id as given; None: in memory).
     """
 
-    model: FE2E | BaselineModel
+    model: EmotionModel | BaselineModel
     meta: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mesm.evaluation import evaluate, tune_thresholds
-from mesm.models import FE2E, BaselineModel
+from mesm.models import BaselineModel, EmotionModel
 from mesm.trained.inputs import model_inputs
 
 
@@ -40,7 +40,7 @@ class EmotionModule(pl.LightningModule):
 
     def __init__(
         self,
-        model: FE2E | BaselineModel,
+        model: EmotionModel | BaselineModel,
         *,
         label_names: list[str] | tuple[str, ...],
         task: str,

@@ -1,9 +1,20 @@
-"""FE2E: the fully end-to-end multimodal model (Dai et al. 2021, section 3.1).
+"""FE2E and MESM (Dai et al. 2021, sections 3.1 and 3.2): one class, `EmotionModel`, whose config
+says which it is.
 
-Text: a pretrained transformer encoder; its first-token state y is the text feature. Visual and
-audio: a :class:`~mesm.models.pathways.Pathway` each, over the flat list of face crops / mel chunks
-of the batch. Each modality has a linear classifier; the fused output is a learned weighted sum
-(no bias) of the per-modality logits.
+FE2E (``arch="fe2e"``), the fully end-to-end model. Text: a pretrained transformer encoder; its
+first-token state y is the text feature. Visual and audio: a
+:class:`~mesm.models.pathways.Pathway` each, over the flat list of face crops / mel chunks of the
+batch. Each modality has a linear classifier; the fused output is a learned weighted sum (no bias)
+of the per-modality logits.
+
+MESM (``arch="mesm"``), the multimodal end-to-end sparse model: FE2E plus a cross-modal sparse CNN
+block before each VGG stage of the visual and audio pathways: additive attention from the text
+feature to every active site of every frame/chunk, nucleus (top-p) selection of the sites, and a
+sparse stage (submanifold 3x3 convolutions, BN over active sites, ReLU, sparse 2x2 max-pool) that
+computes only on the kept sites. After the last stage, inactive sites are zero in the dense map
+given to the MLP. Its parameters are FE2E's plus ``*.attention.*`` under the same names, so a
+trained FE2E state dict loads with ``strict=False`` (only the attention layers missing): a trained
+FE2E can be sparsified. At p >= 1 with ``gating="none"`` MESM computes exactly FE2E's logits.
 
 Differences from the paper's reference code: faces are detected once in preprocessing (not inside
 every forward pass) and frames of all utterances run as one batch (no per-sample loop). The
@@ -37,8 +48,8 @@ INPUT_KEYS = {
 }
 
 
-class FE2E(nn.Module):
-    """Multimodal emotion model with dense CNN pathways.
+class EmotionModel(nn.Module):
+    """FE2E (dense CNN pathways) or MESM (cross-modal sparse blocks), as ``config.arch`` says.
 
     Args:
         config: validated :class:`ModelConfig`.
@@ -106,7 +117,7 @@ class FE2E(nn.Module):
         self._nucleus.value = check_p(p)
 
     @contextmanager
-    def using_p(self, p: float | None) -> Iterator[FE2E]:
+    def using_p(self, p: float | None) -> Iterator[EmotionModel]:
         """Runs the model at nucleus mass `p` inside the block and restores the previous p
         afterwards; ``None`` leaves it unchanged (and is the only value a dense model takes)."""
         if p is None:
@@ -129,7 +140,7 @@ class FE2E(nn.Module):
                 out[name] = list(pathway.attention)
         return out
 
-    def dense_twin(self) -> FE2E:
+    def dense_twin(self) -> EmotionModel:
         """The dense FE2E model with these weights, in eval mode on this model's device (the
         model itself when it is already dense).
 
@@ -139,7 +150,7 @@ class FE2E(nn.Module):
         if not self.config.mesm:
             return self
         # The text weights come from the state dict: never download or load pretrained ones.
-        twin = FE2E(dataclasses.replace(self.config, arch="fe2e", text_pretrained=False))
+        twin = EmotionModel(dataclasses.replace(self.config, arch="fe2e", text_pretrained=False))
         result = twin.load_state_dict(self.state_dict(), strict=False)
         stray = [k for k in result.unexpected_keys if not _ATTENTION_PARAM.match(k)]
         if result.missing_keys or stray:
