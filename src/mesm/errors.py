@@ -14,6 +14,7 @@ The types also derive from the built-in error they refine (`ValueError`, `FileNo
     ├── MissingInputError                           (FileNotFoundError)
     ├── OutputPathError                             (OSError)
     ├── MissingDependencyError                      (RuntimeError)
+    ├── MissingExtraError, ServeError, PageError    (the page: no Gradio, cannot serve, bad request)
     └── mesm.data.errors.DataError → ManifestError, PreprocessError
 """
 
@@ -75,3 +76,15 @@ class OutputPathError(MesmError, OSError):
 
 class MissingDependencyError(MesmError, RuntimeError):
     """An optional package a feature needs is not installed (names the install command)."""
+
+
+class MissingExtraError(MesmError):
+    """Gradio (the ``app`` extra of `mesm serve`) is not installed."""
+
+
+class ServeError(MesmError):
+    """The page's server cannot start (e.g. the port is taken)."""
+
+
+class PageError(MesmError):
+    """A request the page cannot run (no video, empty transcript, …): shown as is."""

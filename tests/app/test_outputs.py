@@ -7,13 +7,13 @@ import re
 import pytest
 
 from mesm.app.outputs import (
-    PageError,
     check_request,
     flops_markdown,
     probability_html,
     user_message,
 )
 from mesm.data.errors import DataError
+from mesm.errors import PageError
 
 EMOTIONS = {
     "anger": {"probability": 0.7312, "threshold": 0.5, "present": True},

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mesm.app.page import ServeError, serve
+from mesm.app.page import serve
+from mesm.errors import ServeError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

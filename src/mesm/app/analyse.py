@@ -35,11 +35,17 @@ from mesm.data.media.video import video_duration
 from mesm.errors import MesmError
 from mesm.inference.outputs import write_timeline
 from mesm.inference.predict import Predictor
-from mesm.inference.video import predict_video
+from mesm.inference.video import BLANK_TEXT_WARNING, predict_video
 from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision
 
 log = logging.getLogger(__name__)
+
+# The page's words for warnings whose library text names command-line flags.
+_PAGE_WORDING = {
+    BLANK_TEXT_WARNING: "no subtitle file: the transcripts are empty, so the text modality is "
+    "blank (upload a subtitle file to give each utterance its text)",
+}
 
 # Attention images drawn per pathway on the page (the overview spreads them over the clip).
 OVERVIEW_FRAMES = 8
@@ -196,7 +202,7 @@ class ClipAnalyser:
                 "The transcript box is not used for a long video: upload a subtitle file to "
                 "give each utterance its text."
             )
-        lines += [f"Warning: {w}" for w in timeline.warnings]
+        lines += [f"Warning: {_PAGE_WORDING.get(w, w)}" for w in timeline.warnings]
         return PageOutputs(
             ok=True,
             message="  \n".join(lines),

@@ -12,16 +12,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from mesm.errors import MesmError
+from mesm.errors import MesmError, PageError
 
 # Bar colours: an emotion decided present (probability above its validation-tuned threshold) is
 # drawn solid, one below it pale; the threshold is a black tick across the track.
 PRESENT_COLOUR = "#2f7d32"
 ABSENT_COLOUR = "#9fb8a0"
-
-
-class PageError(MesmError):
-    """A request the page cannot run (no video, empty transcript, …): shown as is."""
 
 
 def check_request(video: str | None, transcript: str, subtitles: str | None) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mesm.app.analyse import ClipAnalyser, dataset_examples
-from mesm.errors import MesmError
+from mesm.errors import MissingExtraError, ServeError
 from mesm.trained.precision import Precision
 
 INSTALL_HINT = 'the web page needs the app extra: pip install "mesm[app]"'
@@ -28,14 +28,6 @@ Upload a short clip and type what is said in it, then **Recognise emotions**: ea
 probability, with the threshold tuned on the validation split marked. For a long video, upload its
 subtitle file (each cue is an utterance with its text) or leave it out (utterances are found by
 voice activity, without text): the page draws the emotion timeline and offers it as CSV."""
-
-
-class MissingExtraError(MesmError):
-    """Gradio is not installed."""
-
-
-class ServeError(MesmError):
-    """The server cannot start (e.g. the port is taken)."""
 
 
 def import_gradio() -> Any:

@@ -21,7 +21,7 @@ from mesm.data.media.faces import FaceCropper, make_cropper
 from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
-from mesm.errors import MissingInputError
+from mesm.errors import MissingInputError, OptionError
 from mesm.trained.checkpoint import TrainedModel, load_model
 from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision, resolve_precision
@@ -53,6 +53,10 @@ def read_transcript(text_or_file: str | None) -> str:
 
     Prefer the explicit `read_transcript_file` (``--transcript-file``) or passing the text
     (``--text``).
+
+    Raises:
+        OptionError: a path-like word naming no file (its inputs named as the parameters
+            ``transcript``, ``text``, ``transcript_file``; the CLI words them as its flags).
     """
     if not text_or_file:
         return ""
@@ -63,9 +67,13 @@ def read_transcript(text_or_file: str | None) -> str:
     if not any(c.isspace() for c in word) and (
         "/" in word or "\\" in word or word.lower().endswith(_TEXT_SUFFIXES)
     ):
-        raise DataError(
-            f"--transcript {text_or_file!r} looks like a file path but no such file exists "
-            "(use --text for the words themselves, --transcript-file for a file)"
+        raise OptionError(
+            "{0} {value!r} looks like a file path but no such file exists (use {1} for the "
+            "words themselves, {2} for a file)",
+            "transcript",
+            "text",
+            "transcript_file",
+            value=text_or_file,
         )
     return text_or_file
 
