@@ -99,6 +99,18 @@ def collect(
     return final
 
 
+def release_info(
+    source: str, task: str, label_names: tuple[str, ...] | list[str], keep_unlisted: bool, crf: int
+) -> DatasetInfo:
+    """The header of a dataset cut from an official release (its "prepare" records how)."""
+    return DatasetInfo(
+        name=source,
+        task=task,
+        label_names=label_names,
+        prepare={"source": source, "keep_unlisted": keep_unlisted, "crf": crf},
+    )
+
+
 def cut_and_write(
     out: Path,
     records: dict[str, list[Record]],

@@ -37,13 +37,14 @@ import re
 from pathlib import Path
 
 from mesm.data.errors import DataError
-from mesm.data.manifest import DatasetInfo, Record
+from mesm.data.manifest import Record
 from mesm.data.prepare.clips import ClipSpec, cut_audio_clips, cut_video_clips
 from mesm.data.prepare.common import (
     PrepareReport,
     count_absent,
     cut_and_write,
     paper_split_lists,
+    release_info,
     split_of,
 )
 
@@ -137,12 +138,7 @@ def prepare_iemocap(
             jobs[dialog] = (avi, wav, clips, crf)
     count_absent(report, lists, seen)
 
-    info = DatasetInfo(
-        name="iemocap",
-        task="single_label",
-        label_names=IEMOCAP_LABELS,
-        prepare={"source": "iemocap", "keep_unlisted": keep_unlisted, "crf": crf},
-    )
+    info = release_info("iemocap", "single_label", IEMOCAP_LABELS, keep_unlisted, crf)
     return cut_and_write(
         out,
         records,

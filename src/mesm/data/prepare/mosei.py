@@ -38,13 +38,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from mesm.data.errors import DataError
-from mesm.data.manifest import DatasetInfo, Record
+from mesm.data.manifest import Record
 from mesm.data.prepare.clips import ClipSpec, cut_audio_clips, cut_video_clips
 from mesm.data.prepare.common import (
     PrepareReport,
     count_absent,
     cut_and_write,
     paper_split_lists,
+    release_info,
     split_of,
 )
 
@@ -195,12 +196,7 @@ def prepare_mosei(
         report.dropped.pop("no transcript", None)
     count_absent(report, lists, seen | set(sums))
 
-    info = DatasetInfo(
-        name="mosei",
-        task="multi_label",
-        label_names=MOSEI_LABELS,
-        prepare={"source": "mosei", "keep_unlisted": keep_unlisted, "crf": crf},
-    )
+    info = release_info("mosei", "multi_label", MOSEI_LABELS, keep_unlisted, crf)
     return cut_and_write(
         out,
         records,
