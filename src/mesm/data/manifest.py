@@ -406,16 +406,8 @@ def _parse_record(
     if speaker is not None and not isinstance(speaker, str):
         errs.append("'speaker' must be a string or null")
     start, end = raw.get("start"), raw.get("end")
-    for key, value in (("start", start), ("end", end)):
-        if value is not None and (not _is_number(value) or value < 0):
-            errs.append(f"'{key}' must be a non-negative number of seconds or null, got {value!r}")
-    if _is_number(start) and _is_number(end) and end <= start:
-        errs.append(f"empty time span: end {end} <= start {start}")
     fps, pattern = raw.get("fps"), raw.get("frame_pattern")
-    if fps is not None and (not _is_number(fps) or fps <= 0):
-        errs.append(f"'fps' must be a positive number or null, got {fps!r}")
-    if pattern is not None and (not isinstance(pattern, str) or "/" in pattern or not pattern):
-        errs.append(f"'frame_pattern' must be a file-name glob without '/', got {pattern!r}")
+    errs += _timing_problems(start, end, fps, pattern)
 
     video, audio = raw.get("video"), raw.get("audio")
     for key, value in (("video", video), ("audio", audio)):
@@ -442,6 +434,21 @@ def _parse_record(
         frame_pattern=pattern,
     )
     return record, []
+
+
+def _timing_problems(start: object, end: object, fps: object, pattern: object) -> list[str]:
+    """What is wrong with a record's span and frame fields (empty: nothing)."""
+    errs = []
+    for key, value in (("start", start), ("end", end)):
+        if value is not None and (not _is_number(value) or value < 0):
+            errs.append(f"'{key}' must be a non-negative number of seconds or null, got {value!r}")
+    if _is_number(start) and _is_number(end) and end <= start:
+        errs.append(f"empty time span: end {end} <= start {start}")
+    if fps is not None and (not _is_number(fps) or fps <= 0):
+        errs.append(f"'fps' must be a positive number or null, got {fps!r}")
+    if pattern is not None and (not isinstance(pattern, str) or "/" in pattern or not pattern):
+        errs.append(f"'frame_pattern' must be a file-name glob without '/', got {pattern!r}")
+    return errs
 
 
 def _label_problems(labels: object, info: DatasetInfo) -> list[str]:

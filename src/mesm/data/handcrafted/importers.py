@@ -139,6 +139,29 @@ def _trim(seq: np.ndarray, length: Any) -> np.ndarray:
     return seq[np.abs(seq).sum(axis=-1) > 0]  # zero rows are the files' padding
 
 
+def _unique_id(raw: object, fallback: str, seen: set[str]) -> str:
+    """A valid record id from a pickle's id (or `fallback`), made unique with "_" (added to
+    `seen`)."""
+    raw = "_".join(str(x) for x in np.ravel(raw)) if not isinstance(raw, str) else raw
+    uid = _BAD_ID_CHARS.sub("_", raw).lstrip(".") or fallback
+    while uid in seen:
+        uid += "_"
+    seen.add(uid)
+    return uid
+
+
+def _entry(seqs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """A feature-cache entry of imported sequences (times: the frame index)."""
+    times = {m: torch.arange(len(seqs[m]), dtype=torch.float64) for m in ("audio", "visual")}
+    return entry(
+        torch.from_numpy(seqs["audio"]),
+        times["audio"],
+        torch.from_numpy(seqs["visual"]),
+        times["visual"],
+        torch.from_numpy(seqs["text"]),
+    )
+
+
 def import_pickle(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -175,28 +198,14 @@ def import_pickle(
         labels = _labels_to_multi_hot(split["labels"], len(label_names))
         ids = split.get("id")
         for i in range(labels.shape[0]):
-            raw = ids[i] if ids is not None else f"{split_key}_{i}"
-            raw = "_".join(str(x) for x in np.ravel(raw)) if not isinstance(raw, str) else raw
-            uid = _BAD_ID_CHARS.sub("_", raw).lstrip(".") or f"{split_key}_{i}"
-            while uid in seen:
-                uid += "_"
-            seen.add(uid)
+            fallback = f"{split_key}_{i}"
+            uid = _unique_id(ids[i] if ids is not None else fallback, fallback, seen)
             seqs = {
                 m: _trim(split[key][i], split.get(f"{key}_lengths", [None] * (i + 1))[i])
                 for m, key in (("audio", "audio"), ("visual", "vision"), ("text", "text"))
             }
             dims.update({f"{m}_dim": s.shape[1] for m, s in seqs.items()})
-            times = {
-                m: torch.arange(len(seqs[m]), dtype=torch.float64) for m in ("audio", "visual")
-            }
-            tensors = entry(
-                torch.from_numpy(seqs["audio"]),
-                times["audio"],
-                torch.from_numpy(seqs["visual"]),
-                times["visual"],
-                torch.from_numpy(seqs["text"]),
-            )
-            store.save(uid, tensors, {"id": uid, "source": f"pickle:{name}"})
+            store.save(uid, _entry(seqs), {"id": uid, "source": f"pickle:{name}"})
             names = tuple(n for n, v in zip(label_names, labels[i], strict=True) if v)
             records.append(
                 Record(
