@@ -42,3 +42,11 @@ def tiny_model(arch: str = "fe2e", seed: int = 0, **overrides):
 def model_inputs(batch: dict) -> dict:
     keys = ("text_ids", "text_mask", "faces", "face_lengths", "specs", "spec_lengths")
     return {k: batch[k] for k in keys}
+
+
+# `--set` overrides that give a run config the tiny random text encoder (no download).
+TINY_TEXT_SETS = [
+    "model.text_pretrained=false",
+    "model.text_overrides={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+    "intermediate_size: 64}",
+]

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import json
 
+from helpers import TINY_TEXT_SETS
 from mesm.cli import main
 from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.inference.evaluate import evaluate_checkpoint
-
-TINY_TEXT_SETS = [
-    "model.text_pretrained=false",
-    "model.text_overrides={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
-    "intermediate_size: 64}",
-]
 
 
 def test_train_then_evaluate(tmp_path, capsys):

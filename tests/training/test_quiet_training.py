@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
-from test_cli_train import TINY_TEXT_SETS
 
+from helpers import TINY_TEXT_SETS
 from mesm.cli import main
 from mesm.demo.synthetic import write_synthetic_dataset
 from mesm.training.quiet import batch_limits, log_interval, silence_lightning_notices
