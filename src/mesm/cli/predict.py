@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mesm.cli.common import (
     add_checkpoint,
@@ -19,6 +20,11 @@ from mesm.cli.common import (
     write_json,
 )
 from mesm.errors import UsageError
+
+if TYPE_CHECKING:
+    from mesm.inference.batch import ClipInput
+    from mesm.inference.predict import Predictor
+    from mesm.trained.precision import Precision
 
 
 def _add_predict(sub) -> None:
@@ -112,7 +118,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_one_clip(args: argparse.Namespace, clip: Path, text: str, resolved) -> int:
+def _predict_one_clip(args: argparse.Namespace, clip: Path, text: str, resolved: Precision) -> int:
     """One clip: its emotions as a table (and --json, --csv)."""
     from mesm.inference.outputs import clip_row
     from mesm.inference.predict import predict_clip
@@ -132,7 +138,9 @@ def _report_failure(path: object, reason: str) -> None:
     print(f"mesm predict: failed: {path}: {reason}", file=sys.stderr)
 
 
-def _predict_clips(args: argparse.Namespace, clips, predictor, text: str):
+def _predict_clips(
+    args: argparse.Namespace, clips: list[ClipInput], predictor: Predictor, text: str
+) -> tuple[list[dict], list[tuple[str, str]]]:
     """Several clips: one line each; (rows, failures)."""
     from mesm.inference.batch import predict_clips
 
@@ -151,7 +159,9 @@ def _predict_clips(args: argparse.Namespace, clips, predictor, text: str):
     return rows, failed
 
 
-def _predict_videos(args: argparse.Namespace, clips, predictor):
+def _predict_videos(
+    args: argparse.Namespace, clips: list[ClipInput], predictor: Predictor
+) -> tuple[list[dict], list[tuple[str, str]]]:
     """Whole videos: a timeline (CSV, JSON, PNG) per video under --out; (rows, failures)."""
     from mesm.data.media.segments import VadSettings
     from mesm.inference.video import predict_videos

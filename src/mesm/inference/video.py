@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -255,8 +255,15 @@ def _video_folders(out: Path, videos: Sequence[ClipInput]) -> list[Path]:
 
 
 def _iter_videos(
-    predictor, videos, folders, audio, vad, progress, options
+    predictor: Predictor,
+    videos: Sequence[ClipInput],
+    folders: list[Path],
+    audio: str | os.PathLike | None,
+    vad: VadSettings | None,
+    progress: bool,
+    options: dict[str, Any],
 ) -> Iterator[VideoOutcome]:
+    """Each video's `VideoOutcome`, as it is done (a failing video becomes its failure line)."""
     for item, folder in zip(videos, folders, strict=True):
         try:
             timeline = predict_video(
