@@ -43,3 +43,28 @@ def test_train_then_evaluate(tmp_path, capsys):
         == 1
     )
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_the_precision_flag_reaches_train_as_a_precision(tmp_path, monkeypatch, capsys):
+    """`--precision 32` is resolved once, passed to `train` as a Precision and recorded in the
+    run config as the string asked for (it once went through `--set`, where YAML read 32 as a
+    number and the run config refused it)."""
+    from types import SimpleNamespace
+
+    import mesm.training.fit as fit
+    from mesm.trained.precision import Precision
+
+    seen = {}
+
+    def fake_train(config, out, **kwargs):
+        seen.update(config=config, **kwargs)
+        return SimpleNamespace(metrics={}, checkpoint=out / "best.safetensors", run_dir=out)
+
+    monkeypatch.setattr(fit, "train", fake_train)
+    run = tmp_path / "run"
+    assert (
+        main(["train", "--out", str(run), "--precision", "32", "--set", "model.preset=tiny"]) == 0
+    )
+    assert isinstance(seen["precision"], Precision) and seen["precision"].lightning == "32-true"
+    assert seen["config"].trainer.precision == "32"
+    assert f"run folder: {run}" in capsys.readouterr().out
