@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from mesm.files import atomic_write_text
@@ -147,9 +148,15 @@ def write_json(path: str, value: Any) -> None:
 
 
 def workers(args: argparse.Namespace) -> int:
-    from mesm.jobs.workers import cap_workers
+    from mesm.jobs.workers import cap_workers, cpu_count
 
-    return cap_workers(args.workers, say=True)
+    capped = cap_workers(args.workers)
+    if capped < args.workers:  # the CPU count lowered the request
+        print(
+            f"mesm: --workers {args.workers} capped at {cpu_count()} (the CPUs available here)",
+            file=sys.stderr,
+        )
+    return capped
 
 
 def precision(args: argparse.Namespace, device: str = "cpu") -> Precision:

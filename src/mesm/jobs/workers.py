@@ -14,7 +14,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,23 +31,16 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def cap_workers(requested: int, jobs: int | None = None, *, say: bool = False) -> int:
+def cap_workers(requested: int, jobs: int | None = None) -> int:
     """`requested` bounded by the CPU count and by `jobs` (0 stays 0: work in this process).
 
     Args:
-        requested: the ``--workers`` asked for.
+        requested: the worker processes asked for.
         jobs: how many jobs there are (None: unknown).
-        say: print a line on stderr when the CPU count lowers the request.
     """
     if requested <= 0:
         return 0
-    cpus = cpu_count()
-    if requested > cpus and say:
-        print(
-            f"mesm: --workers {requested} capped at {cpus} (the CPUs available here)",
-            file=sys.stderr,
-        )
-    capped = min(requested, cpus)
+    capped = min(requested, cpu_count())
     return min(capped, jobs) if jobs is not None else capped
 
 
