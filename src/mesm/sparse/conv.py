@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import register_flop_formula
 
+from mesm.sparse.engine import compiled_ops
 from mesm.sparse.tensor import SparseMap
 
 Backend = Literal["torch", "spconv"]
@@ -196,7 +197,7 @@ def linear(rows: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool 
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (rows, weight, bias)
     )
-    dtype = _compute_dtype(rows, weight)
+    dtype = compute_dtype(rows, weight)
     if dtype != rows.dtype or dtype != weight.dtype:  # autocast's rule for a matmul
         rows, weight, bias = rows.to(dtype), weight.to(dtype), _cast(bias, dtype)
     if (
@@ -238,7 +239,7 @@ def _gather_gemm(
     buffer = padded.new_empty(n + int(spare_row), wmat.shape[0])
     if spare_row:
         buffer[n].zero_()
-    out = buffer[:n]
+    out = buffer[:n] if spare_row else buffer  # not a view: autograd may modify it in place
     step = _block_rows(c, padded.element_size())
     for i in range(0, n, step):
         j = min(n, i + step)
@@ -321,7 +322,7 @@ class _GatherConv(torch.autograd.Function):
     keeping the (N, 9·C_in) matrix alive. Without autograd, :func:`submanifold_conv3x3` calls
     the forward GEMM directly.
 
-    Mixed precision: the GEMMs run in ``dtype`` (the autocast dtype, see :func:`_compute_dtype`);
+    Mixed precision: the GEMMs run in ``dtype`` (the autocast dtype, see :func:`compute_dtype`);
     the casts happen inside the function, so the weight and bias gradients are summed over the
     rows in the parameters' own dtype (fp32), not rounded to bf16/fp16 block by block, and each
     gradient comes back in its input's dtype.
@@ -368,7 +369,7 @@ class _GatherConv(torch.autograd.Function):
         return grad_features, grad_weight, grad_bias, None, None
 
 
-def _compute_dtype(features: Tensor, weight: Tensor) -> torch.dtype:
+def compute_dtype(features: Tensor, weight: Tensor) -> torch.dtype:
     """The dtype a conv of `features` with `weight` runs in: autocast's rule for a matmul.
 
     Inside ``torch.autocast`` (any device) the autocast dtype, unless an operand is float64
@@ -396,6 +397,27 @@ def _dense_masked_conv(
     out = out.reshape(-1, weight.shape[0])
     out = out if x.is_full else out.index_select(0, x.keys())
     return F.relu(out, inplace=True) if relu else out
+
+
+def _compiled_conv(
+    ops,
+    x: SparseMap,
+    weight: Tensor,
+    bias: Tensor | None,
+    dtype: torch.dtype,
+    relu: bool,
+    weight_matrix: Tensor | None,
+) -> Tensor:
+    """The gather + GEMM convolution as one compiled op (and its backward as one more)."""
+    nbr = x.neighbor_index()
+    if torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x.features, weight, bias)
+    ):
+        out = ops.subm_conv3x3(x.features, nbr, weight, bias, False, dtype)
+        return F.relu(out, inplace=True) if relu else out
+    if weight_matrix is not None and weight_matrix.dtype == dtype:
+        weight = weight_matrix  # the (C_out, 9·C_in) operand the caller keeps
+    return ops.subm_conv3x3(x.features, nbr, weight, bias, relu, dtype)
 
 
 def submanifold_conv3x3(
@@ -433,11 +455,14 @@ def submanifold_conv3x3(
         raise ValueError(f"input has {x.features.shape[1]} channels, weight expects {c_in}")
     n = x.num_active
     sites, path = n, "gather"
-    dtype = _compute_dtype(x.features, weight)
+    dtype = compute_dtype(x.features, weight)
+    ops = compiled_ops(x.features.device) if backend == "torch" else None
     if backend == "torch":
         if n and n >= dense_fraction() * x.num_sites:
             out = _dense_masked_conv(x, weight, bias, dtype, relu)
             sites, path = x.num_sites, "dense"
+        elif ops is not None:
+            out = _compiled_conv(ops, x, weight, bias, dtype, relu, weight_matrix)
         elif torch.is_grad_enabled():
             out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index(), dtype)
             out = F.relu(out, inplace=True) if relu else out
@@ -515,6 +540,14 @@ def sparse_max_pool2x2(
         # Every site active: the dense max-pool of the (channels-last) map is the same and faster.
         out = SparseMap.from_dense(F.max_pool2d(x.to_dense(), 2))
         _record("max_pool2x2", x.num_active, out.num_active, 0, "dense")
+        return out
+    ops = compiled_ops(x.coords.device) if backend == "torch" else None
+    if ops is not None:  # rulebook and maxima: one compiled op each
+        coords, window = ops.pool2x2_rulebook(x.coords, x.index_table(), x.num_samples, h, w)
+        grad = torch.is_grad_enabled() and x.features.requires_grad
+        feats = ops.window_max(x.features, window, grad)[0]
+        out = SparseMap(feats, coords, (ho, wo), x.num_samples, check=False)
+        _record("max_pool2x2", x.num_active, out.num_active, 0, "gather")
         return out
     c = x.coords.long()
     inside = (c[:, 1] < 2 * ho) & (c[:, 2] < 2 * wo)  # floor semantics of F.max_pool2d
