@@ -37,11 +37,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stamp import stamp  # noqa: E402
+from stamp import stamp
 
-from mesm.models import create_model  # noqa: E402
-from mesm.sparse.engine import engine_info, use_engine  # noqa: E402
-from mesm.training.module import EmotionModule  # noqa: E402
+from mesm.models import create_model
+from mesm.sparse.engine import engine_info, use_engine
+from mesm.training.module import EmotionModule
 
 OPS_GOAL = 1.2
 

@@ -73,6 +73,12 @@ def _conv_flops(features_shape, nbr_shape, weight_shape, *args, out_shape=None, 
     return 2 * nbr_shape[0] * width * weight_shape[0]
 
 
+def _scores_flops(features_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    # W_x x for every site, then the score v · tanh(...): the two GEMMs the torch path runs.
+    n, a = features_shape[0], weight_shape[0]
+    return 2 * n * features_shape[1] * a + 2 * n * a
+
+
 def _conv_backward_flops(
     grad_shape, features_shape, nbr_shape, weight_shape, dtype, output_mask, *a, **k
 ) -> int:
@@ -150,5 +156,6 @@ def register() -> None:
     )
     register_flop_formula(ops.subm_conv3x3)(_conv_flops)
     register_flop_formula(ops.subm_conv3x3_backward)(_conv_backward_flops)
+    register_flop_formula(ops.additive_scores)(_scores_flops)
     _fakes()
     _registered.append(True)

@@ -328,6 +328,32 @@ void window_rows(const T* in, int64_t channels, const int64_t* rows, int count, 
   }
 }
 
+// bfloat16 as its raw bits: the float of bits b is b << 16, so the comparison vectorises (the
+// c10::BFloat16 operators go through a scalar conversion each).
+inline float bf16_bits_to_float(uint16_t bits) {
+  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+  float value;
+  std::memcpy(&value, &wide, sizeof(value));
+  return value;
+}
+
+template <>
+void window_rows<c10::BFloat16>(const c10::BFloat16* in, int64_t channels, const int64_t* rows,
+                                int count, c10::BFloat16* out, int64_t* src) {
+  const auto* bits_in = reinterpret_cast<const uint16_t*>(in);
+  auto* bits_out = reinterpret_cast<uint16_t*>(out);
+  std::memcpy(bits_out, bits_in + rows[0] * channels, channels * sizeof(uint16_t));
+  if (src != nullptr) std::fill(src, src + channels, rows[0]);
+  for (int k = 1; k < count; ++k) {
+    const uint16_t* row = bits_in + rows[k] * channels;
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const bool greater = bf16_bits_to_float(row[ch]) > bf16_bits_to_float(bits_out[ch]);
+      bits_out[ch] = greater ? row[ch] : bits_out[ch];
+      if (src != nullptr) src[ch] = greater ? rows[k] : src[ch];
+    }
+  }
+}
+
 std::tuple<Tensor, Tensor> window_max(const Tensor& features, const Tensor& window,
                                       bool with_source) {
   TORCH_CHECK(features.dim() == 2, "features must be (N, C)");
