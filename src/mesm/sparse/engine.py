@@ -34,6 +34,8 @@ from typing import Literal
 
 import torch
 
+from mesm.errors import MissingDependencyError, UsageError
+
 Engine = Literal["auto", "compiled", "torch"]
 _ENGINES = ("auto", "compiled", "torch")
 _SOURCE = Path(__file__).with_name("csrc") / "sparse_ops.cpp"
@@ -44,7 +46,7 @@ _local = threading.local()
 _state: dict[str, object] = {}  # "ops" (torch.ops.mesm or None) and "reason" once loaded
 
 
-class SparseEngineError(RuntimeError):
+class SparseEngineError(MissingDependencyError):
     """The compiled engine was required (``MESM_SPARSE_ENGINE=compiled``) but is unavailable."""
 
 
@@ -66,9 +68,7 @@ def requested_engine() -> Engine:
         return override
     value = os.environ.get("MESM_SPARSE_ENGINE", "auto").strip().lower() or "auto"
     if value not in _ENGINES:
-        raise SparseEngineError(
-            f"MESM_SPARSE_ENGINE must be one of {', '.join(_ENGINES)}, got {value!r}"
-        )
+        raise UsageError(f"MESM_SPARSE_ENGINE must be one of {', '.join(_ENGINES)}, got {value!r}")
     return value  # type: ignore[return-value]
 
 
@@ -193,7 +193,7 @@ def main() -> None:
     """``python -m mesm.sparse.engine``: builds the engine (install time) and prints the line."""
     try:
         info = engine_info()
-    except SparseEngineError as err:
+    except (SparseEngineError, UsageError) as err:
         print(f"mesm: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     print(info.line())
