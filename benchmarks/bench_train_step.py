@@ -37,7 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stamp import stamp
+from stamp import stamp, write_atomic
 
 from mesm.models import create_model
 from mesm.sparse.engine import engine_info, use_engine
@@ -187,9 +187,7 @@ def main() -> None:
                 print(row.line(), flush=True)
     table = head + "\n\n" + HEADER + "\n" + "\n".join(r.line() for r in rows) + "\n"
     if args.out:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(table)
-        tmp.replace(args.out)
+        write_atomic(args.out, table)
     with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()
 

@@ -8,6 +8,7 @@ import datetime
 import os
 import platform
 import subprocess
+from pathlib import Path
 
 import torch
 
@@ -70,3 +71,12 @@ def stamp(extra: str = "") -> str:
         f"load at start {load()}",
     ]
     return "_" + "; ".join(parts) + (f"; {extra}" if extra else "") + "_"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes `text` to `path` through a temporary file in the same folder (never half a table)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(target)

@@ -107,42 +107,56 @@ def cache_dir() -> Path:
 def compiler_available() -> bool:
     """A C++ compiler and ninja are on this machine (what building the engine needs)."""
     cxx = os.environ.get("CXX", "c++")
-    if shutil.which(cxx) is None:
-        return False
-    try:
-        from torch.utils.cpp_extension import is_ninja_available
-
-        return is_ninja_available()
-    except ImportError:
-        return False
+    return shutil.which(cxx) is not None and shutil.which("ninja") is not None
 
 
-def _build(verbose: bool = False) -> None:
-    """Compiles (or finds in the cache) and loads the extension; registers its Python parts."""
+_CFLAGS = ["-O3", "-march=native", "-fopenmp"]
+
+
+def _digest() -> str:
+    """What the built library depends on: the source, the flags and the torch it links."""
+    h = hashlib.sha256(_SOURCE.read_bytes())
+    h.update(" ".join([*_CFLAGS, torch.__version__]).encode())
+    return h.hexdigest()[:16]
+
+
+def _cached_build() -> Path | None:
+    """The library built from this source, flags and torch, if the cache holds it."""
+    build_dir = cache_dir()
+    library, stamp = build_dir / f"{_NAME}.so", build_dir / "source.sha256"
+    if library.exists() and stamp.exists() and stamp.read_text().strip() == _digest():
+        return library
+    return None
+
+
+def _build(verbose: bool = False) -> Path:
+    """Compiles the extension into the cache (torch's builder, ninja; locked against concurrent
+    builds) and stamps the build with its digest."""
     # torch's extension builder warns about CUDA on every CPU-only machine: not our news.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.cpp_extension import load
 
     build_dir = cache_dir()
     build_dir.mkdir(parents=True, exist_ok=True)
-    if not (build_dir / f"{_NAME}.so").exists():
-        print(
-            f"mesm: building the compiled sparse engine in {build_dir} (once; about a minute)",
-            file=sys.stderr,
-            flush=True,
-        )
+    print(
+        f"mesm: building the compiled sparse engine in {build_dir} (once; about a minute)",
+        file=sys.stderr,
+        flush=True,
+    )
     load(
         name=_NAME,
         sources=[str(_SOURCE)],
-        extra_cflags=["-O3", "-march=native", "-fopenmp"],
+        extra_cflags=_CFLAGS,
         extra_ldflags=["-fopenmp"],
         build_directory=str(build_dir),
         is_python_module=False,
         verbose=verbose,
     )
-    from mesm.sparse import compiled  # registers autograd, FLOP and fake formulas
-
-    compiled.register()
+    stamp = build_dir / "source.sha256"
+    tmp = stamp.with_name(stamp.name + ".tmp")
+    tmp.write_text(_digest() + "\n")
+    tmp.replace(stamp)
+    return build_dir / f"{_NAME}.so"
 
 
 def _load() -> object | None:
@@ -150,15 +164,22 @@ def _load() -> object | None:
         if "ops" in _state:
             return _state["ops"]
         ops, reason = None, ""
-        if not compiler_available():
-            reason = "no C++ compiler or ninja on this machine"
-        else:
-            try:
-                _build()
+        try:
+            library = _cached_build()
+            if library is None and not compiler_available():
+                reason = "no C++ compiler or ninja on this machine"
+            else:
+                if library is None:
+                    _build()  # torch's builder loads what it built
+                else:
+                    torch.ops.load_library(str(library))  # no compiler, no build system
+                from mesm.sparse import compiled
+
+                compiled.register()
                 ops, reason = torch.ops.mesm, f"C++/OpenMP, built in {cache_dir()}"
-            except Exception as err:  # any build or load failure: fall back, and say why
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                reason = f"the C++ build failed: {first[:200]}"
+        except Exception as err:  # any build or load failure: fall back, and say why
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = f"the C++ build failed: {first[:200]}"
         _state["ops"], _state["reason"] = ops, reason
         return ops
 
@@ -190,14 +211,10 @@ def engine_info() -> EngineInfo:
 
 
 def main() -> None:
-    """``python -m mesm.sparse.engine``: builds the engine (install time) and prints the line."""
+    """``python -m mesm.sparse``: builds the engine (install time) and prints which one runs."""
     try:
         info = engine_info()
     except (SparseEngineError, UsageError) as err:
         print(f"mesm: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     print(info.line())
-
-
-if __name__ == "__main__":
-    main()
