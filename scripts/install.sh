@@ -11,3 +11,6 @@ $PIP install --quiet --no-deps "facenet-pytorch==2.6.0"
 $PIP install --quiet -e ".[dev,app]"
 # System packages of some tests (espeak-ng; chromium + chromium-driver for the browser test).
 bash scripts/install_system.sh
+# The compiled sparse engine (C++ ops, built once per torch version and CPU into
+# ~/.cache/mesm/extensions); where no compiler exists this prints the fallback and its reason.
+python -m mesm.sparse

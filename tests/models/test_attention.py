@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mesm.models.attention import CrossModalAttention, top_p_mask
+from mesm.models.attention import CrossModalAttention, NucleusMass, top_p_mask
 from mesm.sparse import SparseMap
 
 
@@ -61,8 +61,8 @@ def test_attention_selects_fewer_sites_and_stays_in_each_frame():
     x = torch.randn(3, 8, 6, 6)
     sites = SparseMap.from_dense(x)
     y = torch.randn(3, 5)
-    full = CrossModalAttention(8, 5, 4, p=1.0)
-    part = CrossModalAttention(8, 5, 4, p=0.5)
+    full = CrossModalAttention(8, 5, 4, p=NucleusMass(1.0))
+    part = CrossModalAttention(8, 5, 4, p=NucleusMass(0.5))
     part.load_state_dict(full.state_dict())
     assert full(sites, y).num_active == 3 * 36
     kept = part(sites, y)
@@ -77,7 +77,7 @@ def test_attention_selects_fewer_sites_and_stays_in_each_frame():
 def test_attention_capture_hook_sees_probabilities_per_frame():
     torch.manual_seed(0)
     sites = SparseMap.from_dense(torch.randn(2, 4, 4, 4))
-    layer = CrossModalAttention(4, 3, 4, p=0.6)
+    layer = CrossModalAttention(4, 3, 4, p=NucleusMass(0.6))
     seen = {}
     layer.capture.register_forward_hook(
         lambda mod, args, out: seen.update(probs=args[0], keep=args[1], sites=args[2])
@@ -92,7 +92,7 @@ def test_gated_attention_scales_by_relative_attention():
     torch.manual_seed(0)
     x = torch.rand(2, 4, 4, 4) + 0.1
     sites = SparseMap.from_dense(x)
-    layer = CrossModalAttention(4, 3, 4, p=1.0, gating="gated")
+    layer = CrossModalAttention(4, 3, 4, p=NucleusMass(1.0), gating="gated")
     out = layer(sites, torch.randn(2, 3))
     ratio = (out.features / sites.features).detach()
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-6)  # one scale per site
@@ -107,7 +107,7 @@ def test_attention_scores_equal_the_additive_formula(use_bias):
     keep[:, 0, 0] = True
     sites = SparseMap.from_dense(x, keep)
     y = torch.randn(3, 6, dtype=torch.float64)
-    layer = CrossModalAttention(8, 6, 7, p=0.5).double()
+    layer = CrossModalAttention(8, 6, 7, p=NucleusMass(0.5)).double()
     if not use_bias:
         layer.proj_x.bias = None
     seen = {}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import make_batch, model_inputs, tiny_model
-from mesm.models.attention import CrossModalAttention, top_p_mask
+from mesm.models.attention import CrossModalAttention, NucleusMass, top_p_mask
 from mesm.sparse import SparseFlopCounter, SparseMap, dense_above
 
 # Logits through a dozen bf16 layers: within 2% of the largest logit (measured: ~0.5%).
@@ -78,7 +78,7 @@ def _capture(layer: CrossModalAttention, x: SparseMap, y: torch.Tensor, context)
 def test_kept_sites_at_p_below_1_equal_fp32_where_rounding_cannot_reach_the_cut():
     frames, side, p = 64, 6, 0.6
     torch.manual_seed(0)
-    layer = CrossModalAttention(16, 32, 16, p=p)
+    layer = CrossModalAttention(16, 32, 16, p=NucleusMass(p))
     x = SparseMap.from_dense(torch.randn(frames, 16, side, side))
     y = torch.randn(frames, 32)
     probs32, keep32 = _capture(layer, x, y, torch.autocast("cpu", enabled=False))

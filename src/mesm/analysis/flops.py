@@ -25,6 +25,7 @@ from mesm.models.config import DEFAULT_P
 from mesm.models.emotion import EmotionModel
 from mesm.models.pathways import Pathway
 from mesm.sparse import SparseFlopCounter
+from mesm.sparse.engine import compiled_ops
 from mesm.trained.precision import Precision, resolve_precision
 
 _ATTENTION_KEY = re.compile(r"\.attention\.\d+$")
@@ -82,6 +83,9 @@ def pathway_flops(pathway: Pathway, frames: Tensor, y_frames: Tensor | None = No
     Returns:
         The counts; divide by the number of utterances for a per-utterance figure.
     """
+    # FlopCounterMode copies the FLOP formulas it knows when it is made: load the compiled
+    # engine (which registers its ops' formulas) first.
+    compiled_ops(frames.device)
     with FlopCounterMode(display=False) as dense, SparseFlopCounter() as sparse:
         _Extract(pathway)(frames, y_frames)
     counts = dense.get_flop_counts()

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from mesm.models.config import check_p
-from mesm.sparse import SparseMap, linear, sparse_scale
+from mesm.sparse import SparseMap, compute_dtype, linear, sparse_scale
+from mesm.sparse.engine import compiled_ops
 
 
 def top_p_mask(probs: Tensor, p: float, valid: Tensor | None = None) -> Tensor:
@@ -91,8 +92,7 @@ class CrossModalAttention(nn.Module):
         in_channels: C, channels of the feature map being scored.
         text_dim: D, width of the text feature.
         attention_dim: hidden width A of the additive attention.
-        p: nucleus mass to keep: a number (this layer's own) or the model's shared
-            :class:`NucleusMass`.
+        p: the model's shared :class:`NucleusMass` (p is checked once, where it is made).
         gating: "none" keeps features unscaled (the paper: the selection is not differentiable,
             so these layers receive no gradient); "gated" multiplies each kept site by its
             probability divided by the largest probability in its frame (in (0, 1], 1 for the
@@ -104,14 +104,14 @@ class CrossModalAttention(nn.Module):
         in_channels: int,
         text_dim: int,
         attention_dim: int,
-        p: float | NucleusMass,
+        p: NucleusMass,
         gating: str = "none",
     ) -> None:
         super().__init__()
         self.proj_x = nn.Linear(in_channels, attention_dim)
         self.proj_y = nn.Linear(text_dim, attention_dim, bias=False)
         self.score = nn.Linear(attention_dim, 1, bias=False)
-        self.nucleus = p if isinstance(p, NucleusMass) else NucleusMass(p)
+        self.nucleus = p
         self.gating = gating
         self.capture = AttentionCapture()
 
@@ -123,6 +123,44 @@ class CrossModalAttention(nn.Module):
     def _recorded(self) -> bool:
         # Hooks on `capture` (attention maps, analysis) need the probabilities even at p >= 1.
         return bool(self.capture._forward_hooks or self.capture._forward_pre_hooks)
+
+    def _scores_need_grad(self) -> bool:
+        """Only gated attention passes a gradient to the scores: with ``gating="none"`` (the
+        paper) the selection is not differentiable, so the scores are computed without autograd
+        in training too (the same numbers, no graph to build)."""
+        return self.gating == "gated" and torch.is_grad_enabled()
+
+    def _frame_term(self, y: Tensor) -> Tensor:
+        """(F, A) W_y y + b_x: the part of each frame's pre-activation shared by its sites."""
+        per_frame = self.proj_y(y)
+        return per_frame if self.proj_x.bias is None else per_frame + self.proj_x.bias
+
+    def _forward_compiled(self, ops, x: SparseMap, y: Tensor) -> SparseMap:
+        """:meth:`forward` on the compiled engine: scores, softmax + top-p, selection."""
+        if self._scores_need_grad():
+            per_frame = self._frame_term(y).index_select(0, x.sample_index)
+            hidden = torch.tanh(torch.addmm(per_frame, x.features, self.proj_x.weight.t()))
+            scores = self.score(hidden).squeeze(1)
+        else:  # one op, no autograd graph, in the dtype autocast would pick for the GEMM
+            with torch.no_grad():
+                dtype = compute_dtype(x.features, self.proj_x.weight)
+                scores = ops.additive_scores(
+                    x.features.to(dtype),
+                    self.proj_x.weight.to(dtype),
+                    self._frame_term(y),
+                    x.coords,
+                    self.score.weight.to(dtype),
+                )
+        probs, keep, index = ops.nucleus(scores, x.coords, x.num_samples, float(self.p))
+        probs = self.capture(probs, keep, x)
+        kept = x.select_rows(index)
+        if self.gating == "gated":
+            sample = x.sample_index
+            peak = probs.new_zeros(x.num_samples).scatter_reduce(
+                0, sample, probs, "amax", include_self=False
+            )
+            kept = sparse_scale(kept, (probs / peak[sample]).index_select(0, index))
+        return kept
 
     def forward(self, x: SparseMap, y: Tensor) -> SparseMap:
         """Scores, selects and (optionally) gates the active sites.
@@ -136,16 +174,19 @@ class CrossModalAttention(nn.Module):
         """
         if self.p >= 1.0 and self.gating == "none" and not self._recorded():
             return x  # nothing is pruned and nobody reads the scores: do not compute them
+        ops = compiled_ops(x.features.device)
+        if ops is not None:
+            return self._forward_compiled(ops, x, y)
         sample = x.sample_index
-        # W_x x + b_x + W_y y with one fused GEMM: the per-frame term (b_x folded in) is its input.
-        per_frame = self.proj_y(y)
-        if self.proj_x.bias is not None:
-            per_frame = per_frame + self.proj_x.bias
-        if torch.is_grad_enabled():
+        per_frame = self._frame_term(y)
+        if self._scores_need_grad():
+            # W_x x + b_x + W_y y as one GEMM with the per-frame term (b_x folded in) as input.
             hidden = torch.tanh(torch.addmm(per_frame[sample], x.features, self.proj_x.weight.t()))
-        else:  # inference: oneDNN's GEMM on CPU, then in place
-            hidden = linear(x.features, self.proj_x.weight).add_(per_frame[sample]).tanh_()
-        scores = self.score(hidden).squeeze(1)  # (N,)
+            scores = self.score(hidden).squeeze(1)  # (N,)
+        else:
+            with torch.no_grad():  # oneDNN's GEMM, then in place (as the compiled op computes)
+                hidden = linear(x.features, self.proj_x.weight).add_(per_frame[sample]).tanh_()
+                scores = self.score(hidden).squeeze(1)
         position, width = _segment_layout(sample, x.num_samples)
         # Under autocast the scores come out of the GEMMs in bf16/fp16; the softmax (and so the
         # probabilities top-p sums) runs in float32 or wider, as autocast does for softmax.

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mesm.sparse import (
     Backend,
     SparseMap,
+    compute_dtype,
     conv3x3_weight_matrix,
     sparse_batch_norm,
     sparse_max_pool2x2,
@@ -34,7 +35,7 @@ class ConvBNReLU(nn.Module):
             in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
         )
         self.bn = nn.BatchNorm2d(out_channels)
-        # (key of the tensors folded, weight, bias, GEMM matrix of the sparse engine or None)
+        # (key of the tensors folded, weight, bias, {dtype: GEMM matrix of the sparse engine})
         self._folded: list | None = None
 
     def folds(self) -> bool:
@@ -72,13 +73,17 @@ class ConvBNReLU(nn.Module):
             self._folded = [key, weight, bias, None]
         return weight, bias
 
-    def _folded_matrix(self, weight: Tensor) -> Tensor | None:
-        """The sparse engine's GEMM operand of the folded weight, kept with the cached fold."""
+    def _folded_matrix(self, weight: Tensor, dtype: torch.dtype) -> Tensor | None:
+        """The sparse engine's GEMM operand of the folded weight in the compute `dtype` (bf16
+        under autocast), kept with the cached fold: one cast and transpose per weight change,
+        not per forward."""
         if self._folded is None or self._folded[1] is not weight:
             return None
         if self._folded[3] is None:
-            self._folded[3] = conv3x3_weight_matrix(weight)
-        return self._folded[3]
+            self._folded[3] = {}
+        if dtype not in self._folded[3]:
+            self._folded[3][dtype] = conv3x3_weight_matrix(weight.to(dtype))
+        return self._folded[3][dtype]
 
     def forward(self, x: Tensor) -> Tensor:
         """(F, C_in, H, W) → (F, C_out, H, W)."""
@@ -93,7 +98,7 @@ class ConvBNReLU(nn.Module):
         """The same layer on active sites only (submanifold conv, BN over active sites)."""
         if self.folds():
             weight, bias = self.folded()
-            matrix = self._folded_matrix(weight)
+            matrix = self._folded_matrix(weight, compute_dtype(x.features, weight))
             return submanifold_conv3x3(x, weight, bias, backend, relu=True, weight_matrix=matrix)
         x = submanifold_conv3x3(x, self.conv.weight, self.conv.bias, backend)
         return sparse_relu(sparse_batch_norm(x, self.bn), inplace=True)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from mesm.sparse.engine import compiled_ops
+
 _OFFSETS_3X3 = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
 
 
@@ -117,6 +119,16 @@ class SparseMap:
             self.features[keep], self.coords[keep], self.spatial_shape, self.num_samples, False
         )
 
+    def select_rows(self, index: Tensor) -> SparseMap:
+        """Subset of the sites by (M,) int64 row indices in increasing order (order preserved)."""
+        return SparseMap(
+            self.features.index_select(0, index),
+            self.coords.index_select(0, index),
+            self.spatial_shape,
+            self.num_samples,
+            False,
+        )
+
     # -- indexing helpers ---------------------------------------------------------------------
     @property
     def num_active(self) -> int:
@@ -152,6 +164,8 @@ class SparseMap:
 
         Cached on the site set, like :meth:`neighbor_index` which is read from it.
         """
+        if "table" not in self._cache and self._build_rulebook():
+            return self._cache["table"]
         if "table" not in self._cache:
             h, w = self.spatial_shape
             n = self.num_active
@@ -170,6 +184,8 @@ class SparseMap:
             dr, dc in -1..1), or N (a zero row appended by the caller) where the neighbour is
             inactive or off the map.
         """
+        if "nbr3" not in self._cache and self._build_rulebook():
+            return self._cache["nbr3"]
         if "nbr3" not in self._cache:
             h, w = self.spatial_shape
             dev = self.coords.device
@@ -180,3 +196,14 @@ class SparseMap:
             offsets = torch.tensor([dr * (w + 2) + dc for dr, dc in _OFFSETS_3X3], device=dev)
             self._cache["nbr3"] = table.view(-1)[base[:, None] + offsets[None, :]]
         return self._cache["nbr3"]
+
+    def _build_rulebook(self) -> bool:
+        """Builds the index table and the 3x3 rulebook together with the compiled engine (one op);
+        False where the engine does not run (then each is built with PyTorch ops)."""
+        ops = compiled_ops(self.coords.device)
+        if ops is None:
+            return False
+        h, w = self.spatial_shape
+        table, nbr = ops.rulebook3x3(self.coords.contiguous(), self.num_samples, h, w)
+        self._cache["table"], self._cache["nbr3"] = table, nbr
+        return True

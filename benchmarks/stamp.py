@@ -1,0 +1,82 @@
+"""The stamp every benchmark table carries: commit, date, CPU model and flags, threads, torch
+version and machine load, so that a number is never read without the conditions it was measured
+under."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+# The CPU flags that decide which kernels oneDNN and the compiled sparse engine run.
+_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu() -> tuple[str, list[str]]:
+    """(model name, the relevant instruction-set flags present)."""
+    name, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return name, [f for f in _FLAGS if f in flags]
+
+
+def commit() -> str:
+    """The commit the benchmark ran at, with "+dirty" when the work tree had changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def load() -> str:
+    """The 1-minute load average over the core count (about 0 on an idle machine)."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} on {os.cpu_count()} cores"
+
+
+def stamp(extra: str = "") -> str:
+    """One markdown line: what ran, where, when and under which load."""
+    name, flags = cpu()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        f"commit {commit()}",
+        when,
+        f"CPU {name} ({' '.join(flags) or 'no AVX2'}), {os.cpu_count()} cores",
+        f"{torch.get_num_threads()} threads",
+        f"torch {torch.__version__}",
+        f"load at start {load()}",
+    ]
+    return "_" + "; ".join(parts) + (f"; {extra}" if extra else "") + "_"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes `text` to `path` through a temporary file in the same folder (never half a table)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
