@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mesm.cli.common import (
@@ -96,6 +97,10 @@ def _cmd_flops(args: argparse.Namespace) -> int:
         )
         print(f"untrained {args.preset!r} preset, {args.frames} faces + {args.chunks} mel chunks")
     _print_flops(report)
+    from mesm.sparse import engine_info
+
+    # Which engine ran the sparse ops (FLOPs do not depend on it; time does).
+    print(engine_info().line(), file=sys.stderr)
     if args.json:
         write_json(args.json, report)
     return 0
