@@ -189,6 +189,34 @@ def _compiled_conv(
     return ops.subm_conv3x3(x.features, nbr, weight, bias, relu, dtype)
 
 
+def _torch_conv(
+    x: SparseMap,
+    weight: Tensor,
+    bias: Tensor | None,
+    dtype: torch.dtype,
+    relu: bool,
+    weight_matrix: Tensor | None,
+) -> Tensor:
+    """The pure-PyTorch engine's gather + GEMM convolution."""
+    if torch.is_grad_enabled():
+        out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index(), dtype)
+        return F.relu(out, inplace=True) if relu else out
+    # Inference: no autograd node, and the output keeps a zero row for the next conv.
+    if weight_matrix is None or weight_matrix.dtype != dtype:
+        weight_matrix = conv3x3_weight_matrix(weight.to(dtype))
+    padded = _padded(x.features.to(dtype))
+    return _gather_gemm(
+        padded, x.neighbor_index(), weight_matrix, cast(bias, dtype), relu=relu, spare_row=True
+    )
+
+
+def _spconv_conv(x: SparseMap, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:
+    out = spconv_subm(x, weight)
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return F.relu(out, inplace=True) if relu else out
+
+
 def submanifold_conv3x3(
     x: SparseMap,
     weight: Tensor,
@@ -200,9 +228,10 @@ def submanifold_conv3x3(
 ) -> SparseMap:
     """3x3 submanifold convolution (stride 1): outputs exactly at the active input sites.
 
-    The torch engine computes the active sites only (gather + GEMM) unless the active fraction
-    of the map is at least :func:`dense_fraction`; then it convolves the whole zero-filled map
-    densely and reads the active sites (same result; the record books the dense FLOPs).
+    The built-in engines (compiled C++ ops, or pure PyTorch; see :mod:`mesm.sparse.engine`)
+    compute the active sites only (gather + GEMM) unless the active fraction of the map is at
+    least :func:`dense_fraction`; then the whole zero-filled map is convolved densely and read at
+    the active sites (same result; the record books the dense FLOPs).
 
     Args:
         x: N active sites with C_in features.
@@ -232,24 +261,10 @@ def submanifold_conv3x3(
             sites, path = x.num_sites, "dense"
         elif ops is not None:
             out = _compiled_conv(ops, x, weight, bias, dtype, relu, weight_matrix)
-        elif torch.is_grad_enabled():
-            out = _GatherConv.apply(x.features, weight, bias, x.neighbor_index(), dtype)
-            out = F.relu(out, inplace=True) if relu else out
-        else:  # inference: no autograd node, and the output keeps a zero row for the next conv
-            if weight_matrix is None or weight_matrix.dtype != dtype:
-                weight_matrix = conv3x3_weight_matrix(weight.to(dtype))
-            padded = _padded(x.features.to(dtype))
-            nbr = x.neighbor_index()
-            out = _gather_gemm(
-                padded, nbr, weight_matrix, cast(bias, dtype), relu=relu, spare_row=True
-            )
+        else:
+            out = _torch_conv(x, weight, bias, dtype, relu, weight_matrix)
     elif backend == "spconv":
-        out = spconv_subm(x, weight)
-        path = "spconv"
-        if bias is not None:
-            out = out + bias.to(out.dtype)
-        if relu:
-            out = F.relu(out, inplace=True)
+        out, path = _spconv_conv(x, weight, bias, relu), "spconv"
     else:
         raise ValueError(f"unknown sparse backend {backend!r}")
     record("subm_conv3x3", n, n, 2 * sites * 9 * c_in * c_out, path)
