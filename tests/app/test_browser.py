@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import missing, require_module
 from mesm.data.manifest import read_dataset
 
 from .browser import (
@@ -31,13 +32,17 @@ from .browser import (
 )
 from .conftest import EMOTIONS, THRESHOLDS
 
-pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
+
+@pytest.fixture(autouse=True)
+def _browser():
+    if browser_missing() is not None:
+        missing(str(browser_missing()))
 
 
 def test_page_in_a_browser_shows_emotions_attention_and_errors(
     mesm_checkpoint, demo_data, bad_videos, tmp_path
 ):
-    pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
+    require_module("gradio", "the app extra (gradio) is not installed")
     began = time.monotonic()
     shots = Path(os.environ.get("MESM_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)

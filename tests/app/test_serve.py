@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import require_module
 from mesm.app.page import serve
 from mesm.errors import ServeError
 
@@ -43,7 +44,7 @@ def test_mesm_works_without_gradio_and_serve_names_the_extra(mesm_checkpoint):
 
 
 def test_a_taken_port_is_one_line_before_the_model_loads(tmp_path):
-    pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
+    require_module("gradio", "the app extra (gradio) is not installed")
     from mesm.cli import main
 
     with socket.socket() as taken:
@@ -64,7 +65,7 @@ def test_serve_defaults_to_localhost_without_share_link():
 
 
 def test_the_page_wires_the_inputs_to_the_outputs(mesm_checkpoint, demo_data, tmp_path):
-    pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
+    require_module("gradio", "the app extra (gradio) is not installed")
     from mesm.app.analyse import ClipAnalyser, dataset_examples
     from mesm.app.page import build_page
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import require_module
 from mesm.data.media.faces import FaceCropper, centre_crop, normalize_faces
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is a dev extra")
+skimage_data = require_module("skimage.data", "scikit-image is not installed")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import require_module
 from mesm.evaluation import THRESHOLD_GRID, Confusion, auc, evaluate, format_table, tune_thresholds
 
 
@@ -70,7 +71,7 @@ def test_auc_by_hand_with_ties():
 
 
 def test_auc_matches_scikit_learn():
-    metrics = pytest.importorskip("sklearn.metrics")
+    metrics = require_module("sklearn.metrics", "scikit-learn (a dev extra) is not installed")
     rng = np.random.default_rng(0)
     scores = np.round(rng.random(200), 2)  # ties included
     labels = rng.random(200) < 0.3

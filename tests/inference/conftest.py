@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from helpers import missing
 from mesm.data.media.audio import resample
 from mesm.demo.corpus import srt_time
 from mesm.demo.synthetic import face_frames, write_synthetic_dataset, write_video
@@ -90,7 +91,7 @@ def _spoken(root: Path, sentences: tuple[str, ...], seconds: float, seed: int = 
     """Write root/talk.mp4 (a drawn face at 5 fps + the spoken sentences separated by
     1.4-2.2 s of silence) and root/talk.srt; returns (video, srt, spans)."""
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/install.sh installs it as root)")
+        missing("espeak-ng is not installed (scripts/install.sh installs it as root)")
     audio = np.zeros(round(seconds * SAMPLE_RATE), np.float32)
     rng = np.random.default_rng(seed)
     audio += 0.002 * rng.standard_normal(audio.size).astype(np.float32)  # a quiet room

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import missing
 from mesm.sparse import (
     SparseFlopCounter,
     SparseMap,
@@ -170,7 +171,13 @@ def test_flops_are_counted_from_active_sites():
     assert pooled.num_active == 2 and out.features[0].tolist() == [4.0, 4.0, 4.0]
 
 
-needs_spconv = pytest.mark.skipif(not spconv_available(), reason="spconv is not installed")
+@pytest.fixture
+def spconv_installed():
+    if not spconv_available():
+        missing("spconv (a dev extra) is not installed")
+
+
+needs_spconv = pytest.mark.usefixtures("spconv_installed")
 
 
 @needs_spconv
