@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,7 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stamp import stamp, write_atomic
+from stamp import cpu, stamp, write_atomic
 
 import mesm.sparse as sparse_ops
 from mesm.analysis.flops import pathway_flops
@@ -233,17 +232,8 @@ class Row:
 
 
 def machine() -> dict[str, str | int]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu()[0],
         "cores": os.cpu_count() or 0,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

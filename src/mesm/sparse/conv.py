@@ -73,21 +73,23 @@ _local = threading.local()
 # -- dense-masked threshold -----------------------------------------------------------------------
 # Measured on CPU (2 threads, inference, the paper preset's stage shapes, 16 maps; gather + oneDNN
 # GEMM time over the dense-masked conv's): at 80 % active sites 0.81-0.83 for the 24x24 stage and
-# 1.05-1.06 for the 12x12 and 6x6 stages; at 90 % 0.86-1.20. Above roughly this active fraction,
-# convolving the whole zero-filled map (and booking the whole map's FLOPs) is the cheaper way to
+# 1.05-1.06 for the 12x12 and 6x6 stages; at 90 % 0.86-1.20 (the pure-torch engine; the compiled
+# one keeps the cut: its GEMMs are the same). Above roughly this active fraction, both engines
+# convolve the whole zero-filled map (and book the whole map's FLOPs): the cheaper way to
 # the same outputs; a per-layer cost model could move the cut by a few per cent.
 DEFAULT_DENSE_FRACTION = 0.8
 
 
 def dense_fraction() -> float:
-    """Active fraction at or above which the torch engine's conv runs dense-masked."""
+    """Active fraction at or above which the conv runs dense-masked (both built-in engines)."""
     return getattr(_local, "dense_fraction", DEFAULT_DENSE_FRACTION)
 
 
 @contextmanager
 def dense_above(fraction: float) -> Iterator[None]:
     """Sets, in this thread, the active fraction at or above which ``submanifold_conv3x3``
-    (torch engine) runs the dense-masked path; ``float("inf")`` = always gather, 0 = always dense.
+    (both built-in engines) runs the dense-masked path; ``float("inf")`` = always gather, 0 = always
+    dense.
     """
     previous = dense_fraction()
     _local.dense_fraction = fraction
