@@ -135,22 +135,30 @@ class CrossModalAttention(nn.Module):
         per_frame = self.proj_y(y)
         return per_frame if self.proj_x.bias is None else per_frame + self.proj_x.bias
 
-    def _forward_compiled(self, ops, x: SparseMap, y: Tensor) -> SparseMap:
-        """:meth:`forward` on the compiled engine: scores, softmax + top-p, selection."""
+    def _scores(self, ops, x: SparseMap, y: Tensor) -> Tensor:
+        """(N,) v · tanh(W_x x + b_x + W_y y) of every active site (`ops`: the compiled engine or
+        None)."""
         if self._scores_need_grad():
+            # One GEMM with the per-frame term (b_x folded in) as its input.
             per_frame = self._frame_term(y).index_select(0, x.sample_index)
             hidden = torch.tanh(torch.addmm(per_frame, x.features, self.proj_x.weight.t()))
-            scores = self.score(hidden).squeeze(1)
-        else:  # one op, no autograd graph, in the dtype autocast would pick for the GEMM
-            with torch.no_grad():
+            return self.score(hidden).squeeze(1)
+        with torch.no_grad():  # oneDNN's GEMM, then the per-frame term and tanh in place
+            if ops is not None:  # the same steps as one compiled op
                 dtype = compute_dtype(x.features, self.proj_x.weight)
-                scores = ops.additive_scores(
+                return ops.additive_scores(
                     x.features.to(dtype),
                     self.proj_x.weight.to(dtype),
                     self._frame_term(y),
                     x.coords,
                     self.score.weight.to(dtype),
                 )
+            per_frame = self._frame_term(y)[x.sample_index]
+            hidden = linear(x.features, self.proj_x.weight).add_(per_frame).tanh_()
+            return self.score(hidden).squeeze(1)
+
+    def _select_compiled(self, ops, x: SparseMap, scores: Tensor) -> SparseMap:
+        """Softmax + top-p per frame (one compiled op), capture, selection and gating."""
         probs, keep, index = ops.nucleus(scores, x.coords, x.num_samples, float(self.p))
         probs = self.capture(probs, keep, x)
         kept = x.select_rows(index)
@@ -175,18 +183,10 @@ class CrossModalAttention(nn.Module):
         if self.p >= 1.0 and self.gating == "none" and not self._recorded():
             return x  # nothing is pruned and nobody reads the scores: do not compute them
         ops = compiled_ops(x.features.device)
+        scores = self._scores(ops, x, y)
         if ops is not None:
-            return self._forward_compiled(ops, x, y)
+            return self._select_compiled(ops, x, scores)
         sample = x.sample_index
-        per_frame = self._frame_term(y)
-        if self._scores_need_grad():
-            # W_x x + b_x + W_y y as one GEMM with the per-frame term (b_x folded in) as input.
-            hidden = torch.tanh(torch.addmm(per_frame[sample], x.features, self.proj_x.weight.t()))
-            scores = self.score(hidden).squeeze(1)  # (N,)
-        else:
-            with torch.no_grad():  # oneDNN's GEMM, then in place (as the compiled op computes)
-                hidden = linear(x.features, self.proj_x.weight).add_(per_frame[sample]).tanh_()
-                scores = self.score(hidden).squeeze(1)
         position, width = _segment_layout(sample, x.num_samples)
         # Under autocast the scores come out of the GEMMs in bf16/fp16; the softmax (and so the
         # probabilities top-p sums) runs in float32 or wider, as autocast does for softmax.
