@@ -32,14 +32,16 @@ def cpu() -> tuple[str, list[str]]:
 
 
 def commit() -> str:
-    """The commit the benchmark ran at, with "+dirty" when the work tree had changes."""
+    """The commit the benchmark ran at, with "+dirty" when its code (src/, benchmarks/) had
+    uncommitted changes."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # The code only: a table another benchmark just rewrote is not a change to what runs.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks"],
             cwd=root,
             capture_output=True,
             text=True,

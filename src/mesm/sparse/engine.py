@@ -129,7 +129,7 @@ def _cached_build() -> Path | None:
     return None
 
 
-def _build(verbose: bool = False) -> Path:
+def _build() -> None:
     """Compiles the extension into the cache (torch's builder, ninja; locked against concurrent
     builds) and stamps the build with its digest."""
     # torch's extension builder warns about CUDA on every CPU-only machine: not our news.
@@ -150,13 +150,11 @@ def _build(verbose: bool = False) -> Path:
         extra_ldflags=["-fopenmp"],
         build_directory=str(build_dir),
         is_python_module=False,
-        verbose=verbose,
     )
     stamp = build_dir / "source.sha256"
     tmp = stamp.with_name(stamp.name + ".tmp")
     tmp.write_text(_digest() + "\n")
     tmp.replace(stamp)
-    return build_dir / f"{_NAME}.so"
 
 
 def _load() -> object | None:
