@@ -38,3 +38,17 @@ def test_quick_demo_beats_chance_for_both_models(quick_demo):
     args = build_parser().parse_args(shlex.split(report["serve_command"])[1:])
     assert Path(args.checkpoint) == out / "runs" / "mesm" / "best.safetensors"
     assert Path(args.examples) == out / "data" and args.host == "127.0.0.1"
+
+
+def test_quick_demo_keeps_what_its_tour_uses_and_says_how_large_it_is(quick_demo):
+    root, printed = quick_demo
+    out = root / "mesm-demo"
+    report = json.loads((out / "report.json").read_text())
+    # Lightning's checkpoints (optimiser state of the whole model) are gone; the models stay.
+    assert sorted(p.name for p in out.rglob("*.ckpt")) == []
+    for name, model in report["models"].items():
+        assert model["removed_checkpoints"] == ["best.ckpt", "last.ckpt"], name
+        assert (out / "runs" / name.lower() / "best.safetensors").is_file()
+    files = [f for f in out.rglob("*") if f.is_file() and f.name != "report.json"]
+    assert report["folder_bytes"] == sum(f.stat().st_size for f in files)
+    assert f"{out}: {report['folder_bytes'] / 1e6:.0f} MB" in printed

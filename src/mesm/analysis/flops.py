@@ -406,7 +406,7 @@ def preset_flops(
     twin = model.dense_twin()
     c = model.config
     g = torch.Generator().manual_seed(seed)
-    vocab = model.text.model.config.vocab_size if "t" in model.modalities else 2
+    vocab = model.text.vocab_size if "t" in model.modalities else 2
     ids = torch.randint(1, vocab, (num_utterances, text_length), generator=g)
     batch = {
         "text_ids": ids,

@@ -58,6 +58,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     video = report["video"]
     print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
+    print(f"{args.out}: {report['folder_bytes'] / 1e6:.0f} MB (trained models, data, figures)")
     print(f'MESM on a web page (needs pip install "mesm[app]"):\n{report["serve_command"]}')
     if args.json:
         write_json(args.json, report)

@@ -8,7 +8,10 @@
    procedure (validation-tuned thresholds, best epoch by average F1);
 4. reports each model's per-emotion test table, top-1 accuracy and feature-extraction FLOPs per
    utterance, draws MESM's attention maps for one test clip, and writes ``report.json``;
-5. writes ``video/talk.mp4`` + ``video/talk.srt``: a longer video of new utterances in blocks of
+5. keeps of each training run its ``best.safetensors``, ``metrics.json``, ``config.yaml`` and
+   logs (not Lightning's ``.ckpt`` files: the runs are finished and nothing reads them), and
+   reports the folder's size;
+6. writes ``video/talk.mp4`` + ``video/talk.srt``: a longer video of new utterances in blocks of
    one emotion each, with one subtitle cue per utterance, for ``mesm predict --out``.
 """
 
@@ -96,6 +99,7 @@ def _train_one(
     config = demo_config(arch, data, sizes["epochs"], sizes["patience"], seed, precision.lightning)
     started = time.perf_counter()
     result = train(config, out / "runs" / arch, enable_progress_bar=progress, precision=precision)
+    removed = _drop_lightning_checkpoints(result.run_dir)
     test = result.metrics["test"]
     return {
         "checkpoint": str(result.checkpoint),
@@ -103,7 +107,28 @@ def _train_one(
         "top1_accuracy": test.get("top1_accuracy"),
         "gflops_per_utterance": _gflops(result.checkpoint, data, precision),
         "train_seconds": time.perf_counter() - started,
+        "removed_checkpoints": removed,
     }
+
+
+def _drop_lightning_checkpoints(run_dir: Path) -> list[str]:
+    """Deletes a finished demo run's Lightning checkpoints; their names.
+
+    ``checkpoints/best.ckpt`` and ``last.ckpt`` hold the optimiser state of the whole model (the
+    text encoder's included): four times the size of ``best.safetensors``, which holds the
+    trained model. The demo's runs end (early stopping or the last epoch) before this runs, so
+    there is nothing to resume and nothing in the tour reads them; `mesm train` keeps them.
+    """
+    removed = []
+    for ckpt in sorted((run_dir / "checkpoints").glob("*.ckpt")):
+        ckpt.unlink()
+        removed.append(ckpt.name)
+    return removed
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under `folder` (links not followed)."""
+    return sum(f.lstat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def _attention_maps(out: Path, mesm: dict[str, Any], precision: Precision) -> dict[str, str]:
@@ -130,7 +155,8 @@ def run_demo(
 
     Returns:
         The report: per model the test metrics (per emotion and average), top-1 accuracy and
-        feature-extraction GFLOPs per utterance; the MESM/FE2E FLOPs ratio; timings.
+        feature-extraction GFLOPs per utterance; the MESM/FE2E FLOPs ratio; timings; the
+        folder's size in bytes.
     """
     sizes = QUICK if quick else FULL
     resolved = resolve_precision(precision, "cpu")
@@ -168,5 +194,6 @@ def run_demo(
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]
     report["seconds"] = time.perf_counter() - began
+    report["folder_bytes"] = folder_size(out)  # report.json itself not included
     atomic_write_json(out / "report.json", json_safe(report))
     return report

@@ -6,28 +6,43 @@ FE2E and MESM are one class, :class:`EmotionModel`, whose config says which it i
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from mesm.models.baselines import (
-    BASELINE_ARCHS,
-    BASELINE_PRESETS,
-    BaselineConfig,
-    BaselineModel,
-    build_baseline,
-    make_baseline_config,
-)
-from mesm.models.config import (
-    MODERN_TRANSFORMER,
-    PRESETS,
-    TINY_TEXT,
-    ModelConfig,
-    make_config,
-)
-from mesm.models.emotion import EmotionModel
+if TYPE_CHECKING:
+    from mesm.models.baselines import BaselineConfig, BaselineModel
+    from mesm.models.config import ModelConfig
+    from mesm.models.emotion import EmotionModel
+
+# Names re-exported from submodules, imported on first use so that reading a config (the CLI's
+# parser, `mesm.models.config`) does not import torch.
+_EXPORTS = {
+    "BASELINE_ARCHS": "mesm.models.baselines",
+    "BASELINE_PRESETS": "mesm.models.baselines",
+    "BaselineConfig": "mesm.models.baselines",
+    "BaselineModel": "mesm.models.baselines",
+    "build_baseline": "mesm.models.baselines",
+    "make_baseline_config": "mesm.models.baselines",
+    "MODERN_TRANSFORMER": "mesm.models.config",
+    "PRESETS": "mesm.models.config",
+    "TINY_TEXT": "mesm.models.config",
+    "ModelConfig": "mesm.models.config",
+    "make_config": "mesm.models.config",
+    "EmotionModel": "mesm.models.emotion",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mesm.models' has no attribute {name!r}")
 
 
 def build_model(config: ModelConfig | BaselineConfig) -> EmotionModel | BaselineModel:
     """The model a config describes (FE2E or MESM; a baseline for a `BaselineConfig`)."""
+    from mesm.models.baselines import BaselineConfig, build_baseline
+    from mesm.models.emotion import EmotionModel
+
     if isinstance(config, BaselineConfig):
         return build_baseline(config)
     return EmotionModel(config)
@@ -42,6 +57,9 @@ def create_model(
     Example:
         >>> model = create_model("mesm", preset="tiny", modalities="tav", p=0.7)  # doctest: +SKIP
     """
+    from mesm.models.baselines import BASELINE_ARCHS, build_baseline, make_baseline_config
+    from mesm.models.config import make_config
+
     if arch in BASELINE_ARCHS:
         return build_baseline(make_baseline_config(arch, preset, **overrides))
     return build_model(make_config(arch, preset, **overrides))
@@ -58,6 +76,9 @@ def config_from_dict(
         saved: `d` was written with a saved model (a checkpoint header): fields it lacks take
             the values of the mesm version that wrote it (`ModelConfig.from_saved`).
     """
+    from mesm.models.baselines import BASELINE_ARCHS, BASELINE_PRESETS, BaselineConfig
+    from mesm.models.config import PRESETS, ModelConfig
+
     baseline = d.get("arch") in BASELINE_ARCHS
     presets = BASELINE_PRESETS if baseline else PRESETS
     if preset is not None and preset not in presets:

@@ -1,4 +1,9 @@
-"""Text encoder: any Hugging Face encoder; its first-token (CLS) state is the text feature y."""
+"""Text encoder: any Hugging Face encoder; its first-token (CLS) state is the text feature y.
+
+A local BERT folder (the default MiniLM among them) runs on :class:`mesm.models.bert.BertEncoder`,
+the same network and parameter names without importing transformers' model classes; any other
+encoder runs on transformers' ``AutoModel``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mesm.models.bert import BertEncoder, bert_settings, read_config
 from mesm.resources import default_text_model, quiet_transformers
 
 
 class TextEncoder(nn.Module):
-    """Wraps ``transformers.AutoModel``.
+    """A Hugging Face text encoder (``BertEncoder`` for local BERTs, else ``AutoModel``).
 
     Args:
         name_or_path: Hugging Face model name or local folder; None = offline MiniLM-L6 default.
@@ -25,9 +31,18 @@ class TextEncoder(nn.Module):
         overrides: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        path = name_or_path or default_text_model()
+        local = read_config(path, overrides)
+        settings = bert_settings(local) if local is not None else None
+        if settings is not None:
+            self.model: nn.Module = BertEncoder(settings)
+            if not pretrained or self.model.load_pretrained(path):
+                self.model.train()
+                self.hidden_size: int = settings.hidden_size
+                self.vocab_size: int = settings.vocab_size
+                return
         from transformers import AutoConfig, AutoModel
 
-        path = name_or_path or default_text_model()
         config = AutoConfig.from_pretrained(path, **(overrides or {}))
         # Only the first-token state is used: drop a pooler head where the architecture has one,
         # so every parameter of the encoder receives a gradient.
@@ -38,7 +53,8 @@ class TextEncoder(nn.Module):
         # `from_pretrained` returns the encoder in eval mode; a new module is in train mode like
         # every other part of the model (fine-tuning with dropout, as the paper does).
         self.model.train()
-        self.hidden_size: int = config.hidden_size
+        self.hidden_size = config.hidden_size
+        self.vocab_size = config.vocab_size
 
     def _load(
         self, auto_model: Any, path: str, config: Any, pretrained: bool, kwargs: dict
@@ -56,5 +72,7 @@ class TextEncoder(nn.Module):
 
     def forward(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
         """(B, L) token ids + (B, L) bool mask (True = token) → (B, D) first-token states."""
+        if isinstance(self.model, BertEncoder):
+            return self.model(text_ids, text_mask)[:, 0]
         out = self.model(input_ids=text_ids, attention_mask=text_mask.long())
         return out.last_hidden_state[:, 0]

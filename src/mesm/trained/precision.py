@@ -23,10 +23,12 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from mesm.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "32", "bf16", "16-mixed", "bf16-mixed", "32-true")
 _ALIASES = {
@@ -39,7 +41,8 @@ _ALIASES = {
     "16-mixed": "16-mixed",
     "fp16": "16-mixed",
 }
-_DTYPES = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+# torch is imported where a precision is used, not to list them (the CLI's parser reads PRECISIONS).
+_DTYPES = {"32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
 _LABELS = {"32-true": "fp32", "bf16-mixed": "bf16 autocast", "16-mixed": "fp16 autocast"}
 # /proc/cpuinfo flags of bf16 matrix (dot-product) instructions: x86 AVX512-BF16 and AMX-BF16,
 # Arm's BF16 extension (BFDOT/BFMMLA; listed as "bf16" under "Features").
@@ -65,12 +68,17 @@ class Precision:
     @property
     def dtype(self) -> torch.dtype | None:
         """The autocast dtype, None for float32."""
-        return _DTYPES[self.lightning]
+        import torch
+
+        name = _DTYPES[self.lightning]
+        return None if name is None else getattr(torch, name)
 
     def autocast(self) -> AbstractContextManager:
         """``torch.autocast`` in the low dtype, or a no-op context for float32."""
         if self.dtype is None:
             return nullcontext()
+        import torch
+
         return torch.autocast(self.device_type, dtype=self.dtype)
 
     def describe(self) -> str:
@@ -104,12 +112,14 @@ def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
 
 def device_type(device: str | torch.device) -> str:
     """ "cpu", "cuda", ... of a device name like "cuda:1" (or a Lightning accelerator)."""
-    if isinstance(device, torch.device):
+    if not isinstance(device, str):  # a torch.device
         return device.type
     name = device.split(":")[0].lower()
     if name == "gpu":
         return "cuda"
     if name == "auto":
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
 
@@ -159,6 +169,8 @@ def resolve_precision(
 def _auto(kind: str, cpuinfo: str | None, cuda_bf16: bool | None) -> Precision:
     if kind == "cuda":
         if cuda_bf16 is None:
+            import torch
+
             cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         if cuda_bf16:
             return Precision("auto", "bf16-mixed", kind, "this GPU supports bf16")

@@ -1,0 +1,165 @@
+"""How long the `mesm` command takes to answer: `--help`, every `CMD --help`, `--version`, and
+`mesm predict` on one demo clip, cold and warm, for this tree and optionally an older one.
+
+"Cold" is a command's first run with an empty bytecode cache (a fresh ``PYTHONPYCACHEPREFIX``,
+so every module is compiled again, as after an install) and, where this process may, the
+operating system's page cache dropped (the stamp says whether it was). "Warm" is the median of
+the runs after it. Each tree is run as ``python -m mesm`` with its ``src`` first on the path,
+the trees' runs interleaved so that both see the same machine.
+
+Example:
+    python benchmarks/bench_cli_latency.py --demo mesm-demo --before /tmp/old-tree \\
+        --out docs/benchmarks/cli_latency.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stamp import commit, stamp, write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+HELP_LIMIT_S, PREDICT_LIMIT_S = 0.5, 4.0
+
+
+def subcommands(tree: Path) -> list[str]:
+    """The subcommands the tree's parser defines."""
+    code = (
+        "from mesm.cli import build_parser; p = build_parser(); "
+        "print(' '.join(p._subparsers._group_actions[0].choices))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(tree), capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+def _env(tree: Path, pycache: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    if pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = pycache
+    return env
+
+
+def _drop_page_cache() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _time(tree: Path, args: list[str], pycache: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "mesm", *args],
+        env=_env(tree, pycache),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+def measure(trees: dict[str, Path], cases: dict[str, list[str]], warm_runs: int) -> dict:
+    """{(tree, case): (cold seconds, [warm seconds])}, runs interleaved across trees."""
+    caches = {name: tempfile.mkdtemp(prefix=f"pycache-{name}-") for name in trees}
+    results: dict[tuple[str, str], tuple[float, list[float]]] = {}
+    dropped = True
+    for case, args in cases.items():
+        for name, tree in trees.items():
+            # A fresh bytecode cache per (tree, case): each case's first run is a cold one.
+            cold_cache = tempfile.mkdtemp(prefix=f"cold-{name}-")
+            dropped &= _drop_page_cache()
+            results[name, case] = (_time(tree, args, cold_cache), [])
+        for _ in range(warm_runs):
+            for name, tree in trees.items():
+                if not results[name, case][1]:
+                    _time(tree, args, caches[name])  # fills this tree's warm cache
+                results[name, case][1].append(_time(tree, args, caches[name]))
+    return {"results": results, "page_cache_dropped": dropped}
+
+
+def table(trees: dict[str, Path], cases: dict[str, list[str]], measured: dict) -> str:
+    rows = [
+        "| command | tree | cold s | warm s (median) | goal | goal met (warm) |",
+        "|---|---|---|---|---|---|",
+    ]
+    helps = [c for c in cases if c.endswith("--help") and c != "mesm --help"]
+    for case in (c for c in cases if c not in helps):  # the subcommands' help: summarised below
+        for name in trees:
+            cold, warm = measured["results"][name, case]
+            limit = PREDICT_LIMIT_S if case.startswith("mesm predict") else HELP_LIMIT_S
+            w = statistics.median(warm)
+            met = "yes" if w <= limit else "**no**"
+            rows.append(f"| `{case}` | {name} | {cold:.2f} | {w:.2f} | <= {limit} | {met} |")
+    for name in trees:
+        if not helps:
+            break
+        warm = [statistics.median(measured["results"][name, c][1]) for c in helps]
+        cold = [measured["results"][name, c][0] for c in helps]
+        met = "yes" if max(warm) <= HELP_LIMIT_S else "**no**"
+        rows.append(
+            f"| every `mesm CMD --help` ({len(helps)} commands), slowest | {name} | "
+            f"{max(cold):.2f} | {max(warm):.2f} | <= {HELP_LIMIT_S} | {met} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo", required=True, help="a finished `mesm demo` folder")
+    parser.add_argument("--before", help="an older source tree to compare (its src/ is used)")
+    parser.add_argument("--warm-runs", type=int, default=5)
+    parser.add_argument("--out", help="write the stamped table here (markdown)")
+    args = parser.parse_args(argv)
+    demo = Path(args.demo)
+    checkpoint = demo / "runs" / "mesm" / "best.safetensors"
+    clip = demo / "data" / "clips" / "demo0000.mp4"
+    for path in (checkpoint, clip):
+        if not path.is_file():
+            parser.error(f"{path} does not exist (run `mesm demo --out {demo}` first)")
+    trees = {"this commit": ROOT}
+    if args.before:
+        before = Path(args.before).resolve()
+        trees = {f"before ({_tree_commit(before)})": before, f"after ({commit()})": ROOT}
+    cases = {"mesm --help": ["--help"], "mesm --version": ["--version"]}
+    for name in subcommands(ROOT):
+        cases[f"mesm {name} --help"] = [name, "--help"]
+    predict = ["predict", str(clip), "--checkpoint", str(checkpoint), "--text", "I am so tired"]
+    cases["mesm predict CLIP (MESM, demo)"] = predict
+    measured = measure(trees, cases, args.warm_runs)
+    cache = (
+        "page cache dropped before each cold run"
+        if measured["page_cache_dropped"]
+        else ("page cache NOT dropped (no permission)")
+    )
+    text = (
+        stamp(f"{cache}; warm = median of {args.warm_runs} runs; wall-clock of the whole process")
+        + "\n\n"
+        + table(trees, cases, measured)
+    )
+    print(text)
+    if args.out:
+        write_atomic(args.out, text)
+
+
+def _tree_commit(tree: Path) -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True
+    )
+    return out.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
