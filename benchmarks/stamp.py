@@ -67,6 +67,36 @@ def command() -> str:
     return shlex.join(["python", shown, *sys.argv[1:]])
 
 
+MADE_AT = "made_at_commit.txt"
+
+
+def record_made_at(folder: Path) -> None:
+    """Records in `folder` the commit whose code made what it holds (trained models, a corpus)."""
+    write_atomic(str(folder / MADE_AT), commit() + "\n")
+
+
+def reuse_origin(folder: Path, reuse_older: bool) -> str | None:
+    """Whether the results in `folder` may be reused by a benchmark that runs now.
+
+    Returns None when they were made at this commit with clean code (reuse is then the same as
+    recomputing), or their commit ("unknown" when not recorded) when they were not and
+    `reuse_older` allows it: the caller must then name it in its table's stamp. Exits with a
+    message otherwise, so that a table never silently mixes results of two commits.
+    """
+    record = folder / MADE_AT
+    origin = record.read_text().strip() if record.is_file() else "unknown"
+    now = commit()
+    if origin == now and not now.endswith("+dirty"):
+        return None
+    if reuse_older:
+        return origin
+    why = "uncommitted code changes since" if origin == now else f"not at {now}"
+    raise SystemExit(
+        f"{folder} holds results made at commit {origin}, {why}: remove it to recompute, "
+        "or pass --reuse-older to reuse it (its commit is then named in the table's stamp)"
+    )
+
+
 def load() -> str:
     """The 1-minute load average over the core count (about 0 on an idle machine)."""
     try:
