@@ -3,28 +3,32 @@
 Generates clips of a real face photograph (scikit-image's astronaut, moved a little per frame;
 a drawn face if scikit-image is missing) at 25 fps and 360×360 with speech-like audio, then
 times `preprocess_dataset` (decode, sample every 500 ms, MTCNN, mel) and full passes of a
-DataLoader over the cached dataset. Prints a markdown table and the machine.
+DataLoader over the cached dataset. Prints a markdown table, stamped with the machine and the
+command (``--out`` also writes it).
 
-    python benchmarks/bench_data.py [--clips 16] [--seconds 3] [--workers 0 2]
+    python benchmarks/bench_data.py [--clips 32] [--seconds 3] [--workers 0 2] \
+        [--out docs/benchmarks/data_pipeline.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from mesm.data import EmotionDataset, PreprocessSettings, preprocess_dataset
 from mesm.data.manifest import DatasetInfo, Record, write_dataset
 from mesm.demo.synthetic import face_frames, speech_like, write_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stamp import stamp, table, write_atomic
 
 
 def _photo_frames(count: int, size: int, seed: int) -> tuple[np.ndarray, str]:
@@ -68,16 +72,6 @@ def startup_seconds() -> float:
     return time.perf_counter() - began
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=32)
@@ -85,7 +79,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=360)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", help="also write the stamped table (markdown) to this file")
     args = parser.parse_args()
+    head = stamp()  # the load before this benchmark adds its own
 
     work = Path(tempfile.mkdtemp(prefix="mesm-bench-"))
     rows = []
@@ -140,18 +136,15 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    corpus = (
+        f"{args.clips} clips x {args.seconds:g} s, 25 fps, {args.size}x{args.size}, {kind}; "
+        "paper settings (500 ms frames, 48x48 MTCNN crops, 128-mel 32-frame chunks)"
     )
-    print(
-        f"Corpus: {args.clips} clips × {args.seconds:g} s, 25 fps, {args.size}×{args.size}, "
-        f"{kind}; paper settings (500 ms frames, 48×48 MTCNN crops, 128-mel 32-frame chunks)\n"
-    )
-    print("| stage | throughput | notes |")
-    print("|---|---|---|")
-    for stage, rate, note in rows:
-        print(f"| {stage} | {rate} | {note} |")
+    head = head[:-1] + f"; {corpus}_"
+    text = table(head, ["stage", "throughput", "notes"], rows)
+    print(text)
+    if args.out:
+        write_atomic(args.out, text)
 
 
 if __name__ == "__main__":

@@ -6,28 +6,44 @@ for, with its validation-tuned (fp32) thresholds. The table gives every run; the
 the spread over seeds of the fp32 metrics (max - min) with the largest change bf16 inference
 makes to a metric of one checkpoint.
 
-A demo folder that already holds ``report.json`` is reused (only the evaluations run again).
+A demo folder that already holds ``report.json`` is reused (only the evaluations run again) when
+its models were trained at the current commit; one trained at another commit is refused unless
+``--reuse-older`` is given, and then the table's stamp names the commit each seed's models come
+from. ``--out-table`` writes the stamped tables.
 
 Example:
-    python benchmarks/bench_precision_accuracy.py --out precision-accuracy --quick --seeds 0 1 2
+    python benchmarks/bench_precision_accuracy.py --out precision-accuracy --quick --seeds 0 1 2 \
+        --out-table docs/benchmarks/precision_accuracy.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from mesm.demo.pipeline import run_demo
 from mesm.inference.evaluate import evaluate_checkpoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stamp import record_made_at, reuse_origin, stamp, write_atomic
+
 MODELS = ("fe2e", "mesm")
 
 
-def evaluate_seed(folder: Path, seed: int, quick: bool, precisions: list[str]) -> list[dict]:
-    """Trains (unless done) and evaluates one seed: a row per model and precision."""
-    if not (folder / "report.json").is_file():
-        run_demo(folder, quick=quick, seed=seed, progress=False, precision="32")
+def train_seed(folder: Path, seed: int, quick: bool, reuse_older: bool) -> str | None:
+    """Trains one seed's models unless `folder` holds them; the commit of reused older ones."""
+    if (folder / "report.json").is_file():
+        return reuse_origin(folder, reuse_older)
+    run_demo(folder, quick=quick, seed=seed, progress=False, precision="32")
+    record_made_at(folder)
+    return None
+
+
+def evaluate_seed(folder: Path, seed: int, precisions: list[str]) -> list[dict]:
+    """Evaluates one seed's models: a row per model and precision."""
     rows = []
     for model in MODELS:
         checkpoint = folder / "runs" / model / "best.safetensors"
@@ -78,20 +94,39 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the quick demo (as the tests)")
     parser.add_argument("--precisions", nargs="+", default=["32", "bf16"])
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--out-table", help="also write the stamped tables (markdown) here")
+    parser.add_argument(
+        "--reuse-older",
+        action="store_true",
+        help="reuse demo folders trained at another commit (named in the stamp)",
+    )
     args = parser.parse_args()
-    rows = []
+    head = stamp()
+    rows, reused = [], []
     for seed in args.seeds:
-        rows += evaluate_seed(Path(args.out) / f"seed{seed}", seed, args.quick, args.precisions)
+        folder = Path(args.out) / f"seed{seed}"
+        origin = train_seed(folder, seed, args.quick, args.reuse_older)
+        if origin is not None:
+            reused.append(f"seed {seed}'s models trained at commit {origin}")
+        rows += evaluate_seed(folder, seed, args.precisions)
     metric = rows[0]["metric"]
     keys = (metric, "f1", "auc", "top1") if rows[0]["top1"] is not None else (metric, "f1", "auc")
-    print(f"demo test split: {rows[0]['num_samples']} clips; metrics in %, averages over emotions")
-    print("\n| seed | model | precision | " + " | ".join(keys) + " |")
-    print("|---|---|---|" + "---|" * len(keys))
+    facts = [
+        f"demo{' --quick' if args.quick else ''} test split, {rows[0]['num_samples']} clips",
+        "metrics in %, averages over emotions",
+        *(reused or ["every model trained by this run or at this commit"]),
+    ]
+    lines = [head[:-1] + "; " + "; ".join(facts) + "_", ""]
+    lines.append("| seed | model | precision | " + " | ".join(keys) + " |")
+    lines.append("|---|---|---|" + "---|" * len(keys))
     for r in rows:
         cells = " | ".join(f"{100 * r[k]:.1f}" for k in keys)
-        print(f"| {r['seed']} | {r['model']} | {r['precision']} | {cells} |")
-    print()
-    print("\n".join(summarise(rows, keys)))
+        lines.append(f"| {r['seed']} | {r['model']} | {r['precision']} | {cells} |")
+    lines += ["", *summarise(rows, keys)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out_table:
+        write_atomic(args.out_table, text)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -7,7 +7,11 @@ checkpoint) in a fresh process and reports its wall time and peak resident memor
 video itself would need ``length x 25 x 320 x 240 x 3`` bytes (3.5 GB for 10 minutes): flat peak
 memory shows the streaming decode holds one segment at a time.
 
-    python benchmarks/bench_timeline.py [--minutes 1 4 10] [--threads 2]
+    python benchmarks/bench_timeline.py [--minutes 1 4 10] [--threads 2] \
+        [--out docs/benchmarks/timeline.md]
+
+The stamp names ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` when it is set (it bounds the kernel cache
+whose growth is the main change of peak memory with the video's length).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -98,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 4, 10])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", help="also write the stamped table (markdown) to this file")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -108,12 +112,17 @@ def main() -> None:
     from mesm.models import TINY_TEXT, create_model
     from mesm.trained.checkpoint import save_checkpoint
 
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {args.threads} thread(s)"
-    )
-    print("| video | segments | decoded video would be | wall time | s per minute | peak RSS |")
-    print("|---|---|---|---|---|---|")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from stamp import stamp, table, write_atomic
+
+    cache = os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    facts = [
+        f"each length in a fresh process with {args.threads} thread(s)",
+        f"ONEDNN_PRIMITIVE_CACHE_CAPACITY={cache}" if cache else "oneDNN kernel cache: default",
+        "untrained tiny FE2E; subtitles; 320x240 at 25 fps",
+    ]
+    head = stamp("; ".join(facts))
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         torch.manual_seed(0)
@@ -133,11 +142,22 @@ def main() -> None:
             ).stdout
             result = json.loads(out.strip().splitlines()[-1])
             raw_gb = minutes * 60 * FPS * WIDTH * HEIGHT * 3 / 1e9
-            print(
-                f"| {minutes:g} min | {result['segments']} | {raw_gb:.1f} GB | "
-                f"{result['seconds']:.1f} s | {result['seconds'] / minutes:.1f} | "
-                f"{result['peak_mb']:.0f} MB |"
+            rows.append(
+                [
+                    f"{minutes:g} min",
+                    result["segments"],
+                    f"{raw_gb:.1f} GB",
+                    f"{result['seconds']:.1f} s",
+                    f"{result['seconds'] / minutes:.1f}",
+                    f"{result['peak_mb']:.0f} MB",
+                ]
             )
+            print(rows[-1], flush=True)
+    columns = ["video", "segments", "decoded video would be", "wall time", "s per minute"]
+    text = table(head, [*columns, "peak RSS"], rows)
+    print(text)
+    if args.out:
+        write_atomic(args.out, text)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,26 @@ structure of the sequence transformer; its widths are the `tiny` preset's:
 
 The seed seeds the weights and the data order; the corpus is the same for every run.
 
-    python benchmarks/bench_transformer_variants.py --out /tmp/variants [--size quick]
+The working folder is resumable: finished runs are kept in ``results.json`` with the commit they
+ran at. A folder made at another commit is refused unless ``--reuse-older`` is given, and then
+the table's stamp names the commits its corpus and runs come from. ``--out-table`` writes the
+stamped table.
+
+    python benchmarks/bench_transformer_variants.py --out /tmp/variants [--size quick] \
+        [--out-table docs/benchmarks/transformer_variants.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from mesm.data.media.preprocess import preprocess_dataset
 from mesm.demo.corpus import write_demo_corpus
@@ -34,6 +39,10 @@ from mesm.demo.pipeline import FULL, QUICK, demo_config
 from mesm.evaluation import json_safe
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stamp import commit, record_made_at, reuse_origin, stamp, write_atomic
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {"norm_first": False, "final_norm": False, "sequence_positions": "none"},
@@ -63,12 +72,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--archs", nargs="+", default=["fe2e", "mesm"])
     parser.add_argument("--size", choices=["full", "quick"], default="full")
+    parser.add_argument("--out-table", help="also write the stamped table (markdown) here")
+    parser.add_argument(
+        "--reuse-older",
+        action="store_true",
+        help="reuse a corpus and runs made at another commit (named in the stamp)",
+    )
     args = parser.parse_args()
+    head = stamp()
     size = FULL if args.size == "full" else QUICK
     out = Path(args.out)
     data = out / "data"
-    if not (data / "manifest.jsonl").is_file():
+    corpus_origin = None
+    if (data / "manifest.jsonl").is_file():
+        corpus_origin = reuse_origin(out, args.reuse_older)
+    else:
         write_demo_corpus(data, size["utterances"], seed=0)
+        record_made_at(out)
     preprocess_dataset(data, num_workers=min(2, os.cpu_count() or 1), progress=False)
     results_path = out / "results.json"
     results: dict[str, Any] = (
@@ -93,19 +113,25 @@ def main() -> None:
                     "auc": test["average"]["auc"],
                     "top1": test["top1_accuracy"],
                     "seconds": time.perf_counter() - started,
+                    "commit": commit(),
                 }
                 tmp = results_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(json_safe(results), indent=2))
                 os.replace(tmp, results_path)
-                print(key, {k: round(v, 4) for k, v in results[key].items()}, flush=True)
+                print(key, json_safe(results[key]), flush=True)
 
-    print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print(
-        f"demo corpus ({size['utterances']} clips, {size['epochs']} epochs), "
-        f"{len(args.seeds)} seeds, test split\n"
-    )
-    print("| model | transformer | avg Acc | avg F1 | avg AUC | top-1 |")
-    print("|---|---|---|---|---|---|")
+    used = [f"{a}/{v}/{s}" for a in args.archs for v in VARIANTS for s in args.seeds]
+    commits = collections.Counter(results[key].get("commit", "unknown") for key in used)
+    facts = [
+        f"demo corpus ({size['utterances']} clips, {size['epochs']} epochs), test split",
+        f"{len(args.seeds)} seeds; mean ± standard deviation (min–max), in %",
+        "runs made at " + ", ".join(f"commit {c} ({n})" for c, n in commits.items()),
+    ]
+    if corpus_origin is not None:
+        facts.append(f"corpus made at commit {corpus_origin}")
+    lines = [head[:-1] + "; " + "; ".join(facts) + "_", ""]
+    lines.append("| model | transformer | avg Acc | avg F1 | avg AUC | top-1 |")
+    lines.append("|---|---|---|---|---|---|")
     for arch in args.archs:
         for variant in VARIANTS:
             runs = [results[f"{arch}/{variant}/{s}"] for s in args.seeds]
@@ -114,7 +140,11 @@ def main() -> None:
                 f"{m:.1f} ± {sd:.1f} ({lo:.1f}–{hi:.1f})"
                 for m, sd, lo, hi in (row[k] for k in ("acc", "f1", "auc", "top1"))
             )
-            print(f"| {arch.upper()} | {variant} | {cells} |")
+            lines.append(f"| {arch.upper()} | {variant} | {cells} |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    if args.out_table:
+        write_atomic(args.out_table, text)
 
 
 if __name__ == "__main__":

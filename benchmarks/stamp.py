@@ -1,13 +1,18 @@
-"""The stamp every benchmark table carries: commit, date, CPU model and flags, threads, torch
-version and machine load, so that a number is never read without the conditions it was measured
-under."""
+"""The stamp every benchmark table carries: the command that wrote it, commit, date, CPU model and
+flags, threads, torch version and machine load, so that a number is never read without the
+conditions it was measured under, nor without the way to measure it again.
+
+A stamp is the first line of a generated table and starts with ``_command: python benchmarks/``;
+``tests/test_docs.py`` reads it (the script it names must exist)."""
 
 from __future__ import annotations
 
 import datetime
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -51,6 +56,47 @@ def commit() -> str:
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
+def command() -> str:
+    """The command line that runs this benchmark again, from the repository root."""
+    root = Path(__file__).resolve().parent.parent
+    script = Path(sys.argv[0]).resolve()
+    try:
+        shown = script.relative_to(root).as_posix()
+    except ValueError:
+        shown = script.as_posix()
+    return shlex.join(["python", shown, *sys.argv[1:]])
+
+
+MADE_AT = "made_at_commit.txt"
+
+
+def record_made_at(folder: Path) -> None:
+    """Records in `folder` the commit whose code made what it holds (trained models, a corpus)."""
+    write_atomic(str(folder / MADE_AT), commit() + "\n")
+
+
+def reuse_origin(folder: Path, reuse_older: bool) -> str | None:
+    """Whether the results in `folder` may be reused by a benchmark that runs now.
+
+    Returns None when they were made at this commit with clean code (reuse is then the same as
+    recomputing), or their commit ("unknown" when not recorded) when they were not and
+    `reuse_older` allows it: the caller must then name it in its table's stamp. Exits with a
+    message otherwise, so that a table never silently mixes results of two commits.
+    """
+    record = folder / MADE_AT
+    origin = record.read_text().strip() if record.is_file() else "unknown"
+    now = commit()
+    if origin == now and not now.endswith("+dirty"):
+        return None
+    if reuse_older:
+        return origin
+    why = "uncommitted code changes since" if origin == now else f"not at {now}"
+    raise SystemExit(
+        f"{folder} holds results made at commit {origin}, {why}: remove it to recompute, "
+        "or pass --reuse-older to reuse it (its commit is then named in the table's stamp)"
+    )
+
+
 def load() -> str:
     """The 1-minute load average over the core count (about 0 on an idle machine)."""
     try:
@@ -65,6 +111,7 @@ def stamp(extra: str = "") -> str:
     name, flags = cpu()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
+        f"command: {command()}",
         f"commit {commit()}",
         when,
         f"CPU {name} ({' '.join(flags) or 'no AVX2'}), {os.cpu_count()} cores",
@@ -73,6 +120,13 @@ def stamp(extra: str = "") -> str:
         f"load at start {load()}",
     ]
     return "_" + "; ".join(parts) + (f"; {extra}" if extra else "") + "_"
+
+
+def table(head: str, columns: list[str], rows: list) -> str:
+    """The stamp `head`, then a markdown table of `rows` (sequences of cells)."""
+    lines = [head, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def write_atomic(path: str, text: str) -> None:

@@ -1,17 +1,19 @@
-"""The README's bad-input table is generated from tests/bad_inputs.py, and every case is tested."""
+"""The bad-input table of docs/bad-inputs.md is generated from tests/bad_inputs.py, and every
+case is tested."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bad_inputs import CASES, README, readme_table, render
+from bad_inputs import CASES, PAGE, page_table, render
 
 TESTS = Path(__file__).resolve().parent
 
 
-def test_readme_table_is_generated_from_the_cases():
-    assert readme_table(README.read_text()) == render(), (
-        "README bad-input table is stale: run `PYTHONPATH=src python tests/bad_inputs.py`"
+def test_page_table_is_generated_from_the_cases():
+    assert page_table(PAGE.read_text()) == render(), (
+        f"{PAGE.name}: the bad-input table is stale: "
+        "run `PYTHONPATH=src python tests/bad_inputs.py`"
     )
 
 

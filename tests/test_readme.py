@@ -1,4 +1,5 @@
-"""The README's first commands are the ones CI runs, and its Python blocks run as written."""
+"""The README's first commands are the ones CI runs, its tour runs on the demo's output, and the
+documentation's Python and whole-video blocks run as written."""
 
 from __future__ import annotations
 
@@ -10,22 +11,33 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
+PAGES = sorted((ROOT / "docs").glob("*.md"))
+DOC_BLOCKS = [
+    block
+    for page in PAGES
+    for block in re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+]
 
 
 def test_readme_opens_with_the_demo_and_test_commands():
     first, second = BLOCKS[0], BLOCKS[1]
-    assert README.index("```") < 200, "the commands must come first"
+    # What mesm is (a few lines and the picture), then the commands, before any section.
+    assert README.index("```") < min(1000, README.index("\n## ")), "the commands must come first"
     assert first == ("bash", "bash scripts/install.sh && mesm demo --out mesm-demo\n")
     assert second == ("bash", "bash scripts/test.sh\n")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in ci
 
 
-def test_readme_python_blocks_run(capsys):
-    python_blocks = [code for lang, code in BLOCKS if lang == "python"]
+def test_readme_is_short():
+    assert len(README.splitlines()) <= 220
+
+
+def test_docs_python_blocks_run(capsys):
+    python_blocks = [code for lang, code in BLOCKS + DOC_BLOCKS if lang == "python"]
     assert python_blocks
     for code in python_blocks:
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs", "exec"), {})
     assert "torch.Size([1, 6])" in capsys.readouterr().out
 
 
@@ -37,6 +49,8 @@ def test_readme_tour_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
     root, _ = quick_demo
     monkeypatch.chdir(root)
     tour = next(code for lang, code in BLOCKS if lang == "bash" and "mesm predict" in code)
+    started = (ROOT / "docs" / "getting-started.md").read_text()
+    assert f"```bash\n{tour}```" in started, "the tour of docs/getting-started.md differs"
     commands = [shlex.split(line) for line in tour.splitlines() if line.strip()]
     assert [c[1] for c in commands] == ["predict", "evaluate", "flops", "sweep-p", "explain"]
     for command in commands:
@@ -49,7 +63,7 @@ def test_readme_tour_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_readme_whole_video_block_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
+def test_docs_whole_video_block_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
     import csv
     import shlex
 
@@ -57,7 +71,7 @@ def test_readme_whole_video_block_runs_on_the_demo_output(quick_demo, monkeypatc
 
     root, _ = quick_demo
     monkeypatch.chdir(root)
-    block = next(code for lang, code in BLOCKS if lang == "bash" and "--subtitles" in code)
+    block = next(code for lang, code in DOC_BLOCKS if lang == "bash" and "--subtitles" in code)
     commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
     for command in commands:
         assert command[:2] == ["mesm", "predict"]

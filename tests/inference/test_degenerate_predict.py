@@ -1,5 +1,5 @@
 """Degenerate clips through `mesm predict`: each predicts with its documented fallback, or fails
-with one line naming the file (README, "Degenerate clips")."""
+with one line naming the file (docs/bad-inputs.md, "Clips that are odd but not wrong")."""
 
 from __future__ import annotations
 

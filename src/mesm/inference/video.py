@@ -231,7 +231,9 @@ def predict_videos(
         subtitles: one video's subtitle file (its cues are the utterances).
         transcribe: a speech-recognition model for the text of VAD segments.
         audio: a separate audio file for videos whose input names none.
-        overlapping_cues, vad, progress: as for :func:`predict_video`.
+        overlapping_cues: as for :func:`predict_video`.
+        vad: as for :func:`predict_video`.
+        progress: as for :func:`predict_video`.
     """
     check_video_options(subtitles, transcribe, len(videos))
     asr = Transcriber(transcribe, predictor.device) if transcribe else None
