@@ -8,7 +8,6 @@ import json
 import pytest
 
 from mesm.cli import build_parser, main
-from mesm.cli import data as cli_data
 from mesm.cli import train as cli_train
 from mesm.errors import UsageError
 
@@ -112,26 +111,6 @@ def test_other_exceptions_keep_their_traceback(monkeypatch, capsys):
     monkeypatch.setattr(cli_train, "_cmd_compare", ours)
     assert main(["compare", "run"]) == 1
     assert capsys.readouterr().err == "mesm compare: error: bad input\n"
-
-
-def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
-    from mesm.jobs.runner import JobsInterrupted
-
-    def interrupted(args):
-        raise JobsInterrupted("preprocess interrupted after 3 of 9 item(s) (0 failed)")
-
-    monkeypatch.setattr(cli_data, "_cmd_preprocess", interrupted)
-    assert main(["preprocess", "data"]) == 130
-    assert capsys.readouterr().err == (
-        "mesm preprocess: interrupted: preprocess interrupted after 3 of 9 item(s) (0 failed)\n"
-    )
-
-    def ctrl_c(args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli_train, "_cmd_compare", ctrl_c)
-    assert main(["compare", "run"]) == 130
-    assert capsys.readouterr().err == "mesm compare: interrupted\n"
 
 
 def test_json_out_is_checked_before_any_work_and_written_atomically(tmp_path, capsys):
