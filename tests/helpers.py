@@ -153,14 +153,16 @@ def signal_midway(
     cwd: Path,
     timeout: float = 300,
     settle: float = 10,
+    env: dict[str, str] | None = None,
 ) -> Signalled:
     """Runs ``python -m mesm ARGS`` in its own process group, sends it `signum` as soon as
-    ``ready(stderr so far)`` holds (fails the test if it ends first), waits for it to exit and
+    ``ready(what it printed so far: stdout, then stderr)`` holds (fails the test if it ends
+    first; `env` adds to the environment), waits for it to exit and
     then (up to `settle` seconds) for every process of its group to end."""
     if not os.path.isdir("/proc/self"):
         pytest.skip("reads /proc to find the processes")
     out_path, err_path = cwd / ".mesm-stdout", cwd / ".mesm-stderr"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mesm", *args],
@@ -173,7 +175,7 @@ def signal_midway(
     seen: set[int] = set()
     try:
         deadline = time.monotonic() + timeout
-        while not ready(err_path.read_text()):
+        while not ready(out_path.read_text() + err_path.read_text()):
             seen |= group_processes(proc.pid)
             if proc.poll() is not None:
                 pytest.fail(
