@@ -88,13 +88,20 @@ CASES: dict[str, Case] = {
     ),
     # ---- tracebacks before ---------------------------------------------------------------
     "json-is-folder": Case(
-        "`evaluate --json DIR` (a folder)", ERROR + ", before any work", "is a folder"
+        "`--json DIR` / `--csv DIR` (a folder), for every command",
+        ERROR + ", before any work",
+        "is a folder",
     ),
     "output-under-file": Case(
-        "`train --out FILE/run` (output under a file)", ERROR + " naming the path", "Not a dir"
+        "an output under a file (`train --out FILE/run`, `--csv FILE/x.csv`), for every command",
+        ERROR + " naming the path, before any work",
+        "Not a dir",
     ),
     "read-only-run-folder": Case(
-        "a read-only run or dataset folder", ERROR + " naming the path", "Permission denied"
+        "an output in a folder the file system refuses (read-only, no permission), for every "
+        "command and output option",
+        ERROR + " naming the path, before any work",
+        "Permission denied",
     ),
     "checkpoint-no-model": Case('checkpoint header without "model"', ERROR, "header lacks 'model'"),
     "checkpoint-d-model": Case(
@@ -130,9 +137,71 @@ CASES: dict[str, Case] = {
         ERROR + " naming the utterance id",
         "non-finite model outputs for utterance(s)",
     ),
+    # ---- outputs and inputs (issue 24, classes 1 and 2) ----------------------------------
+    "output-is-input": Case(
+        "an output naming an input: `predict CLIP --checkpoint ck.safetensors --json "
+        "ck.safetensors`, `predict a.mp4 b.mp4 --csv a.mp4`, a symlink or hard link to one, "
+        "`export` onto its own model folder",
+        ERROR + " naming the file, before any work (also with `--overwrite`)",
+        "is the command's input",
+    ),
+    "output-in-model-folder": Case(
+        "an output inside the `--checkpoint` model folder",
+        ERROR + " naming the file, before any work",
+        "lies inside the model folder",
+    ),
+    "output-in-input-folder": Case(
+        "an output that is an existing file inside an input folder (`--json DATA/manifest.jsonl`)",
+        ERROR + " naming the file, before any work",
+        "is a file inside the input folder",
+    ),
+    "output-exists": Case(
+        "`--json` / `--csv` naming an existing file",
+        ERROR + " naming the file; replaced with `--overwrite`",
+        "already exists; pass --overwrite",
+    ),
+    "out-holds-results": Case(
+        "`--out` onto a folder holding an earlier timeline; `export` onto a non-empty folder or "
+        "an existing model folder",
+        ERROR + " naming the folder; written over with `--overwrite` (other files kept)",
+        "already holds files",
+    ),
+    "out-is-file": Case(
+        "`--out` (or export's `OUT`) naming a file, for every command with one",
+        ERROR + ", before any work",
+        "is a file, not a folder",
+    ),
+    "missing-output-folder": Case(
+        "`--json` / `--csv` into a folder that does not exist",
+        "the folders are made (before any work) and the file written",
+        "written to",
+    ),
+    # ---- partial results (issue 24, class 5) ---------------------------------------------
+    "short-audio-track": Case(
+        "a whole video whose audio track ends before the video does",
+        "only the segments past the track's end fail: counted in a warning and in "
+        "timeline.json's `failed_segments`; the others are predicted",
+        "segment(s) failed",
+    ),
+    "ctrl-c-predict": Case(
+        "Ctrl-C or SIGTERM in a real `predict` of several clips or of a whole video",
+        "the finished rows are written (`--csv`, `--json`, atomically); one line says how many "
+        "clips, videos and segments finished; exit status 130 (143)",
+        "row(s) are written",
+    ),
+    "serve-upload-limit": Case(
+        "`mesm serve`: an upload larger than `--max-upload` (default 1024 MB)",
+        "refused by the server (HTTP 413) with a message naming the limit",
+        "maximum allowed size",
+    ),
+    "serve-uploads-deleted": Case(
+        "`mesm serve` stopped (Ctrl-C, SIGTERM) after uploads",
+        "its upload folder is deleted (and, while it runs, uploads older than an hour)",
+        "mesm serve: stopped",
+    ),
     # ---- processes and concurrency -------------------------------------------------------
     "kill-parent": Case(
-        "`kill -9` of `preprocess --workers N`",
+        "`kill -9` of a real `preprocess --workers 2`",
         "the workers notice and exit within seconds",
         "worker processes gone within 15 s",
     ),
@@ -146,6 +215,13 @@ CASES: dict[str, Case] = {
         "jobs not started are cancelled, the workers are ended (none left running), finished "
         "items are kept; one line says how many finished, exit status 130",
         "interrupted after",
+    ),
+    "sigterm": Case(
+        "SIGTERM to any command (a service manager, `kill`, a batch scheduler), e.g. a real "
+        "`preprocess --workers 2` or whole-video `predict`",
+        "stopped as Ctrl-C stops it (workers ended, finished work kept, no temporary left); one "
+        "line, exit status 143",
+        "stopped by SIGTERM",
     ),
     "worker-dies": Case(
         "a worker process killed mid-job (out of memory, a crash in a decoder)",

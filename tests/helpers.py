@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
@@ -77,3 +84,124 @@ def require_module(name: str, reason: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError:
         missing(reason)
+
+
+def unwritable_folder(tmp_path) -> Path:
+    """A real folder where creating a file fails, without mocking the file system.
+
+    A folder whose write permission is removed stops a normal user but not root (who ignores
+    file modes, as in our containers); there `/sys` (sysfs: root may not create files in it) is
+    used. Each candidate is tried before it is returned; with none, the test is skipped (failed
+    in CI, see :func:`missing`).
+    """
+    candidates = []
+    if os.geteuid() != 0:
+        folder = Path(tmp_path) / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        candidates.append(folder)
+    candidates.append(Path("/sys"))
+    for folder in candidates:
+        probe = folder / ".mesm-write-probe"
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError:
+            return folder
+        os.unlink(probe)
+    missing("no folder here refuses to be written (not even /sys)")
+
+
+def group_processes(pgid: int) -> set[int]:
+    """The running (not zombie) processes of process group `pgid`, read from /proc."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.add(int(name))
+    return found
+
+
+@dataclass
+class Signalled:
+    """A real `python -m mesm ...` that was sent a signal mid-run (see `signal_midway`).
+
+    Attributes:
+        returncode: its exit status.
+        stdout, stderr: what it printed.
+        seen: the processes of its group while it ran (itself, its workers, ...).
+        left: those still running `settle` s after it exited (orphans; should be empty).
+    """
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seen: set[int]
+    left: set[int]
+
+
+def signal_midway(
+    args: list[str],
+    ready: Callable[[str], bool],
+    signum: int,
+    *,
+    cwd: Path,
+    timeout: float = 300,
+    settle: float = 10,
+    env: dict[str, str] | None = None,
+) -> Signalled:
+    """Runs ``python -m mesm ARGS`` in its own process group, sends it `signum` as soon as
+    ``ready(what it printed so far: stdout, then stderr)`` holds (fails the test if it ends
+    first; `env` adds to the environment), waits for it to exit and
+    then (up to `settle` seconds) for every process of its group to end."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("reads /proc to find the processes")
+    out_path, err_path = cwd / ".mesm-stdout", cwd / ".mesm-stderr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mesm", *args],
+            stdout=out,
+            stderr=err,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,  # its own group: its workers are found by the group id
+        )
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready(out_path.read_text() + err_path.read_text()):
+            seen |= group_processes(proc.pid)
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"mesm {args[0]} ended before it could be stopped: {err_path.read_text()}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"mesm {args[0]} never got ready: {err_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        seen |= group_processes(proc.pid)
+        os.kill(proc.pid, signum)
+        proc.wait(timeout=120)
+        deadline = time.monotonic() + settle
+        while (left := group_processes(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stdout, stderr = out_path.read_text(), err_path.read_text()
+    out_path.unlink()
+    err_path.unlink()
+    return Signalled(proc.returncode, stdout, stderr, seen, left)
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """Temporaries of `mesm.files` (``.NAME.PID-TOKEN.tmp``) anywhere under `folder`."""
+    from mesm.files import is_temporary
+
+    return [p for p in Path(folder).rglob(".*.tmp") if is_temporary(p)]

@@ -138,6 +138,11 @@ def make_output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def is_temporary(path: Path) -> bool:
+    """Whether `path` is named as this module names its temporaries."""
+    return _TMP_RE.match(path.name) is not None
+
+
 def stale_temporaries(folder: Path) -> list[Path]:
     """Temporaries in `folder` left by processes that no longer run (safe to delete).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -161,57 +160,6 @@ def test_nan_features_at_evaluation_name_the_utterance(synthetic_copy, tmp_path,
     assert main(args) == 1
     err = capsys.readouterr().err
     assert CASES["nan-features"].message in err and repr(uid) in err and err.count("\n") == 1
-
-
-_PARENT = """
-import os, sys, time
-from mesm.jobs.workers import worker_pool
-pool = worker_pool(2)
-pids = set()
-while len(pids) < 2:
-    pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(4)]}
-for _ in range(2):
-    pool.submit(time.sleep, 300)  # busy workers, as during preprocessing
-print(" ".join(map(str, sorted(pids))), flush=True)
-time.sleep(300)
-"""
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"  # a zombie has exited; only its re-parenting reaper is late
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
-def test_workers_exit_when_the_parent_is_killed(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    parent = subprocess.Popen(
-        [sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True, env=env
-    )
-    workers: list[int] = []
-    try:
-        workers = [int(p) for p in parent.stdout.readline().split()]
-        assert len(workers) == 2 and all(_running(p) for p in workers)
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait()
-        deadline = time.monotonic() + 15  # the case's "gone within 15 s"
-        while any(_running(p) for p in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = [p for p in workers if _running(p)]
-        assert not left, f"not {CASES['kill-parent'].message}: {left} still run"
-    finally:
-        parent.kill()
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def test_too_many_workers_are_capped_with_a_message(media_root, make_dataset, monkeypatch, capsys):

@@ -123,5 +123,6 @@ def test_export_turns_a_file_into_a_folder_and_back(saved, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(out), str(back), "--file"]) == 0
     assert read_checkpoint_meta(back) == read_checkpoint_meta(file)
     assert "written: " in capsys.readouterr().out
-    assert main(["export", "--checkpoint", str(tmp_path / "none.safetensors"), str(out)]) == 1
+    missing = tmp_path / "none.safetensors"
+    assert main(["export", "--checkpoint", str(missing), str(tmp_path / "new")]) == 1
     assert "no checkpoint at" in capsys.readouterr().err

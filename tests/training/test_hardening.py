@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from bad_inputs import CASES
-from helpers import tiny_model
+from helpers import tiny_model, unwritable_folder
 from mesm.cli import main
 from mesm.errors import CheckpointError, ConfigError
 from mesm.trained.checkpoint import load_checkpoint, save_checkpoint
@@ -129,18 +129,17 @@ def test_output_under_a_file_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1
 
 
-def test_permission_errors_name_the_path(tmp_path, monkeypatch, capsys):
-    # Root ignores file modes, so the OS error is raised where the run folder is made: before
-    # anything is read or trained.
-    target = tmp_path / "ro" / "run"
-
-    def refuse(self, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(self))
-
-    monkeypatch.setattr("pathlib.Path.mkdir", refuse)
+def test_permission_errors_name_the_path(tmp_path, capsys):
+    # A real folder the file system refuses (helpers.unwritable_folder: a chmod'ed one for a
+    # normal user, /sys for root), checked before anything is read or trained.
+    folder = unwritable_folder(tmp_path)
+    target = folder / "mesm-run"
     assert main(["train", "--out", str(target)]) == 1
     err = capsys.readouterr().err
-    assert err == f"mesm train: error: {target}: {CASES['read-only-run-folder'].message}\n"
+    assert err == (
+        f"mesm train: error: {folder}: {CASES['read-only-run-folder'].message} (where --out goes)\n"
+    )
+    assert not target.exists()
 
 
 def test_json_output_that_is_a_folder_fails_before_any_work(tmp_path, checkpoint, capsys):

@@ -3,15 +3,23 @@
 Gradio is imported inside :func:`build_page` / :func:`serve` only, so importing this module (or
 any of mesm) works without the ``app`` extra. Requests are queued and run one at a time: there is
 one model, and drawing the attention registers hooks on it.
+
+Uploads: `serve` gives Gradio a folder of its own for them (``GRADIO_TEMP_DIR``), limits their size
+(``max_upload_mb``: a larger file is refused by the server with a message naming the limit),
+deletes those older than `UPLOAD_MAX_AGE` seconds as it runs (Gradio's ``delete_cache``: an upload
+is kept that long so the same video can be analysed again with another transcript), and deletes
+the folder when it stops.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,9 @@ from mesm.trained.precision import Precision
 
 INSTALL_HINT = 'the web page needs the app extra: pip install "mesm[app]"'
 SUBTITLE_TYPES = [".srt", ".vtt", ".ass", ".ssa", ".sub"]
+DEFAULT_MAX_UPLOAD_MB = 1024
+UPLOAD_MAX_AGE = 3600  # seconds an upload is kept while the server runs
+UPLOAD_SWEEP_EVERY = 600  # seconds between two deletions of the old uploads
 
 _INTRO = """# mesm: emotions in a video
 Upload a short clip and type what is said in it, then **Recognise emotions**: each emotion's
@@ -50,7 +61,11 @@ def build_page(analyser: ClipAnalyser, examples: Sequence[tuple[str, str]] = ())
         A ``gradio.Blocks`` with its queue set (one request at a time); not launched.
     """
     gr = import_gradio()
-    with gr.Blocks(title="mesm", analytics_enabled=False) as page:
+    with gr.Blocks(
+        title="mesm",
+        analytics_enabled=False,
+        delete_cache=(UPLOAD_SWEEP_EVERY, UPLOAD_MAX_AGE),
+    ) as page:
         gr.Markdown(_INTRO)
         with gr.Row():
             with gr.Column(scale=2):
@@ -115,8 +130,10 @@ def serve(
     device: str = "cpu",
     precision: str | Precision = "auto",
     share: bool = False,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 ) -> None:
-    """Load `checkpoint` once and serve the page until interrupted (Ctrl+C or SIGTERM).
+    """Load `checkpoint` once and serve the page until interrupted (Ctrl+C or SIGTERM); the
+    uploads are deleted when it stops (see the module docstring).
 
     Args:
         checkpoint: a ``.safetensors`` checkpoint, a model folder or a hub repo id.
@@ -126,13 +143,19 @@ def serve(
         device: where the model runs.
         precision: numeric precision.
         share: also open a public Gradio share link (off by default; needs the internet).
+        max_upload_mb: the largest upload accepted, in MB (10^6 bytes).
     """
+    if not 0 < max_upload_mb < math.inf:
+        raise ServeError(f"the upload limit must be a number of MB > 0, got {max_upload_mb}")
     import_gradio()  # before the slow checkpoint load: a missing extra fails at once
     check_port(host, port)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     analyser = ClipAnalyser(checkpoint, device=device, precision=precision)
     pairs = dataset_examples(examples) if examples is not None else []
+    uploads = Path(tempfile.mkdtemp(prefix="mesm-serve-uploads-"))
+    previous_dir = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(uploads)  # read by Gradio when the page is built
     page = build_page(analyser, pairs)
     allowed = sorted({str(Path(clip).parent) for clip, _ in pairs})
     # SIGTERM (a service manager, a test) stops the server like Ctrl+C: Gradio closes its
@@ -148,12 +171,18 @@ def serve(
             ssr_mode=False,
             show_error=False,
             quiet=True,
+            max_file_size=int(max_upload_mb * 1_000_000),
         )
     except OSError as err:  # taken since check_port looked
         raise ServeError(f"cannot listen on {host}:{port}: {err}") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(analyser.work_dir, ignore_errors=True)
+        shutil.rmtree(uploads, ignore_errors=True)
+        if previous_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous_dir
         print("mesm serve: stopped", flush=True)
 
 

@@ -22,12 +22,16 @@ here with the flags' names.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from mesm.cli import analysis, data, demo, predict, serve, train
+from mesm.cli.common import command_paths
 from mesm.errors import MesmError, OptionError
-from mesm.files import check_output_file
+from mesm.paths import check_paths
 
 # ---- the command --------------------------------------------------------------------------------
 
@@ -72,17 +76,47 @@ def flag(option: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command. The project's own errors (`mesm.errors.MesmError`: bad input, files,
     settings) become one message on stderr and exit status 1; anything else is a bug and keeps its
-    traceback. Bad command-line syntax exits with status 2 (argparse). Ctrl-C ends the command
-    with one line (what a data job kept, when it says) and status 130, as shells expect."""
+    traceback. Bad command-line syntax exits with status 2 (argparse). Every path the command
+    reads and writes is checked first (`mesm.paths.check_paths`): a bad output never costs a run.
+    Ctrl-C (SIGINT) and SIGTERM end the command the same way, with one line (what was kept, when
+    the command says) and status 130 or 143 (128 + the signal), as shells expect."""
     args = build_parser().parse_args(argv)
+    received: list[int] = []
     try:
-        if getattr(args, "json", None):
-            check_output_file(args.json)  # before any work: a bad --json never costs a run
-        return args.func(args)
+        with _sigterm_interrupts(received):
+            inputs, outputs = command_paths(args)
+            check_paths(inputs, outputs, overwrite=getattr(args, "overwrite", False))
+            return args.func(args)
     except MesmError as err:
         print(f"mesm {args.command}: error: {error_message(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
+        signum = received[0] if received else signal.SIGINT
+        what = (
+            "interrupted"
+            if signum == signal.SIGINT
+            else f"stopped by {signal.Signals(signum).name}"
+        )
         detail = f": {err}" if str(err) else ""
-        print(f"mesm {args.command}: interrupted{detail}", file=sys.stderr)
-        return 130
+        print(f"mesm {args.command}: {what}{detail}", file=sys.stderr)
+        return 128 + signum
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(received: list[int]) -> Iterator[None]:
+    """SIGTERM (a service manager, `kill`, a batch scheduler) raises KeyboardInterrupt, so it
+    stops the command as Ctrl-C does: workers ended, finished results kept; the signal is
+    appended to `received`."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler (main() called from a thread)
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

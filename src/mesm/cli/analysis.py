@@ -16,6 +16,7 @@ from mesm.cli.common import (
     add_split,
     add_transcript_options,
     command,
+    declare_out,
     nucleus_mass,
     precision,
     transcript,
@@ -130,6 +131,7 @@ def _add_sweep(sub) -> None:
     sw.add_argument("--out", default="sweep", metavar="DIR", help="folder for sweep.json/.png")
     add_precision(sw)
     add_json(sw)
+    declare_out(sw, writes=("sweep.json", "sweep.png"))
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -181,6 +183,7 @@ def _add_explain(sub) -> None:
     add_p(ex)
     add_precision(ex)
     add_json(ex)
+    declare_out(ex, writes=("overview.png", "attention.json"))
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Options that mean the same thing on several subcommands, added by one function each (so
 their name, help and default agree), and the few steps every command shares: resolving
 ``--precision`` (printed once), ``--workers``, ``--text``/``--transcript-file``/``--transcript``,
-and writing ``--json``.
+writing ``--json``, and what each command reads and writes (`command_paths`: checked by
+`mesm.paths.check_paths` before any work).
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from mesm.files import atomic_write_text
 from mesm.models.config import DEFAULT_P
+from mesm.paths import Input, Output
 
 if TYPE_CHECKING:
     from mesm.trained.precision import Precision
@@ -73,7 +77,10 @@ def add_workers(parser: argparse.ArgumentParser) -> None:
 
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--overwrite", action="store_true", help="compute again what already exists"
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (--json, --csv, the files --out holds); prepare, "
+        "preprocess and features also compute again what they already hold",
     )
 
 
@@ -82,9 +89,13 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
+    """``--json OUT``, and ``--overwrite`` where the command has none yet (every command that
+    writes a file has both: an existing output is replaced only with ``--overwrite``)."""
     parser.add_argument(
         "--json", metavar="OUT", help="also write the result as JSON to OUT (checked first)"
     )
+    if "overwrite" not in {action.dest for action in parser._actions}:
+        add_overwrite(parser)
 
 
 def nucleus_mass(text: str) -> float:
@@ -176,3 +187,74 @@ def transcript(args: argparse.Namespace) -> str:
     if args.text is not None:
         return args.text
     return read_transcript(args.transcript)
+
+
+# ---- what a command reads and writes ------------------------------------------------------------
+
+# The options that name something a command reads: dest -> (how the user names it, whether it is
+# a model (a folder of one: nothing is written inside it)). Positionals by their metavar.
+INPUT_OPTIONS: dict[str, tuple[str, bool]] = {
+    "checkpoint": ("--checkpoint", True),
+    "transcribe": ("--transcribe", True),
+    "data": ("DATASET", False),
+    "clip": ("CLIP", False),
+    "runs": ("RUN_DIR", False),
+    "release": ("--release", False),
+    "examples": ("--examples", False),
+    "audio": ("--audio", False),
+    "transcript_file": ("--transcript-file", False),
+    "subtitles": ("--subtitles", False),
+    "glove": ("--glove", False),
+    "config": ("--config", False),
+}
+FILE_OUTPUTS = ("json", "csv")
+
+
+@dataclass(frozen=True)
+class OutRule:
+    """What a command's ``out`` option (``--out DIR``, or export's ``OUT``) is: see
+    `mesm.paths.Output`. ``file_when``: the option that makes it a file instead (export's
+    ``--file``); ``may_write_into``: input options whose folder it may be or write into."""
+
+    flag: str = "--out"
+    kind: Literal["file", "folder"] = "folder"
+    existing: Literal["overwrite", "continue", "command"] = "overwrite"
+    writes: tuple[str, ...] = ()
+    file_when: str | None = None
+    may_write_into: tuple[str, ...] = ()
+
+
+def declare_out(parser: argparse.ArgumentParser, **rule: Any) -> None:
+    """Declares what `parser`'s command writes at ``out`` (keyword arguments of `OutRule`)."""
+    parser.set_defaults(out_rule=OutRule(**rule))
+
+
+def _paths_of(value: object) -> list[Path]:
+    values = value if isinstance(value, list | tuple) else [value]
+    return [Path(v) for v in values if v]
+
+
+def command_paths(args: argparse.Namespace) -> tuple[list[Input], list[Output]]:
+    """The inputs and outputs of the parsed command, from its options (`INPUT_OPTIONS`, --json,
+    --csv and its declared ``out``)."""
+    rule: OutRule = getattr(args, "out_rule", OutRule())
+    inputs = [
+        Input(path, flag, model=model)
+        for dest, (flag, model) in INPUT_OPTIONS.items()
+        if dest not in rule.may_write_into
+        for path in _paths_of(getattr(args, dest, None))
+    ]
+    legacy = getattr(args, "transcript", None)  # an existing file is read, else it is the text
+    if legacy and Path(legacy).is_file():
+        inputs.append(Input(Path(legacy), "--transcript"))
+    outputs = [
+        Output(path, "--" + dest)
+        for dest in FILE_OUTPUTS
+        for path in _paths_of(getattr(args, dest, None))
+    ]
+    for path in _paths_of(getattr(args, "out", None)):
+        as_file = rule.file_when is not None and getattr(args, rule.file_when, False)
+        kind = "file" if as_file else rule.kind
+        writes = () if as_file else rule.writes
+        outputs.append(Output(path, rule.flag, kind, rule.existing, writes))
+    return inputs, outputs

@@ -14,6 +14,7 @@ from mesm.cli.common import (
     add_split,
     add_workers,
     command,
+    declare_out,
     workers,
     write_json,
 )
@@ -51,6 +52,7 @@ def _add_prepare(sub) -> None:
         )
         add_workers(cut)
         add_overwrite(cut)
+        declare_out(cut, existing="continue")  # resumable: finished clips are kept
         add_no_progress(cut)
         add_json(cut)
     released = command(
@@ -72,6 +74,13 @@ def _add_prepare(sub) -> None:
     )
     _add_keep_unlisted(released)
     add_json(released)
+    # Its manifest goes into the release folder by default (meta.pkl, the input, is not touched).
+    declare_out(
+        released,
+        existing="continue",
+        writes=("dataset.json", "manifest.jsonl"),
+        may_write_into=("release",),
+    )
 
 
 def _add_keep_unlisted(parser: argparse.ArgumentParser) -> None:

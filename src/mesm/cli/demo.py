@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mesm.cli.common import add_json, add_no_progress, add_precision, command, precision, write_json
+from mesm.cli.common import (
+    add_json,
+    add_no_progress,
+    add_precision,
+    command,
+    declare_out,
+    precision,
+    write_json,
+)
 
 
 def _add_demo(sub) -> None:
@@ -26,6 +34,7 @@ def _add_demo(sub) -> None:
     add_no_progress(demo)
     add_precision(demo)
     add_json(demo)
+    declare_out(demo, existing="command")  # refused when it holds a demo run
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

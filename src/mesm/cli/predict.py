@@ -15,6 +15,7 @@ from mesm.cli.common import (
     add_precision,
     add_transcript_options,
     command,
+    declare_out,
     precision,
     transcript,
     write_json,
@@ -24,6 +25,7 @@ from mesm.errors import UsageError
 if TYPE_CHECKING:
     from mesm.inference.batch import ClipInput
     from mesm.inference.predict import Predictor
+    from mesm.inference.video import VideoOutcome
     from mesm.trained.precision import Precision
 
 
@@ -70,6 +72,7 @@ def _add_predict(sub) -> None:
         "--min-silence", type=float, default=0.4, metavar="S", help="VAD: pause that splits (s)"
     )
     add_no_progress(pr)
+    declare_out(pr, writes=("timeline.csv", "timeline.json", "timeline.png"))
 
 
 def _print_prediction(result: dict) -> None:
@@ -87,7 +90,7 @@ def _print_prediction(result: dict) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from mesm.inference.batch import expand_inputs, one_clip
+    from mesm.inference.batch import Interrupted, expand_inputs, one_clip
     from mesm.inference.predict import Predictor
 
     text = transcript(args)
@@ -100,14 +103,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not clips:
         raise UsageError(f"no clips in {' '.join(args.clip)}")
     predictor = Predictor(args.checkpoint, args.device, resolved)
-    if whole_video:
-        rows, failed = _predict_videos(args, clips, predictor)
-    else:
-        rows, failed = _predict_clips(args, clips, predictor, text)
+    stopped = None
+    try:
+        if whole_video:
+            rows, failed = _predict_videos(args, clips, predictor)
+        else:
+            rows, failed = _predict_clips(args, clips, predictor, text)
+    except Interrupted as err:  # Ctrl-C or SIGTERM: the finished rows are still written
+        rows, failed, stopped = err.rows, err.failures, err
     if args.csv:
         _write_rows_csv(args.csv, rows, predictor.label_names)
     if args.json and not whole_video:
         write_json(args.json, rows)
+    if stopped is not None:
+        kept = f"; their {len(rows)} row(s) are written" if args.csv or args.json else ""
+        raise KeyboardInterrupt(f"{stopped}{kept}") from None
     done = len(clips) - len(failed)
     print(f"{done} of {len(clips)} input(s) predicted, {len(rows)} row(s)")
     if failed:
@@ -164,6 +174,7 @@ def _predict_videos(
 ) -> tuple[list[dict], list[tuple[str, str]]]:
     """Whole videos: a timeline (CSV, JSON, PNG) per video under --out; (rows, failures)."""
     from mesm.data.media.segments import VadSettings
+    from mesm.inference.batch import Interrupted
     from mesm.inference.video import predict_videos
 
     if not args.out:
@@ -183,20 +194,31 @@ def _predict_videos(
     )
     rows: list[dict] = []
     failed: list[tuple[str, str]] = []
-    for outcome in outcomes:
-        if outcome.failure is not None:
-            failed.append((str(outcome.clip), outcome.failure))
-            _report_failure(outcome.clip, outcome.failure)
-            continue
-        timeline = outcome.timeline
-        for warning in timeline.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        rows.extend(timeline.rows)
-        print(f"{outcome.clip}: {timeline.segmentation.summary()}")
-        for note in timeline.segmentation.notes:
-            print(f"  {note}")
-        print(f"  written: {', '.join(str(p) for p in outcome.files.values())}")
+    finished: list[VideoOutcome] = []
+    try:
+        for outcome in outcomes:
+            finished.append(outcome)
+            _report_video(outcome, rows, failed)
+    except KeyboardInterrupt as err:  # the finished videos' timelines are written already
+        message = f"{len(finished)} of {len(clips)} video(s) finished; {err}"
+        raise Interrupted(message, rows, failed) from None
     return rows, failed
+
+
+def _report_video(outcome: VideoOutcome, rows: list[dict], failed: list[tuple[str, str]]) -> None:
+    """Prints one video's outcome, appending to `rows` or `failed`."""
+    if outcome.failure is not None:
+        failed.append((str(outcome.clip), outcome.failure))
+        _report_failure(outcome.clip, outcome.failure)
+        return
+    timeline = outcome.timeline
+    for warning in timeline.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    rows.extend(timeline.rows)
+    print(f"{outcome.clip}: {timeline.segmentation.summary()}")
+    for note in timeline.segmentation.notes:
+        print(f"  {note}")
+    print(f"  written: {', '.join(str(p) for p in outcome.files.values())}")
 
 
 def _write_rows_csv(path: str, rows: list[dict], label_names: list[str]) -> None:

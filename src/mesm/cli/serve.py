@@ -25,6 +25,14 @@ def _add_serve(sub) -> None:
     se.add_argument("--examples", metavar="DATASET", help="offer this dataset's test clips")
     add_device(se)
     se.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    se.add_argument(
+        "--max-upload",
+        type=float,
+        default=1024,
+        metavar="MB",
+        help="largest upload accepted, in MB (default: 1024); uploads are deleted when the "
+        "server stops, and after an hour while it runs",
+    )
     add_precision(se)
 
 
@@ -39,6 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         device=args.device,
         precision=precision(args, args.device),
         share=args.share,
+        max_upload_mb=args.max_upload,
     )
     return 0
 

@@ -16,6 +16,7 @@ from mesm.cli.common import (
     add_split,
     add_workers,
     command,
+    declare_out,
     precision,
     workers,
     write_json,
@@ -45,6 +46,7 @@ def _add_train(sub) -> None:
     where.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     add_precision(tr, default=None)
     add_no_progress(tr)
+    declare_out(tr, existing="command")  # refused when it holds a run (--resume continues one)
     add_json(tr)
 
 
@@ -134,7 +136,10 @@ def _add_export(sub) -> None:
     add_checkpoint(ex)
     ex.add_argument("out", metavar="OUT", help="the folder (or, with --file, the file) to write")
     ex.add_argument("--file", action="store_true", help="write one .safetensors file instead")
-    add_json(ex)
+    add_json(ex)  # and --overwrite: an existing folder or file is replaced only with it
+    # The files of a model folder (mesm.trained.checkpoint; not imported here: it loads torch).
+    model_files = ("config.json", "model.safetensors", "README.md")
+    declare_out(ex, flag="OUT", writes=model_files, file_when="file")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

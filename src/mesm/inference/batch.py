@@ -12,7 +12,8 @@
   folder.
 
 `predict_clips` runs a `Predictor` over them and keeps going past a clip that fails: each
-failure is recorded with its path and reason.
+failure is recorded with its path and reason. Ctrl-C (KeyboardInterrupt) stops it with
+`Interrupted`, which carries the rows and failures of the clips that finished.
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".txt")
 # What a bad clip may raise; anything else is a bug and should surface.
 CLIP_ERRORS = (DataError, ValueError, FileNotFoundError, RuntimeError, OSError)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch, with what finished before it (a KeyboardInterrupt, so it stops
+    the command as any Ctrl-C does); the message says how far it got.
+
+    Attributes:
+        rows: the rows of the items that finished.
+        failures: (path, reason) of the items that failed before it.
+    """
+
+    def __init__(self, message: str, rows: list[dict[str, Any]], failures: list[tuple[str, str]]):
+        super().__init__(message)
+        self.rows = rows
+        self.failures = failures
 
 
 @dataclass(frozen=True)
@@ -199,8 +215,34 @@ def predict_clips(
     Returns:
         (rows, failures): one result of `Predictor.predict_clip` per clip that worked (in input
         order), and (path, reason) per clip that failed.
+
+    Raises:
+        Interrupted: Ctrl-C; it holds the rows and failures of the clips that finished.
     """
-    rows, failures = [], []
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    try:
+        _predict_each(predictor, clips, transcript, audio, progress, on_failure, rows, failures)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted after {len(rows) + len(failures)} of {len(clips)} clip(s)",
+            rows,
+            failures,
+        ) from None
+    return rows, failures
+
+
+def _predict_each(
+    predictor: Predictor,
+    clips: Sequence[ClipInput],
+    transcript: str,
+    audio: str | os.PathLike | None,
+    progress: bool,
+    on_failure: Callable[[Path, str], None] | None,
+    rows: list[dict[str, Any]],
+    failures: list[tuple[str, str]],
+) -> None:
+    """`predict_clips`' loop: appends to `rows` and `failures` as each clip finishes."""
     for item in tqdm(clips, desc="clips", unit="clip", disable=not progress):
         text = transcript if item.transcript is None else item.transcript
         try:
@@ -215,7 +257,6 @@ def predict_clips(
                 on_failure(item.clip, reason)
             continue
         rows.append(clip_row(result, item.clip, start=item.start, end=item.end))
-    return rows, failures
 
 
 def failure_line(err: BaseException) -> str:

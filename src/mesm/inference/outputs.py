@@ -47,7 +47,10 @@ class Timeline:
         rows: one per segment: {"clip", "segment", "start", "end", "source", "text",
             "frames", "faces_found", "chunks", "emotions": {name: {"probability",
             "threshold", "present"}}, "present", "top" (single-label)}.
-        warnings: one line each (e.g. blank text modality, no speech found).
+        warnings: one line each (e.g. blank text modality, no speech found, segments that
+            failed).
+        failed: one per segment that could not be predicted (no row): {"segment", "start",
+            "end", "reason"}; written to timeline.json (as "failed_segments") when not empty.
     """
 
     video: str
@@ -60,6 +63,7 @@ class Timeline:
     segmentation: SegmentationReport
     rows: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def clip_row(
@@ -154,6 +158,8 @@ def timeline_json(timeline: Timeline) -> str:
         "warnings": timeline.warnings,
         "segments": timeline.rows,
     }
+    if timeline.failed:  # absent when every segment was predicted (the file as it always was)
+        payload["failed_segments"] = timeline.failed
     return json.dumps(payload, indent=2, default=_plain) + "\n"
 
 

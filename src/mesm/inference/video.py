@@ -30,7 +30,7 @@ from mesm.data.media.segments import (
     read_subtitles,
     speech_segments,
 )
-from mesm.data.media.stream import iter_segment_media
+from mesm.data.media.stream import SegmentMedia, iter_segment_media
 from mesm.data.media.transcribe import ASR_RATE, Transcriber
 from mesm.data.media.vad import speech_probabilities
 from mesm.data.media.video import video_duration
@@ -172,21 +172,54 @@ def _predict_segments(
     audio: str | os.PathLike | None,
     progress: bool,
 ) -> None:
-    """Appends one row per segment to `timeline` (decoded in one streaming pass)."""
+    """Appends one row per segment to `timeline` (decoded in one streaming pass); a segment
+    whose media is missing (the audio track ends before it) is counted in `timeline.failed`
+    and a warning, and the others go on."""
     video = Path(timeline.video)
     bar = tqdm(total=len(segments), desc="segments", unit="seg", disable=not progress)
     media = iter_segment_media(
         video, segments, interval_ms=predictor.settings.img_interval_ms, audio=audio
     )
+    try:
+        _predict_media(predictor, timeline, media, asr, bar)
+    except KeyboardInterrupt:
+        done = len(timeline.rows) + len(timeline.failed)
+        raise KeyboardInterrupt(
+            f"{video}: interrupted after {done} of {len(segments)} segment(s) (this video's "
+            "timeline is not written)"
+        ) from None
+    finally:
+        bar.close()
+    if timeline.failed:
+        first = timeline.failed[0]
+        timeline.warnings.append(
+            f"{len(timeline.failed)} of {len(segments)} segment(s) failed, from "
+            f"{first['start']:.2f} s on: {first['reason']}; the timeline holds the others"
+        )
+
+
+def _predict_media(
+    predictor: Predictor,
+    timeline: Timeline,
+    media: Iterator[SegmentMedia],
+    asr: Transcriber | None,
+    bar: tqdm,
+) -> None:
+    video = Path(timeline.video)
     for index, item in enumerate(media):
-        text = item.segment.text
+        segment = item.segment
+        if item.missing is not None:
+            failed = {"start": segment.start, "end": segment.end, "reason": item.missing}
+            timeline.failed.append({"segment": index, **failed})
+            bar.update()
+            continue
+        text = segment.text
         if asr is not None:
             wave = resample(torch.from_numpy(item.waveform), item.sample_rate, ASR_RATE)
             text = asr(wave.numpy())
         result = predictor.predict(predictor.media_features(item), text)
-        timeline.rows.append(segment_row(result, video, index, item.segment, text))
+        timeline.rows.append(segment_row(result, video, index, segment, text))
         bar.update()
-    bar.close()
 
 
 @dataclass

@@ -150,7 +150,11 @@ class FeatureCache:
         if not settings_file.is_file():
             text = json.dumps({"version": CACHE_VERSION, **self.settings.to_dict()}, indent=2)
             atomic_write_text(settings_file, text + "\n")
-        # Only temporaries whose process is gone: another run may be writing the others.
+        self.remove_stale()
+
+    def remove_stale(self) -> None:
+        """Removes the temporaries of processes that are gone (a killed run; the workers of an
+        interrupted one): another run may be writing the others."""
         for stale in stale_temporaries(self.items):
             stale.unlink(missing_ok=True)
 

@@ -131,17 +131,20 @@ def _fill(
 
     init = (str(root), cache.settings.to_dict(), device, face_batch_size)
     jobs = ((record.id, (record, fingerprint)) for record, fingerprint in todo)
-    outcomes = run_jobs(
-        jobs,
-        _work,
-        workers=num_workers,
-        initializer=_init_worker,
-        initargs=init,
-        total=len(todo),
-        desc="preprocess",
-        unit="utt",
-        progress=progress,
-    )
+    try:
+        outcomes = run_jobs(
+            jobs,
+            _work,
+            workers=num_workers,
+            initializer=_init_worker,
+            initargs=init,
+            total=len(todo),
+            desc="preprocess",
+            unit="utt",
+            progress=progress,
+        )
+    finally:  # an interrupted run's workers are ended: what they were writing is removed
+        cache.remove_stale()
     report.computed = len(outcomes.results)
     report.failed = outcomes.failed
 

@@ -39,12 +39,15 @@ class SegmentMedia:
         frames: its sampled frames (T may be 0 where the video stream has ended).
         waveform: (N,) float32 mono samples at `sample_rate`.
         sample_rate: of `waveform` (the source's own rate; resample before the mel).
+        missing: why the segment cannot be predicted (its audio is missing: the track ended
+            before it), None when it can; the segments after it still come.
     """
 
     segment: Segment
     frames: Frames
     waveform: np.ndarray
     sample_rate: int
+    missing: str | None = None
 
 
 class _Frames:
@@ -152,10 +155,11 @@ def iter_segment_media(
         audio: a separate audio file (default: the video's own track).
 
     Yields:
-        One `SegmentMedia` per segment, in order.
+        One `SegmentMedia` per segment, in order; a segment without audio samples (the track
+        ends before it) comes with `SegmentMedia.missing` saying so, and the others go on.
 
     Raises:
-        DataError: unreadable media, no audio, or a segment without audio samples (naming it).
+        DataError: unreadable media, no audio track, or non-finite samples (naming them).
     """
     video = Path(video)
     if video.is_dir():
@@ -172,7 +176,10 @@ def iter_segment_media(
             wave = track.take(segment.start, segment.end)
             label = f"{video}: segment {segment.start:.2f}-{segment.end:.2f} s"
             if wave.size == 0:
-                raise DataError(f"{label}: no audio samples (the track ends before it)")
+                ends = f" at {track.end:.2f} s" if track.end is not None else ""
+                missing = f"no audio samples (the audio track ends{ends}, before the segment)"
+                yield SegmentMedia(segment, images, wave, track.rate, missing=missing)
+                continue
             check_waveform(wave, label)
             yield SegmentMedia(segment, images, wave, track.rate)
     finally:
