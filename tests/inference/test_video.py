@@ -74,7 +74,7 @@ def test_vad_segments_end_within_300_ms_of_the_silences(spoken_video):
 def test_vad_caps_segment_length(spoken_video):
     video, _, spans = spoken_video
     # Pauses of 1.4 s or more no longer split; long speech is cut at 8 s instead.
-    segments, report = find_segments(video, vad=VadSettings(min_silence=3, max_length=8))
+    segments, report = find_segments(video, vad=VadSettings(min_silence=3, max_segment=8))
     lengths = [s.end - s.start for s in segments]
     assert max(lengths) <= 8 + 0.11  # + the 50 ms padding on each side
     assert len(segments) >= (spans[-1][1] - spans[0][0]) / 8

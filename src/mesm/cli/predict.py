@@ -15,6 +15,7 @@ from mesm.cli.common import (
     add_precision,
     add_transcript_options,
     command,
+    positive_float,
     precision,
     transcript,
     write_json,
@@ -64,10 +65,18 @@ def _add_predict(sub) -> None:
         help="what to do with subtitle cues whose times overlap",
     )
     pr.add_argument(
-        "--max-segment", type=float, default=15.0, metavar="S", help="VAD: longest segment (s)"
+        "--max-segment",
+        type=positive_float,
+        default=15.0,
+        metavar="S",
+        help="VAD: longest segment (s)",
     )
     pr.add_argument(
-        "--min-silence", type=float, default=0.4, metavar="S", help="VAD: pause that splits (s)"
+        "--min-silence",
+        type=positive_float,
+        default=0.4,
+        metavar="S",
+        help="VAD: pause that splits (s)",
     )
     add_no_progress(pr)
 
@@ -178,7 +187,7 @@ def _predict_videos(
         transcribe=args.transcribe,
         audio=args.audio,
         overlapping_cues=args.overlapping_cues,
-        vad=VadSettings(max_length=args.max_segment, min_silence=args.min_silence),
+        vad=VadSettings(max_segment=args.max_segment, min_silence=args.min_silence),
         progress=not args.no_progress,
     )
     rows: list[dict] = []

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from mesm.cli.common import add_checkpoint, add_device, add_precision, command, precision
+from mesm.cli.common import (
+    add_checkpoint,
+    add_device,
+    add_precision,
+    command,
+    port,
+    precision,
+)
 
 
 def _add_serve(sub) -> None:
@@ -21,7 +28,7 @@ def _add_serve(sub) -> None:
     )
     add_checkpoint(se)
     se.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
-    se.add_argument("--port", type=int, default=7860)
+    se.add_argument("--port", type=port, default=7860)
     se.add_argument("--examples", metavar="DATASET", help="offer this dataset's test clips")
     add_device(se)
     se.add_argument("--share", action="store_true", help="also open a public Gradio share link")

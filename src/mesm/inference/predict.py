@@ -22,6 +22,7 @@ from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
 from mesm.errors import MissingInputError, OptionError
+from mesm.files import DecodedText, read_text
 from mesm.trained.checkpoint import TrainedModel, load_model
 from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision, resolve_precision
@@ -29,21 +30,20 @@ from mesm.trained.precision import Precision, resolve_precision
 _TEXT_SUFFIXES = (".txt", ".text", ".lab", ".srt", ".vtt", ".json")
 
 
-def read_transcript_file(path: str | os.PathLike) -> str:
-    """The transcript held in a UTF-8 text file (surrounding whitespace removed).
+def read_transcript_file(path: str | os.PathLike) -> DecodedText:
+    """The transcript held in a text file (surrounding whitespace removed), in the encoding it
+    was saved in (`mesm.files.decode_text`: a byte-order mark, else UTF-8, else Windows-1252);
+    the result's ``encoding`` says which, so a face can report a guess.
 
     Raises:
-        DataError: the file does not exist, or is not UTF-8 (naming the file and the line).
+        DataError: the file does not exist. TextEncodingError: its bytes are in none of those
+            encodings (naming the file and the line).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no transcript file at {path}")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 ({err.reason})") from None
+    text = read_text(path)
+    return DecodedText(text.strip(), text.encoding)
 
 
 def read_transcript(text_or_file: str | None) -> str:

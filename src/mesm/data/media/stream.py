@@ -27,7 +27,13 @@ import numpy as np
 from mesm.data.errors import DataError
 from mesm.data.media.audio import SEPARATE_AUDIO, check_waveform
 from mesm.data.media.segments import Segment
-from mesm.data.media.video import _EPS, Frames, iter_video_frames, select_by_interval
+from mesm.data.media.video import (
+    _EPS,
+    Frames,
+    iter_video_frames,
+    select_by_interval,
+    upright_rgb,
+)
 
 
 @dataclass
@@ -65,7 +71,7 @@ class _Frames:
         images, times = [], []
         # Only the kept frames are converted to RGB (the costly part); the rest are dropped.
         for t, frame in select_by_interval(inside(), interval, start):
-            images.append(frame.to_ndarray(format="rgb24"))
+            images.append(upright_rgb(frame))
             times.append(float(t))
         return Frames(images=images, timestamps=np.asarray(times, dtype=np.float64))
 
