@@ -164,6 +164,11 @@ CASES: dict[str, Case] = {
         ERROR + " naming the flag (the library names its parameter)",
         "--max-segment must exceed twice",
     ),
+    "nan-audio": Case(
+        "NaN samples in a separate `--audio` of a whole video",
+        "the failure names the audio file and the segment (was: the video)",
+        "NaN/infinite sample",
+    ),
     "subtitles-other-encoding": Case(
         "subtitles or a transcript file in UTF-16 (with its mark), UTF-8 with a mark, or "
         "Latin-1/Windows-1252",

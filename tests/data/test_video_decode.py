@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bad_inputs import CASES
 from mesm.data.errors import DataError
 from mesm.data.media.video import natural_key, sample_frames, select_by_interval
 from mesm.demo.synthetic import face_frames, write_video
@@ -137,4 +138,6 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
         assert next(container.decode(video=0)).rotation % 360 == rotation % 360  # it is there
     frames = sample_frames(path, interval_ms=500)
     assert frames.images[0].shape == upright.shape
-    np.testing.assert_allclose(frames.images[0].astype(float), upright, atol=40)
+    np.testing.assert_allclose(
+        frames.images[0].astype(float), upright, atol=40, err_msg=CASES["video-rotated"].message
+    )

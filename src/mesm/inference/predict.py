@@ -15,12 +15,13 @@ import torch
 
 from mesm.data.errors import DataError
 from mesm.data.manifest import Record
-from mesm.data.media.audio import resample
+from mesm.data.media.audio import audio_duration, resample
 from mesm.data.media.dataset import Batch, Item, collate
 from mesm.data.media.faces import FaceCropper, make_cropper
 from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
+from mesm.data.media.video import video_duration
 from mesm.errors import MissingInputError, OptionError
 from mesm.files import DecodedText, read_text
 from mesm.trained.checkpoint import TrainedModel, load_model
@@ -105,6 +106,30 @@ def _clip_record(
     return root, record
 
 
+def check_audio_covers(clip: str | os.PathLike, audio: str | os.PathLike) -> None:
+    """Refuse a separate audio file much shorter than its video clip: the model would hear a
+    second of a twenty-second clip and say nothing about the rest. "Much" is more than 0.5 s and
+    more than a tenth of the clip (a track cut a few frames early is fine). A frame folder has
+    no duration to compare and is not checked.
+
+    Raises:
+        OptionError: naming the audio file (parameter ``audio``), the clip and both durations.
+    """
+    if Path(clip).is_dir():
+        return
+    video_s, audio_s = video_duration(clip), audio_duration(audio)
+    if video_s - audio_s > max(0.5, 0.1 * video_s):
+        raise OptionError(
+            "{0} {audio} lasts {audio_s:.2f} s: it is shorter than the clip {clip} "
+            "({video_s:.2f} s) by more than 0.5 s and a tenth; give the clip's whole audio",
+            "audio",
+            audio=audio,
+            audio_s=audio_s,
+            clip=clip,
+            video_s=video_s,
+        )
+
+
 class Predictor:
     """A trained model loaded once, with its preprocessing, for many clips or segments.
 
@@ -167,6 +192,8 @@ class Predictor:
     ) -> dict[str, torch.Tensor]:
         """Cache tensors of one clip, or of its span [start, end) s (`mesm.data.media.cache`)."""
         root, record = _clip_record(clip, audio, "", start, end)
+        if audio is not None and start is None and end is None:
+            check_audio_covers(clip, audio)
         try:
             return compute_features(root, record, self.settings, self.cropper)
         except DataError as err:

@@ -176,7 +176,8 @@ def iter_segment_media(
         for segment in segments:
             images = frames.take(Fraction(str(segment.start)), Fraction(str(segment.end)), interval)
             wave = track.take(segment.start, segment.end)
-            label = f"{video}: segment {segment.start:.2f}-{segment.end:.2f} s"
+            # The file the samples came from is the one named (a separate --audio, or the video).
+            label = f"{track.path}: segment {segment.start:.2f}-{segment.end:.2f} s"
             if wave.size == 0:
                 raise DataError(f"{label}: no audio samples (the track ends before it)")
             check_waveform(wave, label)
