@@ -137,3 +137,27 @@ def test_nan_in_a_separate_audio_names_the_audio_file_not_the_video(media, tmp_p
     with pytest.raises(DataError, match=CASES["nan-audio"].message) as err:
         next(media_iter)
     assert str(err.value).startswith(f"{audio}: segment 2.50-4.00 s")
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_an_unreachable_transcribe_model_fails_at_once_in_one_line(
+    media, tiny_checkpoint, tmp_path, capsys, monkeypatch, offline
+):
+    import time
+
+    from bad_inputs import CASES
+
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:  # whatever the network: a name no one has is neither cached nor on the Hub
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    model = "mesm-tests/no-such-speech-model"
+    began = time.monotonic()
+    code = _predict(
+        tiny_checkpoint, media / "silent.mp4", "--transcribe", model, "--out", str(tmp_path)
+    )
+    took = time.monotonic() - began
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Retrying" not in err
+    assert f"{model!r} {CASES['transcribe-offline'].message}" in err
+    assert took < 15  # was ~30 s of huggingface_hub retries before the error
