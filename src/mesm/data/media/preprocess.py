@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mesm.data.errors import DataError
+from mesm.data.errors import DataError, input_errors
 from mesm.data.manifest import SPLITS, Record, read_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
 from mesm.data.media.faces import make_cropper
@@ -141,6 +141,7 @@ def _fill(
         desc="preprocess",
         unit="utt",
         progress=progress,
+        item_errors=input_errors(),
     )
     report.computed = len(outcomes.results)
     report.failed = outcomes.failed

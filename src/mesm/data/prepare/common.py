@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mesm.data.errors import DataError
+from mesm.data.errors import DataError, input_errors
 from mesm.data.manifest import SPLITS, DatasetInfo, Record, read_id_list, write_dataset
 from mesm.errors import TextEncodingError
 from mesm.files import decode_text
@@ -157,7 +157,13 @@ def cut_and_write(
         The report.
     """
     outcomes = run_jobs(
-        jobs.items(), worker, workers=num_workers, desc=info.name, unit="rec", progress=progress
+        jobs.items(),
+        worker,
+        workers=num_workers,
+        desc=info.name,
+        unit="rec",
+        progress=progress,
+        item_errors=input_errors(),
     )
     final = sorted(collect(records, outcomes, out, report), key=lambda r: r.id)
     report.reused = sum(len(v) for v in records.values()) - sum(len(j[2]) for j in jobs.values())
