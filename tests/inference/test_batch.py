@@ -152,3 +152,22 @@ def test_a_bug_while_predicting_a_clip_propagates_instead_of_counting_as_a_faile
     )
     assert len(rows) == 2 and [f[0] for f in failures] == [str(tmp_path / "gone.mp4")]
     assert CASES["bug-not-counted"].outcome.startswith("propagates")
+
+
+def test_a_prediction_decides_present_by_the_paper_rule_float32_strictly_above(trained):
+    import numpy as np
+    import torch
+
+    tie = float(np.float32(0.4))  # hap's threshold is 0.4; in float64 this is above it
+    tensors = {
+        "faces": torch.zeros(1, 3, 48, 48),
+        "found": torch.zeros(1, dtype=torch.uint8),
+        "specs": torch.zeros(1, 1, 128, 32),
+        "timestamps": torch.zeros(1),
+    }
+    predictor = Predictor(trained)
+    assert predictor.thresholds == [0.5, 0.4, 0.5, 0.6]
+    result = predictor.result(tensors, "", [0.5, tie, 0.5, 0.6])
+    assert result["present"] == []  # every probability equals its threshold
+    result = predictor.result(tensors, "", [0.51, 0.41, 0.2, 0.61])
+    assert result["present"] == ["ang", "hap", "sad"]

@@ -23,6 +23,7 @@ from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
 from mesm.data.media.video import video_duration
 from mesm.errors import MissingInputError, OptionError
+from mesm.evaluation import decide
 from mesm.files import DecodedText, read_text
 from mesm.trained.checkpoint import TrainedModel, load_model
 from mesm.trained.inputs import model_inputs
@@ -242,9 +243,12 @@ class Predictor:
     ) -> dict[str, Any]:
         """:meth:`predict`'s result from the K probabilities of a forward pass run elsewhere
         (e.g. one that also recorded the attention): thresholds, decisions, preprocessing."""
+        present = decide(probabilities, self.thresholds)  # float32, strictly above
         emotions = {
-            name: {"probability": p, "threshold": t, "present": p > t}
-            for name, p, t in zip(self.label_names, probabilities, self.thresholds, strict=True)
+            name: {"probability": p, "threshold": t, "present": bool(yes)}
+            for name, p, t, yes in zip(
+                self.label_names, probabilities, self.thresholds, present, strict=True
+            )
         }
         out: dict[str, Any] = {
             "transcript": text,
