@@ -6,9 +6,12 @@ sources:
 * **Subtitles** (`read_subtitles`): SRT, WebVTT, ASS/SSA, MicroDVD … through `pysubs2`. Each cue
   is an utterance. Rules, all counted in the `SegmentationReport`:
 
+  - the file is read in the encoding it was saved in (`mesm.files.decode_text`: a byte-order
+    mark, else UTF-8, else Windows-1252, which the report's notes name); bytes in none of these:
+    `DataError` naming the file and line;
   - a file pysubs2 cannot read, a timing line it could not parse (pysubs2 would silently glue
-    it into the previous cue's text), or a cue that ends before it starts: `DataError` naming
-    the file and the cue;
+    it into the previous cue's text), a negative time (pysubs2 reads SRT's ``-00:00:01,000`` as
+    +1 s), or a cue that ends before it starts: `DataError` naming the file and the cue;
   - a cue that starts at or after the video's end: skipped; one that runs past the end: cut at
     the end;
   - overlapping cues: `DataError` naming both (``overlaps="merge"``: merged into one segment);
