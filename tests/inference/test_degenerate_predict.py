@@ -161,3 +161,11 @@ def test_an_unreachable_transcribe_model_fails_at_once_in_one_line(
     assert code == 1 and err.count("\n") == 1 and "Retrying" not in err
     assert f"{model!r} {CASES['transcribe-offline'].message}" in err
     assert took < 15  # was ~30 s of huggingface_hub retries before the error
+
+
+def test_a_transcribe_folder_that_is_not_there_is_named(tmp_path):
+    from mesm.data.media.transcribe import Transcriber
+    from mesm.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"no speech-recognition model folder at {tmp_path}/asr"):
+        Transcriber(str(tmp_path / "asr"))

@@ -7,6 +7,7 @@ segment's 16 kHz mono audio is transcribed on its own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,15 @@ def local_model(model: str) -> str:
     Raises:
         UsageError: the name is not cached and the Hub cannot be reached (or HF_HUB_OFFLINE).
     """
-    import os
-
     from huggingface_hub import model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
     if Path(model).is_dir():
         return model
-    cached = try_to_load_from_cache(model, "config.json")
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except HFValidationError:  # not a Hub name either: a folder that is not there
+        raise UsageError(f"no speech-recognition model folder at {model}") from None
     if isinstance(cached, str):
         return str(Path(cached).parent)
     not_cached = f"the speech-recognition model {model!r} is not in the local Hugging Face cache"

@@ -28,6 +28,8 @@ from mesm.data.manifest import IMAGE_SUFFIXES, TIMESTAMPS_FILE, Record, resolve
 
 # Timestamps written as decimals (timestamps.txt, manifests) may be off by rounding.
 _EPS = Fraction(1, 1_000_000)
+# What every reader of video files says of a file without a video stream.
+NO_VIDEO_STREAM = "has no video stream (an audio-only or subtitle file?)"
 Item = TypeVar("Item")
 
 
@@ -120,9 +122,6 @@ def first_video_stream(container: av.container.InputContainer, path: object) -> 
     if not container.streams.video:
         raise DataError(f"{path}: {NO_VIDEO_STREAM}")
     return container.streams.video[0]
-
-
-NO_VIDEO_STREAM = "has no video stream (an audio-only or subtitle file?)"
 
 
 def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
