@@ -129,9 +129,6 @@ CASES: dict[str, Case] = {
     "manifest-not-utf8": Case(
         "non-UTF-8 bytes in manifest.jsonl", "manifest error naming the line", "not UTF-8"
     ),
-    "transcript-not-utf8": Case(
-        "non-UTF-8 bytes in a `--transcript-file`", ERROR + " naming the file and line", "not UTF-8"
-    ),
     "nan-features": Case(
         "NaN in an utterance's features at evaluation",
         ERROR + " naming the utterance id",
@@ -198,6 +195,92 @@ CASES: dict[str, Case] = {
         "`mesm serve` stopped (Ctrl-C, SIGTERM) after uploads",
         "its upload folder is deleted (and, while it runs, uploads older than an hour)",
         "mesm serve: stopped",
+    ),
+    # ---- issue 24, class 3: meaning silently changed -------------------------------------
+    "model-duplicate-labels": Case(
+        "a checkpoint header or model folder's `config.json` naming a label twice",
+        ERROR + " naming the file and the name (at load; `save_checkpoint` refuses too)",
+        "names 'a' twice",
+    ),
+    "subtitle-negative-time": Case(
+        "a subtitle time `-00:00:01,000` (pysubs2 reads it as +1 s)",
+        ERROR + " naming the file, line and cue",
+        "has a negative time",
+    ),
+    "option-not-finite": Case(
+        "`--max-segment nan`, `--min-silence 0`, `--img-interval inf`, `--p nan`: any numeric "
+        "option that is not finite and > 0 (also `--batch-size 0`)",
+        "usage error naming the option, exit 2, before any work",
+        "must be a finite number > 0",
+    ),
+    "audio-shorter-than-clip": Case(
+        "`predict CLIP --audio A` where A is much shorter than the clip (1 s for 20 s)",
+        ERROR + " naming both files and both durations",
+        "is shorter than the clip",
+    ),
+    "video-rotated": Case(
+        "a video whose display matrix says to turn it (a phone's portrait video)",
+        "frames decoded upright (as players show them); also when `prepare` cuts clips",
+        "decoded upright",
+    ),
+    # ---- issue 24, class 4: vague or leaking messages ------------------------------------
+    "no-video-stream": Case(
+        "a file without a video stream (audio only) given as a clip or whole video",
+        ERROR + ", the same words on every path",
+        "has no video stream",
+    ),
+    "vad-option-named": Case(
+        "`--max-segment`/`--min-silence` values VAD segmentation cannot use",
+        ERROR + " naming the flag (the library names its parameter)",
+        "--max-segment must exceed twice",
+    ),
+    "nan-audio": Case(
+        "NaN samples in a separate `--audio` of a whole video",
+        "the failure names the audio file and the segment (was: the video)",
+        "NaN/infinite sample",
+    ),
+    "subtitles-other-encoding": Case(
+        "subtitles or a transcript file in UTF-16 (with its mark), UTF-8 with a mark, or "
+        "Latin-1/Windows-1252",
+        "read; the encoding used is reported (subtitles: in the segmentation notes)",
+        "(not UTF-8)",
+    ),
+    "text-not-decodable": Case(
+        "subtitle or transcript bytes that are neither UTF-8, UTF-16/32 with a mark, nor "
+        "Windows-1252 (UTF-16 without its mark: named as such)",
+        ERROR + " naming the file, line and the encodings tried",
+        "not UTF-8, UTF-16 or cp1252",
+    ),
+    "device-unavailable": Case(
+        "`--device cuda` without a GPU, `--device banana`",
+        "usage error naming `--device`, exit 2",
+        "argument --device",
+    ),
+    "port-out-of-range": Case(
+        "`serve --port 99999`", "usage error naming `--port`, exit 2", "a port is 1 to 65535"
+    ),
+    "transcribe-offline": Case(
+        "`predict --transcribe MODEL` where MODEL is not in the local cache and the Hub cannot "
+        "be reached",
+        ERROR + " at once (no retries)",
+        "is not in the local Hugging Face cache",
+    ),
+    # ---- issue 24, class 6: errors swallowed as data -------------------------------------
+    "bug-not-counted": Case(
+        "a programming error (TypeError, KeyError, ...) inside a job or a batch prediction item",
+        "propagates with its traceback; never counted as a failed item",
+        "a bug, not a bad input",
+    ),
+    "release-not-utf8": Case(
+        "non-UTF-8 bytes in a release's label/transcript file, a GloVe file or a model "
+        "folder's `config.json` (were replaced by U+FFFD)",
+        ERROR + " naming the file and line",
+        "not UTF-8",
+    ),
+    "threshold-tie": Case(
+        "a probability equal to its threshold in float32",
+        "not present: float32 on both sides, strictly above (the paper's evaluation)",
+        "strictly above",
     ),
     # ---- processes and concurrency -------------------------------------------------------
     "kill-parent": Case(

@@ -63,3 +63,33 @@ def test_only_temporaries_of_finished_processes_are_stale(tmp_path):
 def test_a_folder_is_not_overwritten(tmp_path):
     with pytest.raises(OutputPathError), atomic_target(tmp_path):
         pass
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        ("Très bien\n".encode(), "utf-8"),
+        (b"\xef\xbb\xbf" + "Très bien\n".encode(), "utf-8-sig"),
+        (b"\xff\xfe" + "Très bien\n".encode("utf-16-le"), "utf-16-le"),
+        (b"\xfe\xff" + "Très bien\n".encode("utf-16-be"), "utf-16-be"),
+        (b"\xff\xfe\x00\x00" + "Très bien\n".encode("utf-32-le"), "utf-32-le"),
+        ("Très bien\n".encode("cp1252"), "cp1252"),
+    ],
+)
+def test_user_text_is_decoded_in_the_encoding_it_was_saved_in(data, encoding):
+    from mesm.files import decode_text
+
+    text = decode_text(data, "t.txt")
+    assert text == "Très bien\n" and text.encoding == encoding
+
+
+def test_undecodable_user_text_names_the_file_line_and_encodings():
+    from mesm.errors import TextEncodingError
+    from mesm.files import decode_text
+
+    with pytest.raises(TextEncodingError, match=r"^t\.txt:2: not UTF-8, UTF-16 or cp1252 "):
+        decode_text(b"ok\n\x81\n", "t.txt")
+    with pytest.raises(TextEncodingError, match=r"^t\.txt:2: not UTF-8 \(invalid"):
+        decode_text(b"ok\n\xe9\n", "t.txt", fallback=False)  # cp1252 would read it
+    with pytest.raises(TextEncodingError, match="UTF-16 without a byte-order mark"):
+        decode_text("hello".encode("utf-16-le"), "t.txt")

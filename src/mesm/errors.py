@@ -10,7 +10,8 @@ The types also derive from the built-in error they refine (`ValueError`, `FileNo
 
     MesmError
     ├── ConfigError, CheckpointError, UsageError   (ValueError)
-    │                                └── OptionError (names the inputs as data)
+    │                                ├── OptionError (names the inputs as data)
+    │                                └── TextEncodingError (names the file and line)
     ├── MissingInputError                           (FileNotFoundError)
     ├── OutputPathError                             (OSError)
     ├── MissingDependencyError                      (RuntimeError)
@@ -62,6 +63,10 @@ class OptionError(UsageError):
     def words(self, name: Callable[[str], str]) -> str:
         """The message with each input called `name(option)`."""
         return self.template.format(*(name(o) for o in self.options), **self.values)
+
+
+class TextEncodingError(UsageError):
+    """A user's text file whose bytes are in no encoding we read (names the file and line)."""
 
 
 class MissingInputError(MesmError, FileNotFoundError):

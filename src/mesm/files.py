@@ -1,4 +1,5 @@
-"""Atomic file writing: readers see the old file or the whole new one, never a torn one.
+"""Atomic file writing (readers see the old file or the whole new one, never a torn one), and
+reading the text files users hand us in the encoding they were saved in.
 
 Every file a command writes goes through `atomic_target` (or the `atomic_write_*` shortcuts): the
 content goes to a temporary file in the destination's folder, named after this process and a random
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mesm.errors import OutputPathError
+from mesm.errors import OutputPathError, TextEncodingError
 
 _TMP_RE = re.compile(r"^\..+\.(\d+)-[0-9a-f]+\.tmp$")
 
@@ -166,3 +167,84 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True  # exists but belongs to someone else
     return True
+
+
+# Byte-order marks, longest first (UTF-32-LE's mark starts with UTF-16-LE's).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+FALLBACK_ENCODING = "cp1252"
+
+
+class DecodedText(str):
+    """Text read from a user's file; `encoding` says how its bytes were decoded."""
+
+    encoding: str
+
+    def __new__(cls, text: str, encoding: str) -> DecodedText:
+        obj = super().__new__(cls, text)
+        obj.encoding = encoding
+        return obj
+
+
+def decode_text(data: bytes, source: str | os.PathLike, *, fallback: bool = True) -> DecodedText:
+    """Decodes a text file a user saved, in the encoding it was saved in.
+
+    The rule: a byte-order mark decides (UTF-8, UTF-16 or UTF-32, the mark removed); without one
+    the text is UTF-8, or, when that fails and `fallback` is set, Windows-1252 (the superset of
+    Latin-1 that editors on Windows write). Bytes without a mark that hold NUL characters are
+    refused (UTF-16 without its mark would otherwise read as garbage).
+
+    Args:
+        data: the file's bytes.
+        source: the file, for messages.
+        fallback: try Windows-1252 after UTF-8 (False: UTF-8 only, for formats that must be).
+
+    Raises:
+        TextEncodingError: names the file, the line and the encodings tried.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data[len(bom) :].decode(encoding.removesuffix("-sig"))
+            except UnicodeDecodeError as err:
+                raise _encoding_error(source, data, err, f"not {encoding}") from None
+            return DecodedText(text, encoding)
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise TextEncodingError(
+            f"{source}:{line}: holds NUL bytes (UTF-16 without a byte-order mark?); save it as "
+            "UTF-8"
+        )
+    try:
+        return DecodedText(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError as err:
+        if not fallback:
+            raise _encoding_error(source, data, err, "not UTF-8") from None
+        utf8_error = err
+    try:
+        return DecodedText(data.decode(FALLBACK_ENCODING), FALLBACK_ENCODING)
+    except UnicodeDecodeError:
+        raise _encoding_error(
+            source, data, utf8_error, f"not UTF-8, UTF-16 or {FALLBACK_ENCODING}"
+        ) from None
+
+
+def read_text(path: str | os.PathLike, *, fallback: bool = True) -> DecodedText:
+    """A user's text file decoded by the rule of :func:`decode_text`.
+
+    Raises:
+        TextEncodingError: naming the file and line; OSError: the file cannot be read.
+    """
+    return decode_text(Path(path).read_bytes(), path, fallback=fallback)
+
+
+def _encoding_error(
+    source: str | os.PathLike, data: bytes, err: UnicodeDecodeError, what: str
+) -> TextEncodingError:
+    line = data[: err.start].count(b"\n") + 1
+    return TextEncodingError(f"{source}:{line}: {what} ({err.reason} at byte {err.start})")

@@ -129,3 +129,55 @@ def test_json_out_is_checked_before_any_work_and_written_atomically(tmp_path, ca
     assert f"ratio to FE2E: {report['ratio']:.3f}" in printed
     assert printed.endswith(f"written to {out}\n")
     assert [p.name for p in out.parent.iterdir()] == ["flops.json"]  # no temporary left
+
+
+def test_no_option_parses_a_bare_float():
+    # `float` accepts nan, inf and negatives; every number option goes through a checked type.
+    bare = [
+        (" ".join(words), action.option_strings)
+        for words, parser in LEAVES.items()
+        for action in parser._actions
+        if action.type is float
+    ]
+    assert bare == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["predict", "c.mp4", "--max-segment", "nan"], "argument --max-segment: must be a finite"),
+        (["predict", "c.mp4", "--max-segment", "-3"], "argument --max-segment: must be a finite"),
+        (["predict", "c.mp4", "--min-silence", "0"], "argument --min-silence: must be a finite"),
+        (["preprocess", "d", "--img-interval", "inf"], "argument --img-interval: must be a fin"),
+        (["flops", "--p", "nan"], "argument --p: p must be a finite number > 0"),
+        (["flops", "--p", "inf"], "argument --p: p must be a finite number > 0"),
+        (["flops", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
+        (["predict", "c.mp4", "--device", "banana"], "argument --device: unknown device 'bana"),
+        (["serve", "--port", "99999"], "argument --port: a port is 1 to 65535, got '99999'"),
+        (["serve", "--port", "0"], "argument --port: must be >= 1"),
+    ],
+)
+def test_a_bad_number_or_device_is_a_usage_error_naming_the_option(argv, words, capsys):
+    from bad_inputs import CASES
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--checkpoint", "none.safetensors"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    if "must be a finite" in words:
+        assert CASES["option-not-finite"].message in err
+    if "--port" in words and "99999" in words:
+        assert CASES["port-out-of-range"].message in err
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(monkeypatch, capsys):
+    from bad_inputs import CASES
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["predict", "c.mp4", "--checkpoint", "x", "--device", device])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{CASES['device-unavailable'].message}: '{device}': no CUDA GPU" in err

@@ -202,3 +202,20 @@ def test_cli_prepare_then_preprocess(release, tmp_path, capsys):
         == 1
     )
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("parse", ["parse_evaluation", "parse_transcription"])
+def test_a_release_file_that_is_not_utf8_is_refused_naming_file_and_line(tmp_path, parse):
+    # Before, undecodable bytes were replaced by U+FFFD: a changed word or id, without a word.
+    from bad_inputs import CASES
+    from mesm.data.errors import DataError
+    from mesm.data.prepare import iemocap
+
+    path = tmp_path / "Ses01F_impro01.txt"
+    path.write_bytes(
+        b"[0.0 - 1.0]\tSes01F_impro01_F000\tneu\t[2.5, 2.5, 2.5]\n"
+        b"Ses01F_impro01_F000 [0.0-1.0]: Caf\xe9.\n"
+    )
+    with pytest.raises(DataError, match=CASES["release-not-utf8"].message) as err:
+        getattr(iemocap, parse)(path)
+    assert str(err.value).startswith(f"{path}:2: ")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bad_inputs import CASES
+from mesm.cli import error_message
 from mesm.data.errors import DataError
 from mesm.data.media.segments import Segment, VadSettings, read_subtitles, speech_segments
+from mesm.errors import OptionError
 
 SRT = """1
 00:00:01,000 --> 00:00:02,500
@@ -60,7 +63,7 @@ def test_webvtt_and_ass_are_read_too(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("this is not \x00 a subtitle file at all", "not a subtitle file pysubs2 can read"),
+        ("this is not a subtitle file at all", "not a subtitle file pysubs2 can read"),
         (
             SRT.replace("00:00:03,000 --> 00:00:04,000", "00:00:0x,000 --> 00:00:04,000"),
             "line 7: unreadable cue timing '00:00:0x,000 --> 00:00:04,000'",
@@ -83,10 +86,50 @@ def test_a_corrupt_cue_file_is_a_clear_error(tmp_path, text, message):
 def test_missing_or_undecodable_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no subtitle file at"):
         read_subtitles(tmp_path / "none.srt")
-    path = tmp_path / "latin1.srt"
-    path.write_bytes(SRT.replace("Fine", "Très bien").encode("latin-1"))
-    with pytest.raises(DataError, match="cannot read subtitles"):
+    path = tmp_path / "bad.srt"
+    path.write_bytes(SRT.encode() + b"\n5\n00:00:09,000 --> 00:00:09,900\nbad \x81 byte\n")
+    with pytest.raises(DataError, match=CASES["text-not-decodable"].message) as err:
         read_subtitles(path)
+    assert str(err.value).startswith(f"{path}:16: ")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "reported"),
+    [
+        ("latin-1", b"", "read as cp1252 (not UTF-8)"),
+        ("cp1252", b"", "read as cp1252 (not UTF-8)"),
+        ("utf-16-le", b"\xff\xfe", "read as utf-16-le (not UTF-8)"),
+        ("utf-16-be", b"\xfe\xff", "read as utf-16-be (not UTF-8)"),
+        ("utf-8", b"\xef\xbb\xbf", "read as utf-8-sig (not UTF-8)"),
+    ],
+)
+def test_subtitles_in_other_encodings_are_read_and_the_encoding_reported(
+    tmp_path, encoding, bom, reported
+):
+    path = tmp_path / "other.srt"
+    path.write_bytes(bom + SRT.replace("Fine", "Très bien").encode(encoding))
+    segments, report = read_subtitles(path)
+    assert "Très bien" in " ".join(s.text for s in segments)  # not mojibake
+    assert segments == read_subtitles(_write(tmp_path, SRT.replace("Fine", "Très bien")))[0]
+    assert CASES["subtitles-other-encoding"].message in reported and reported in report.notes
+
+
+def test_utf16_without_its_mark_is_refused_naming_the_encoding(tmp_path):
+    path = tmp_path / "nobom.srt"
+    path.write_bytes(SRT.encode("utf-16-le"))
+    with pytest.raises(DataError, match="UTF-16 without a byte-order mark"):
+        read_subtitles(path)
+
+
+@pytest.mark.parametrize(
+    ("timing", "line"),
+    [("-00:00:03,000 --> 00:00:04,000", 7), ("00:00:03,000 --> -00:00:04,000", 7)],
+)
+def test_a_negative_subtitle_time_is_refused_naming_the_cue(tmp_path, timing, line):
+    path = _write(tmp_path, SRT.replace("00:00:03,000 --> 00:00:04,000", timing))
+    with pytest.raises(DataError, match=CASES["subtitle-negative-time"].message) as err:
+        read_subtitles(path)
+    assert f"{path}: line {line}: cue 2 " in str(err.value)
 
 
 def test_cues_outside_the_video_are_skipped_or_cut_and_counted(tmp_path):
@@ -153,7 +196,7 @@ def test_speech_segments_cap_the_length_at_the_least_speech_like_window():
     step = 0.032
     probs = _probs([(1.0, 21.0)], 800, step)
     probs[round(8.0 / step)] = 0.3  # a dip, but too short to be a pause
-    segments, report = speech_segments(probs, step, settings=VadSettings(max_length=10))
+    segments, report = speech_segments(probs, step, settings=VadSettings(max_segment=10))
     assert len(segments) == 3 and report.split_long == 2
     assert segments[0].end == pytest.approx(8.0, abs=step)  # cut at the dip
     assert segments[1].start == segments[0].end  # pieces of one burst touch, no padding between
@@ -166,3 +209,31 @@ def test_speech_segments_stay_inside_the_media():
     assert segments[0].start == 0.0 and segments[-1].end == 3.1
     with pytest.raises(ValueError, match="threshold"):
         VadSettings(threshold=1.5)
+
+
+def test_a_negative_ass_time_is_refused_naming_the_cue(tmp_path):
+    ass = (
+        "[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontsize\n"
+        "Style: Default,20\n\n[Events]\n"
+        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+        "Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,hello\n"
+        "Dialogue: 0,-0:00:01.00,0:00:02.00,Default,,0,0,0,,again\n"
+    )
+    with pytest.raises(DataError, match="cue 2 starts at a negative time"):
+        read_subtitles(_write(tmp_path, ass, "a.ass"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "option", "words"),
+    [
+        ({"max_segment": 0.4}, "max_segment", CASES["vad-option-named"].message),
+        ({"max_segment": float("nan")}, "max_segment", "--max-segment must be a finite number"),
+        ({"min_silence": 0.0}, "min_silence", "--min-silence must be > 0 seconds, got 0.0"),
+        ({"min_silence": float("inf")}, "min_silence", "--min-silence must be a finite number"),
+    ],
+)
+def test_vad_settings_errors_name_the_option_the_cli_words_as_its_flag(settings, option, words):
+    with pytest.raises(OptionError) as caught:
+        VadSettings(**settings)
+    assert caught.value.options[0] == option
+    assert error_message(caught.value).startswith(words)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bad_inputs import CASES
 from mesm.data.errors import DataError
 from mesm.data.media.video import natural_key, sample_frames, select_by_interval
 from mesm.demo.synthetic import face_frames, write_video
@@ -122,3 +123,21 @@ def test_garbage_file_is_a_clear_error(tmp_path):
     junk.write_bytes(b"\x00\x01not a video" * 100)
     with pytest.raises(DataError, match=r"junk\.avi"):
         sample_frames(junk)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotation_metadata_is_honoured(tmp_path, rotation):
+    # A portrait picture with a red top-left quarter, stored turned (as phones store it) with a
+    # display matrix telling players to turn it back: decoding gives the upright picture.
+    upright = np.zeros((64, 32, 3), np.uint8)
+    upright[:32, :16] = (255, 0, 0)
+    stored = np.rot90(upright, -rotation // 90)
+    path = tmp_path / "phone.mp4"
+    write_video(path, np.stack([stored] * 10), 10, rotation=rotation)
+    with av.open(str(path)) as container:
+        assert next(container.decode(video=0)).rotation % 360 == rotation % 360  # it is there
+    frames = sample_frames(path, interval_ms=500)
+    assert frames.images[0].shape == upright.shape
+    np.testing.assert_allclose(
+        frames.images[0].astype(float), upright, atol=40, err_msg=CASES["video-rotated"].message
+    )

@@ -116,3 +116,22 @@ def test_bad_inputs_are_clear_errors():
         tune_thresholds(np.array([[0.5]]), np.array([[2]]))
     with pytest.raises(ValueError, match="task"):
         evaluate(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), ["x"], task="binary")
+
+
+def test_a_probability_equal_to_its_threshold_in_float32_is_not_present():
+    from bad_inputs import CASES
+    from mesm.evaluation import decide
+
+    # float32(0.4) = 0.4000000059604645 > 0.4 in float64: the old comparison called it present.
+    tie = float(np.float32(0.4))
+    assert tie > 0.4  # the trap, in float64
+    assert decide([tie, np.nextafter(np.float32(0.4), np.float32(1))], [0.4, 0.4]).tolist() == [
+        False,
+        True,
+    ]
+    probs, labels = np.array([[tie], [0.9], [0.1]]), np.array([[1], [1], [0]])
+    report = evaluate(probs, labels, np.array([0.4]), ["hap"], task="single_label")
+    assert report["per_emotion"]["hap"]["f1"] == pytest.approx(2 / 3)  # TP 1, FN 1 (the tie)
+    # Tuning sees the same rule: at 0.4 the tie is negative, so 0.35 keeps it (F1 = 1).
+    assert tune_thresholds(probs, labels, grid=[0.35, 0.4]).tolist() == [0.35]
+    assert "strictly above" in CASES["threshold-tie"].outcome

@@ -124,3 +124,50 @@ def test_a_one_word_text_is_the_text_for_several_clips_as_for_one(
     assert [r["text"] for r in alone] == [word]
     assert [r["text"] for r in batch] == [word, word]
     assert batch[0]["anger_probability"] == alone[0]["anger_probability"]
+
+
+@pytest.mark.parametrize("bug", [TypeError("bad operand"), KeyError("faces"), ValueError("x")])
+def test_a_bug_while_predicting_a_clip_propagates_instead_of_counting_as_a_failed_clip(
+    bug, clips, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from bad_inputs import CASES
+
+    predictor = Predictor(tiny_checkpoint)
+    videos = [ClipInput(clips / "videos" / "clip2.mp4"), ClipInput(clips / "videos" / "clip10.mp4")]
+    calls = []
+
+    def planted(tensors, text):
+        calls.append(text)
+        raise bug
+
+    monkeypatch.setattr(predictor, "predict", planted)
+    seen = []
+    with pytest.raises(type(bug)):
+        predict_clips(predictor, videos, progress=False, on_failure=lambda *a: seen.append(a))
+    assert calls == [""] and seen == []  # the first clip's bug stopped the run: nothing counted
+    # A bad input is still counted: a missing file fails as one item, the others go on.
+    monkeypatch.undo()
+    rows, failures = predict_clips(
+        predictor, [ClipInput(tmp_path / "gone.mp4"), *videos], progress=False
+    )
+    assert len(rows) == 2 and [f[0] for f in failures] == [str(tmp_path / "gone.mp4")]
+    assert CASES["bug-not-counted"].outcome.startswith("propagates")
+
+
+def test_a_prediction_decides_present_by_the_paper_rule_float32_strictly_above(trained):
+    import numpy as np
+    import torch
+
+    tie = float(np.float32(0.4))  # hap's threshold is 0.4; in float64 this is above it
+    tensors = {
+        "faces": torch.zeros(1, 3, 48, 48),
+        "found": torch.zeros(1, dtype=torch.uint8),
+        "specs": torch.zeros(1, 1, 128, 32),
+        "timestamps": torch.zeros(1),
+    }
+    predictor = Predictor(trained)
+    assert predictor.thresholds == [0.5, 0.4, 0.5, 0.6]
+    result = predictor.result(tensors, "", [0.5, tie, 0.5, 0.6])
+    assert result["present"] == []  # every probability equals its threshold
+    result = predictor.result(tensors, "", [0.51, 0.41, 0.2, 0.61])
+    assert result["present"] == ["ang", "hap", "sad"]

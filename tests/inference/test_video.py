@@ -47,9 +47,18 @@ def test_subtitles_give_one_row_per_cue_with_its_times_and_text(
         # One face crop every 500 ms of the cue (5 fps frames) and ~0.4 s per mel chunk.
         assert int(row["frames"]) == pytest.approx((end - start) / 0.5, abs=1)
         assert int(row["chunks"]) == pytest.approx((end - start) / 0.4, abs=1)
-        probs = [float(row[f"{e}_probability"]) for e in ("anger", "happiness")]
-        assert all(0 < p < 1 for p in probs)
-        assert row["happiness_present"] == str(int(probs[1] >= 0.4))
+    # Each decision is the paper's rule (strictly above the emotion's threshold), on every
+    # emotion; the thresholds 0.4 and 0.6 make both decisions occur, so the check has teeth.
+    names = ["anger", "happiness", "neutral", "sadness"]
+    thresholds = dict(zip(names, [0.5, 0.4, 0.5, 0.6], strict=True))
+    decisions = set()
+    for row in rows:
+        for emotion, threshold in thresholds.items():
+            p = float(row[f"{emotion}_probability"])
+            assert 0 < p < 1 and abs(p - threshold) > 1e-6  # 6 printed digits decide it
+            assert row[f"{emotion}_present"] == str(int(p > threshold))
+            decisions.add(row[f"{emotion}_present"])
+    assert decisions == {"0", "1"}
     report = json.loads((out / "timeline.json").read_text())
     assert report["text_source"] == "subtitles" and report["thresholds"] == [0.5, 0.4, 0.5, 0.6]
     assert [s["text"] for s in report["segments"]] == [s for _, _, s in spans]
@@ -74,7 +83,7 @@ def test_vad_segments_end_within_300_ms_of_the_silences(spoken_video):
 def test_vad_caps_segment_length(spoken_video):
     video, _, spans = spoken_video
     # Pauses of 1.4 s or more no longer split; long speech is cut at 8 s instead.
-    segments, report = find_segments(video, vad=VadSettings(min_silence=3, max_length=8))
+    segments, report = find_segments(video, vad=VadSettings(min_silence=3, max_segment=8))
     lengths = [s.end - s.start for s in segments]
     assert max(lengths) <= 8 + 0.11  # + the 50 ms padding on each side
     assert len(segments) >= (spans[-1][1] - spans[0][0]) / 8

@@ -25,8 +25,12 @@ def _square(marks: str, uid: str, value: int, seconds: float = 0.0) -> int:
     time.sleep(seconds)
     if uid == "bad":
         raise DataError(f"clips/{uid}.mp4: no video stream (record {uid!r})")
+    if uid == "gone":
+        raise FileNotFoundError(2, "No such file or directory", f"clips/{uid}.mp4")
     if uid == "bug":
-        raise ValueError("unexpected")
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+    if uid == "keybug":
+        return {}["faces"]
     if uid == "die":
         os._exit(3)  # a worker killed mid-job (out of memory, a segfault in a decoder)
     (folder / f"end-{uid}").touch()
@@ -75,7 +79,7 @@ def test_jobs_in_flight_stay_bounded(tmp_path, workers):
 
 
 def test_failing_items_are_named_and_counted_and_the_rest_finish(tmp_path):
-    ids = ["u0", "bad", "u2", "bug", "u4"]
+    ids = ["u0", "bad", "u2", "gone", "u4"]
     outcomes = {}
     for workers in (0, 2):
         marks = tmp_path / str(workers)
@@ -87,9 +91,38 @@ def test_failing_items_are_named_and_counted_and_the_rest_finish(tmp_path):
     assert serial.results == {"u0": 0, "u2": 4, "u4": 16}
     assert serial.failed == {
         "bad": "clips/bad.mp4: no video stream (record 'bad')",
-        "bug": "ValueError: unexpected",
+        "gone": "FileNotFoundError: [Errno 2] No such file or directory: 'clips/gone.mp4'",
     }
     assert (parallel.results, parallel.failed) == (serial.results, serial.failed)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize(("bug", "error"), [("bug", TypeError), ("keybug", KeyError)])
+def test_a_bug_in_the_work_stops_the_run_with_its_traceback_not_a_failed_item(
+    tmp_path, workers, bug, error
+):
+    # A programming error is not a bad input: counting it as one failed item would hide it.
+    pids: list[int] = []
+    with pytest.raises(error) as caught:
+        run_jobs(
+            _items(tmp_path, ["u0", bug, "u2", "u3"]),
+            _square,
+            workers=workers,
+            total=4,
+            progress=False,
+        )
+    if workers:  # the worker's own traceback travels with it
+        assert "in _square" in str(caught.value.__cause__)
+        pids = [
+            int(p.name.rsplit("-", 1)[1]) for p in tmp_path.iterdir() if p.name.startswith("st")
+        ]
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in pids)  # no worker left behind
+    else:
+        assert caught.traceback[-1].name == "_square"
+    assert CASES["bug-not-counted"].message  # the table's row for this test
 
 
 def test_failures_are_reported_on_the_bar_as_they_happen(tmp_path, capsys):

@@ -83,6 +83,12 @@ def test_empty_sequences_give_finite_logits(arch):
     model = tiny_baseline(arch).eval()
     logits = model(**feature_batch({"t": [0, 0], "a": [0, 0], "v": [0, 0]}))
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+    # By value: with nothing to read, every utterance gets the same logits, alone or beside
+    # one that has features (so nothing leaks from padding or from a neighbour).
+    torch.testing.assert_close(logits[0], logits[1])
+    mixed = model(**feature_batch({"t": [0, 3], "a": [0, 4], "v": [0, 2]}, seed=5))
+    torch.testing.assert_close(mixed[0], logits[0], atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(mixed[1], logits[1])
 
 
 def test_mult_has_one_crossmodal_stack_per_ordered_pair():

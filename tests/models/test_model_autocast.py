@@ -20,18 +20,43 @@ def _autocast():
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
+# bf16 gradients against float32, by value: the whole gradient within 4% (relative L2) and,
+# where the selection cannot differ (p = 1), each parameter's within 10% (its L2 against its
+# own norm plus 1% of the whole gradient's, so a parameter with a near-zero gradient is not
+# judged by its rounding noise). Measured: 0.5-2.3% whole, <= 6% per parameter at p = 1; at
+# p = 0.7 bf16 rounding moves a few sites across the top-p cut, so single parameters of the
+# selected pathway differ by up to ~50% while the whole gradient stays within 2.3%.
+GRAD_RTOL = 4e-2
+PARAM_RTOL = 1e-1
+
+
 def _grads(model, batch, context) -> dict[str, torch.Tensor]:
     model.zero_grad()
     with context:
         logits = model(**model_inputs(batch))
     F.binary_cross_entropy_with_logits(logits.float(), batch["labels"]).backward()
-    return logits, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return logits, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("gating", ["none", "gated"])
-def test_mesm_forward_and_backward_run_under_autocast(gating):
-    batch = make_batch([3, 1, 2], [2, 3, 1], seed=2)
-    model = tiny_model("mesm", p=0.7, gating=gating).train()
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(
+    ("arch", "p", "gating"),
+    [
+        ("fe2e", None, "none"),
+        ("mesm", 1.0, "none"),
+        ("mesm", 1.0, "gated"),
+        ("mesm", 0.7, "none"),
+        ("mesm", 0.7, "gated"),
+    ],
+)
+def test_autocast_gradients_equal_float32_gradients_within_bf16_tolerance(arch, p, gating, seed):
+    batch = make_batch([3, 1, 2], [2, 3, 1], seed=seed)
+    options = {} if arch == "fe2e" else {"p": p, "gating": gating}
+    # Eval mode: no dropout, and batch norm from its running statistics. In train mode, batch
+    # norm's backward on these few random frames cancels most of the incoming gradient, and
+    # the conv weights before it then differ by ~30-50% in bf16 (measured), which would test
+    # the conditioning of a tiny random batch, not autocast.
+    model = tiny_model(arch, **options).eval()
     _, grads32 = _grads(model, batch, torch.autocast("cpu", enabled=False))
     logits, grads16 = _grads(model, batch, _autocast())
     assert logits.dtype == torch.bfloat16 and logits.shape == (3, 6)
@@ -40,9 +65,15 @@ def test_mesm_forward_and_backward_run_under_autocast(gating):
     cross_modal = ("audio.attention.", "visual.attention.")
     assert any(n.startswith(cross_modal) for n in grads16) == (gating == "gated")
     params = dict(model.named_parameters())
-    for name, grad in grads16.items():
-        assert grad.dtype == params[name].dtype == torch.float32, name
-        assert torch.isfinite(grad).all(), name
+    assert all(g.dtype == params[n].dtype == torch.float32 for n, g in grads16.items())
+    flat32 = torch.cat([g.flatten() for g in grads32.values()])
+    flat16 = torch.cat([grads16[n].flatten() for n in grads32])
+    assert float((flat16 - flat32).norm()) <= GRAD_RTOL * float(flat32.norm())
+    if p == 0.7:
+        return
+    floor = 1e-2 * flat32.norm()
+    errors = {n: float((grads16[n] - g).norm() / (g.norm() + floor)) for n, g in grads32.items()}
+    assert max(errors.values()) <= PARAM_RTOL, max(errors.items(), key=lambda kv: kv[1])
 
 
 @pytest.mark.parametrize("path", ["gather", "dense"])

@@ -150,6 +150,15 @@ def test_a_batch_without_any_face_or_chunk_runs(arch):
         mode()
         logits = model(**model_inputs(batch))
         assert logits.shape == (2, 6) and torch.isfinite(logits).all()
+    # By value: in eval mode an utterance without faces or chunks gets the same logits whether
+    # its neighbours in the batch have faces and chunks or not (the same text, the same seed).
+    mixed = make_batch([0, 3], [0, 2], [4, 6])
+    assert torch.equal(mixed["text_ids"], batch["text_ids"])
+    model.eval()
+    with torch.no_grad():
+        alone, beside = model(**model_inputs(batch)), model(**model_inputs(mixed))
+    torch.testing.assert_close(beside[0], alone[0], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(beside[1], alone[1])  # the faces and chunks do count
 
 
 def _grad_status(model, batch):

@@ -47,7 +47,7 @@ def test_using_p_restores_after_an_error_and_rejects_bad_values(mesm_model):
         raise RuntimeError("boom")
     assert mesm_model.p == 0.7
     for bad in (0.0, -1.0, float("nan"), True, "0.5"):
-        with pytest.raises(ValueError, match="p must be a number > 0"):
+        with pytest.raises(ValueError, match="p must be a finite number > 0"):
             mesm_model.set_p(bad)
     assert mesm_model.p == 0.7
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 
 import lightning.pytorch as pl
 import pytest
@@ -97,8 +98,15 @@ class _Interrupt(pl.Callback):
 def test_resume_after_interruption_reaches_the_same_weights(dataset_dir, tmp_path):
     config = _config(dataset_dir, max_epochs=3, patience=10)
     straight = train(config, tmp_path / "a", enable_progress_bar=False)
-    with pytest.raises(BaseException):  # noqa: B017 - Lightning turns it into SystemExit
-        train(config, tmp_path / "b", enable_progress_bar=False, callbacks=[_Interrupt()])
+    # Lightning turns Ctrl-C into a graceful stop and sys.exit(1) (and ignores SIGINT from then
+    # on: restored below, so this process still stops on Ctrl-C).
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            train(config, tmp_path / "b", enable_progress_bar=False, callbacks=[_Interrupt()])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert stopped.value.code == 1
     assert torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)["epoch"] == 0
     resumed = train(config, tmp_path / "b", resume=True, enable_progress_bar=False)
     a = torch.load(straight.last_ckpt, weights_only=True)

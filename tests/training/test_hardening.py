@@ -11,7 +11,7 @@ import pytest
 from bad_inputs import CASES
 from helpers import tiny_model, unwritable_folder
 from mesm.cli import main
-from mesm.errors import CheckpointError, ConfigError
+from mesm.errors import CheckpointError, ConfigError, TextEncodingError
 from mesm.trained.checkpoint import load_checkpoint, save_checkpoint
 from mesm.training.config import load_run_config
 
@@ -87,6 +87,34 @@ def test_weights_that_do_not_fit_the_config_name_the_tensor(checkpoint):
 def test_label_names_must_match_num_classes(checkpoint):
     _edit_header(checkpoint, lambda m: m.update(label_names=NAMES[:5], thresholds=[0.5] * 5))
     _one_line_error(checkpoint, "checkpoint-num-classes")
+
+
+def test_a_label_named_twice_is_refused_naming_the_file_and_the_name(checkpoint, tmp_path):
+    from mesm.trained.checkpoint import CONFIG_NAME, load_model
+
+    twice = ["a", "b", "c", "a", "e", "f"]
+    with pytest.raises(ValueError, match="'a' appears twice"):
+        save_checkpoint(
+            tmp_path / "x.safetensors", tiny_model(), label_names=twice, task="multi_label"
+        )
+    folder = load_model(checkpoint).save_pretrained(tmp_path / "folder")
+    _edit_header(checkpoint, lambda m: m.update(label_names=twice))
+    assert "'a' twice" in _one_line_error(checkpoint, "model-duplicate-labels")
+    # The same in a model folder's config.json: the error names that file.
+    config = folder / CONFIG_NAME
+    config.write_text(config.read_text().replace('"d"', '"a"'))
+    assert str(config) in _one_line_error(folder, "model-duplicate-labels")
+
+
+def test_a_model_folder_config_that_is_not_utf8_names_file_and_line(checkpoint, tmp_path):
+    from mesm.trained.checkpoint import CONFIG_NAME, load_model
+
+    folder = load_model(checkpoint).save_pretrained(tmp_path / "folder")
+    config = folder / CONFIG_NAME
+    text = config.read_text()
+    config.write_bytes(text.replace('"a"', '"\xe4"', 1).encode("latin-1"))  # no U+FFFD guess
+    line = text[: text.index('"a"')].count("\n") + 1
+    assert f"{config}:{line}: " in _one_line_error(folder, "release-not-utf8")
 
 
 def test_modalities_must_match_the_model_config(checkpoint):
@@ -172,18 +200,37 @@ def test_transcript_text_and_file_are_explicit(tmp_path, capsys):
     assert read_transcript("fine") == "fine"
 
 
-def test_non_utf8_transcript_names_the_file_and_line(tmp_path, capsys):
-    from mesm.data.errors import DataError
+def test_undecodable_transcript_names_the_file_line_and_encodings(tmp_path, capsys):
     from mesm.inference.predict import read_transcript_file
 
     bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"line one\n" + "déjà vu\n".encode("latin-1"))
-    with pytest.raises(DataError, match=CASES["transcript-not-utf8"].message) as err:
+    bad.write_bytes(b"line one\n" + b"bad \x81 byte\n")  # 0x81: neither UTF-8 nor cp1252
+    with pytest.raises(TextEncodingError, match=CASES["text-not-decodable"].message) as err:
         read_transcript_file(bad)
     assert str(err.value).startswith(f"{bad}:2: ")
     base = ["predict", "clip.mp4", "--checkpoint", str(tmp_path / "none.safetensors")]
     assert main([*base, "--transcript-file", str(bad)]) == 1
-    assert f"{bad}:2: not UTF-8" in capsys.readouterr().err
+    assert f"{bad}:2: not UTF-8, UTF-16 or cp1252" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "reported"),
+    [("latin-1", b"", "cp1252"), ("utf-16-le", b"\xff\xfe", "utf-16-le")],
+)
+def test_a_transcript_in_another_encoding_is_read_and_the_encoding_reported(
+    tmp_path, capsys, encoding, bom, reported
+):
+    from mesm.inference.predict import read_transcript_file
+
+    path = tmp_path / "t.txt"
+    path.write_bytes(bom + "déjà vu\n".encode(encoding))
+    text = read_transcript_file(path)
+    assert text == "déjà vu" and text.encoding == reported
+    # The command says how it read the file (then fails on the missing checkpoint).
+    base = ["predict", "clip.mp4", "--checkpoint", str(tmp_path / "none.safetensors")]
+    assert main([*base, "--transcript-file", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"mesm: read {path} as {reported} {CASES['subtitles-other-encoding'].message}" in err
 
 
 def test_format_1_checkpoints_still_load_and_format_2_needs_its_checksum(checkpoint):

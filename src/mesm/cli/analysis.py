@@ -18,6 +18,7 @@ from mesm.cli.common import (
     command,
     declare_out,
     nucleus_mass,
+    positive_int,
     precision,
     transcript,
     write_json,
@@ -45,8 +46,12 @@ def _add_flops(sub) -> None:
     add_p(fl)
     fl.add_argument("--arch", default="mesm", choices=["fe2e", "mesm"], help="preset mode")
     fl.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="preset mode")
-    fl.add_argument("--frames", type=int, default=8, help="faces per utterance (preset mode)")
-    fl.add_argument("--chunks", type=int, default=8, help="mel chunks per utterance (preset)")
+    fl.add_argument(
+        "--frames", type=positive_int, default=8, help="faces per utterance (preset mode)"
+    )
+    fl.add_argument(
+        "--chunks", type=positive_int, default=8, help="mel chunks per utterance (preset)"
+    )
     add_precision(fl)
     add_json(fl)
 

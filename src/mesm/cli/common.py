@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,15 +54,79 @@ def add_split(parser: argparse.ArgumentParser, default: str | None = "test") -> 
     )
 
 
+# ---- argparse types: a bad number or device is a one-line usage error, before any work -----------
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (``nan``, ``inf``, 0 and negatives are refused,
+    so no option silently turns a limit off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """An argparse type: a torch device this machine has (cpu, cuda, cuda:N, mps)."""
+    import torch
+
+    try:
+        parsed = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r} (cpu, cuda, cuda:N, mps)"
+        ) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available here")
+        if parsed.index is not None and parsed.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA GPU(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: no MPS device is available here")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r} (cpu, cuda, cuda:N, mps)")
+    return text
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--device", default="cpu", help="torch device to run on: cpu, cuda, cuda:N (default: cpu)"
+        "--device",
+        type=device,
+        default="cpu",
+        help="torch device to run on: cpu, cuda, cuda:N (default: cpu)",
     )
 
 
 def add_batch_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--batch-size", type=int, default=8, metavar="N", help="utterances per batch (default: 8)"
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="utterances per batch (default: 8)",
     )
 
 
@@ -103,9 +168,9 @@ def nucleus_mass(text: str) -> float:
     from mesm.models.config import check_p
 
     try:
-        return check_p(float(text))
-    except ValueError as err:  # not a number, or not > 0
-        raise argparse.ArgumentTypeError(f"p must be a number > 0, got {text!r}") from err
+        return check_p(positive_float(text))
+    except (argparse.ArgumentTypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"p must be a finite number > 0, got {text!r}") from err
 
 
 def add_p(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +200,11 @@ def add_precision(parser: argparse.ArgumentParser, default: str | None = "auto")
 def add_transcript_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--text", metavar="TEXT", help="what is said in the clip")
-    group.add_argument("--transcript-file", metavar="FILE", help="a UTF-8 file holding it")
+    group.add_argument(
+        "--transcript-file",
+        metavar="FILE",
+        help="a text file holding it (UTF-8, UTF-16 with its mark, or Windows-1252)",
+    )
     group.add_argument(
         "--transcript",
         metavar="TEXT_OR_FILE",
@@ -182,11 +251,20 @@ def precision(args: argparse.Namespace, device: str = "cpu") -> Precision:
 def transcript(args: argparse.Namespace) -> str:
     from mesm.inference.predict import read_transcript, read_transcript_file
 
-    if args.transcript_file is not None:
-        return read_transcript_file(args.transcript_file)
     if args.text is not None:
         return args.text
-    return read_transcript(args.transcript)
+    if args.transcript_file is not None:
+        text = read_transcript_file(args.transcript_file)
+    else:
+        text = read_transcript(args.transcript)
+    report_encoding(getattr(text, "encoding", None), args.transcript_file or args.transcript)
+    return text
+
+
+def report_encoding(encoding: str | None, path: object) -> None:
+    """One line when a user's text file was not plain UTF-8 (what it was read as)."""
+    if encoding not in (None, "utf-8"):
+        print(f"mesm: read {path} as {encoding} (not UTF-8)", file=sys.stderr)
 
 
 # ---- what a command reads and writes ------------------------------------------------------------

@@ -15,6 +15,7 @@ from mesm.cli.common import (
     add_workers,
     command,
     declare_out,
+    positive_float,
     workers,
     write_json,
 )
@@ -141,7 +142,7 @@ def _add_preprocess(sub) -> None:
         "are kept.",
     )
     add_dataset(pre)
-    pre.add_argument("--img-interval", type=float, default=500, help="ms between frames")
+    pre.add_argument("--img-interval", type=positive_float, default=500, help="ms between frames")
     pre.add_argument("--log-mel", action="store_true", help="store log-mel instead of power mel")
     add_device(pre)
     _add_dataset_job_options(pre)

@@ -16,6 +16,7 @@ from mesm.cli.common import (
     add_transcript_options,
     command,
     declare_out,
+    positive_float,
     precision,
     transcript,
     write_json,
@@ -66,10 +67,18 @@ def _add_predict(sub) -> None:
         help="what to do with subtitle cues whose times overlap",
     )
     pr.add_argument(
-        "--max-segment", type=float, default=15.0, metavar="S", help="VAD: longest segment (s)"
+        "--max-segment",
+        type=positive_float,
+        default=15.0,
+        metavar="S",
+        help="VAD: longest segment (s)",
     )
     pr.add_argument(
-        "--min-silence", type=float, default=0.4, metavar="S", help="VAD: pause that splits (s)"
+        "--min-silence",
+        type=positive_float,
+        default=0.4,
+        metavar="S",
+        help="VAD: pause that splits (s)",
     )
     add_no_progress(pr)
     declare_out(pr, writes=("timeline.csv", "timeline.json", "timeline.png"))
@@ -189,7 +198,7 @@ def _predict_videos(
         transcribe=args.transcribe,
         audio=args.audio,
         overlapping_cues=args.overlapping_cues,
-        vad=VadSettings(max_length=args.max_segment, min_silence=args.min_silence),
+        vad=VadSettings(max_segment=args.max_segment, min_silence=args.min_silence),
         progress=not args.no_progress,
     )
     rows: list[dict] = []

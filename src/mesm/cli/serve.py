@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from mesm.cli.common import add_checkpoint, add_device, add_precision, command, precision
+from mesm.cli.common import (
+    add_checkpoint,
+    add_device,
+    add_precision,
+    command,
+    port,
+    positive_float,
+    precision,
+)
 
 
 def _add_serve(sub) -> None:
@@ -21,13 +29,13 @@ def _add_serve(sub) -> None:
     )
     add_checkpoint(se)
     se.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
-    se.add_argument("--port", type=int, default=7860)
+    se.add_argument("--port", type=port, default=7860)
     se.add_argument("--examples", metavar="DATASET", help="offer this dataset's test clips")
     add_device(se)
     se.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     se.add_argument(
         "--max-upload",
-        type=float,
+        type=positive_float,
         default=1024,
         metavar="MB",
         help="largest upload accepted, in MB (default: 1024); uploads are deleted when the "

@@ -46,3 +46,14 @@ class PreprocessError(DataError):
         if len(self.failures) > len(shown):
             lines.append(f"  ... and {len(self.failures) - len(shown)} more")
         super().__init__("\n".join(lines))
+
+
+def input_errors() -> tuple[type[Exception], ...]:
+    """What one utterance's bad input may raise in the data jobs (counted as a failed item by
+    `mesm.jobs.runner.run_jobs`): our errors, OS errors on its files, and the decoders' own
+    errors (PyAV, libsndfile) where they escape unwrapped. Anything else is a bug and stops the
+    run with its traceback."""
+    import av
+    import soundfile
+
+    return (MesmError, OSError, av.FFmpegError, soundfile.LibsndfileError)

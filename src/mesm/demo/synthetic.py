@@ -31,6 +31,7 @@ def write_video(
     sample_rate: int = 16000,
     *,
     codec: str | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Encode frames (and optionally an audio track) with PyAV.
 
@@ -44,6 +45,8 @@ def write_video(
         audio: (N,) or (N, C) float samples in [-1, 1], or None for a silent file.
         sample_rate: of `audio`.
         codec: video codec name overriding the default for the suffix.
+        rotation: a display-matrix rotation in degrees counter-clockwise (a phone's portrait
+            video: the pictures stored sideways, the player told to turn them); 0: none.
 
     Returns:
         The path written.
@@ -67,6 +70,8 @@ def write_video(
         vstream.width, vstream.height = frames.shape[2], frames.shape[1]
         vstream.pix_fmt = "yuv420p"
         vstream.time_base = 1 / rate
+        if rotation:
+            vstream.set_display_rotation(rotation)
         # Near-lossless so tests can check pixel colours after decoding.
         if vcodec == "libx264":
             vstream.options = {"crf": "10", "preset": "ultrafast"}

@@ -1,7 +1,7 @@
 """The paper's evaluation: per emotion one-vs-rest on sigmoid outputs, thresholds tuned on valid.
 
-Definitions (per emotion, from binary predictions ``pred = prob > threshold``, strictly above as
-in the paper's evaluation code):
+Definitions (per emotion, from binary predictions ``pred = prob > threshold``, strictly above and
+in float32 on both sides as in the paper's evaluation code: `decide` is that one comparison):
 
 ======================  =============================================================
 accuracy                (TP + TN) / (P + N)                       (IEMOCAP)
@@ -70,6 +70,25 @@ class Confusion:
         return float("nan")
 
 
+def decide(
+    probs: np.ndarray | Sequence[float], thresholds: np.ndarray | Sequence[float]
+) -> np.ndarray:
+    """The decisions "present": probability strictly above its threshold, both in float32.
+
+    The model's probabilities are float32; a float64 threshold such as 0.4 lies just below
+    float32(0.4), so comparing in float64 would call a probability equal to its threshold
+    present, where the paper's evaluation (float32 on both sides, strictly above) does not.
+
+    Args:
+        probs: (..., K) probabilities (or one emotion's (N,) with a scalar threshold).
+        thresholds: (K,) thresholds, broadcast against `probs`.
+
+    Returns:
+        bool array of `probs`' shape.
+    """
+    return np.asarray(probs, dtype=np.float32) > np.asarray(thresholds, dtype=np.float32)
+
+
 def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
     if probs.ndim != 2 or probs.shape != labels.shape:
@@ -114,7 +133,7 @@ def tune_thresholds(
     grid = np.sort(np.asarray(grid, dtype=np.float64))
     best = np.empty(probs.shape[1])
     for k in range(probs.shape[1]):
-        f1s = [Confusion.of(probs[:, k] > t, labels[:, k]).f1 for t in grid]
+        f1s = [Confusion.of(decide(probs[:, k], t), labels[:, k]).f1 for t in grid]
         best[k] = grid[int(np.argmax(f1s))]  # argmax returns the first (lowest) maximum
     return best
 
@@ -151,7 +170,7 @@ def evaluate(
     metric = "acc" if task == "single_label" else "wacc"
     per: dict[str, dict[str, float]] = {}
     for k, name in enumerate(label_names):
-        conf = Confusion.of(probs[:, k] > thresholds[k], labels[:, k])
+        conf = Confusion.of(decide(probs[:, k], thresholds[k]), labels[:, k])
         per[name] = {
             metric: conf.accuracy if metric == "acc" else conf.weighted_accuracy,
             "f1": conf.f1,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from mesm.data.errors import DataError
+from mesm.data.errors import input_errors
 from mesm.data.media.video import natural_key
 from mesm.errors import UsageError
 from mesm.inference.outputs import clip_row
@@ -36,8 +36,9 @@ from mesm.inference.predict import Predictor
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".txt")
-# What a bad clip may raise; anything else is a bug and should surface.
-CLIP_ERRORS = (DataError, ValueError, FileNotFoundError, RuntimeError, OSError)
+# What a bad clip may raise (our errors, OS errors on its files, the decoders' own errors);
+# anything else (TypeError, KeyError, a RuntimeError from torch, ...) is a bug and surfaces.
+CLIP_ERRORS = input_errors()
 
 
 class Interrupted(KeyboardInterrupt):

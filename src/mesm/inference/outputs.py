@@ -4,7 +4,7 @@ probability lane per emotion).
 
 The plot has a segment band on top (every segment a grey box, so gaps without speech show) and
 below it one lane per emotion: each segment's probability as a bar spanning the segment, solid
-where the emotion is decided present (probability >= its threshold), faint otherwise, with the
+where the emotion is decided present (probability above its threshold), faint otherwise, with the
 threshold as a dashed line. The time axis is in minutes:seconds with ticks every 1 s … 10 min,
 chosen so there are at most ~20 of them, so a 10-minute video stays readable.
 

@@ -15,13 +15,16 @@ import torch
 
 from mesm.data.errors import DataError
 from mesm.data.manifest import Record
-from mesm.data.media.audio import resample
+from mesm.data.media.audio import audio_duration, resample
 from mesm.data.media.dataset import Batch, Item, collate
 from mesm.data.media.faces import FaceCropper, make_cropper
 from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
+from mesm.data.media.video import video_duration
 from mesm.errors import MissingInputError, OptionError
+from mesm.evaluation import decide
+from mesm.files import DecodedText, read_text
 from mesm.trained.checkpoint import TrainedModel, load_model
 from mesm.trained.inputs import model_inputs
 from mesm.trained.precision import Precision, resolve_precision
@@ -29,21 +32,20 @@ from mesm.trained.precision import Precision, resolve_precision
 _TEXT_SUFFIXES = (".txt", ".text", ".lab", ".srt", ".vtt", ".json")
 
 
-def read_transcript_file(path: str | os.PathLike) -> str:
-    """The transcript held in a UTF-8 text file (surrounding whitespace removed).
+def read_transcript_file(path: str | os.PathLike) -> DecodedText:
+    """The transcript held in a text file (surrounding whitespace removed), in the encoding it
+    was saved in (`mesm.files.decode_text`: a byte-order mark, else UTF-8, else Windows-1252);
+    the result's ``encoding`` says which, so a face can report a guess.
 
     Raises:
-        DataError: the file does not exist, or is not UTF-8 (naming the file and the line).
+        DataError: the file does not exist. TextEncodingError: its bytes are in none of those
+            encodings (naming the file and the line).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no transcript file at {path}")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 ({err.reason})") from None
+    text = read_text(path)
+    return DecodedText(text.strip(), text.encoding)
 
 
 def read_transcript(text_or_file: str | None) -> str:
@@ -103,6 +105,30 @@ def _clip_record(
         end=end,
     )
     return root, record
+
+
+def check_audio_covers(clip: str | os.PathLike, audio: str | os.PathLike) -> None:
+    """Refuse a separate audio file much shorter than its video clip: the model would hear a
+    second of a twenty-second clip and say nothing about the rest. "Much" is more than 0.5 s and
+    more than a tenth of the clip (a track cut a few frames early is fine). A frame folder has
+    no duration to compare and is not checked.
+
+    Raises:
+        OptionError: naming the audio file (parameter ``audio``), the clip and both durations.
+    """
+    if Path(clip).is_dir():
+        return
+    video_s, audio_s = video_duration(clip), audio_duration(audio)
+    if video_s - audio_s > max(0.5, 0.1 * video_s):
+        raise OptionError(
+            "{0} {audio} lasts {audio_s:.2f} s: it is shorter than the clip {clip} "
+            "({video_s:.2f} s) by more than 0.5 s and a tenth; give the clip's whole audio",
+            "audio",
+            audio=audio,
+            audio_s=audio_s,
+            clip=clip,
+            video_s=video_s,
+        )
 
 
 class Predictor:
@@ -167,6 +193,8 @@ class Predictor:
     ) -> dict[str, torch.Tensor]:
         """Cache tensors of one clip, or of its span [start, end) s (`mesm.data.media.cache`)."""
         root, record = _clip_record(clip, audio, "", start, end)
+        if audio is not None and start is None and end is None:
+            check_audio_covers(clip, audio)
         try:
             return compute_features(root, record, self.settings, self.cropper)
         except DataError as err:
@@ -215,9 +243,12 @@ class Predictor:
     ) -> dict[str, Any]:
         """:meth:`predict`'s result from the K probabilities of a forward pass run elsewhere
         (e.g. one that also recorded the attention): thresholds, decisions, preprocessing."""
+        present = decide(probabilities, self.thresholds)  # float32, strictly above
         emotions = {
-            name: {"probability": p, "threshold": t, "present": p > t}
-            for name, p, t in zip(self.label_names, probabilities, self.thresholds, strict=True)
+            name: {"probability": p, "threshold": t, "present": bool(yes)}
+            for name, p, t, yes in zip(
+                self.label_names, probabilities, self.thresholds, present, strict=True
+            )
         }
         out: dict[str, Any] = {
             "transcript": text,

@@ -5,8 +5,11 @@ Every caller gets the same behaviour, in worker processes (`mesm.jobs.workers`) 
 * items are read lazily and at most ``max_in_flight`` jobs are submitted and unfinished at any
   time, so a 20k-utterance dataset never sits in the pool's queue;
 * one tqdm progress bar, with the count of failures so far;
-* an item whose work raises is reported (its id and the reason, on the bar's stream) and counted
-  in `Outcomes.failed`; the other items go on. A worker process that dies (out of memory, a
+* an item whose work raises one of the caller's *input* errors (``item_errors``: by default
+  the project's own errors and OS errors on the item's files) is reported (its id and the
+  reason, on the bar's stream) and counted in `Outcomes.failed`; the other items go on. Any
+  other exception is a bug, not a bad item: it stops the run with its traceback (from a worker
+  process too), instead of being counted as data. A worker process that dies (out of memory, a
   crash inside a decoder) fails the items it may have held and a fresh pool runs the rest
   (workers that die before finishing any job, three pools in a row, stop the run instead);
 * Ctrl-C cancels the jobs not started, ends the worker processes (none is left behind, nothing
@@ -33,6 +36,8 @@ from mesm.errors import MesmError
 from mesm.jobs.workers import cap_workers, stop_workers, worker_pool
 
 Item = tuple[str, tuple[Any, ...]]
+# What a bad item may raise by default; callers add their decoders' own errors.
+ITEM_ERRORS: tuple[type[Exception], ...] = (MesmError, OSError)
 WORKER_DIED = "its worker process died (out of memory, or a crash in native code)"
 # Pools in a row that die before any job finishes: the workers cannot start; stop trying.
 MAX_SILENT_DEATHS = 3
@@ -89,6 +94,7 @@ def run_jobs(
     desc: str = "jobs",
     unit: str = "item",
     progress: bool = True,
+    item_errors: tuple[type[Exception], ...] = ITEM_ERRORS,
 ) -> Outcomes:
     """Run ``work(*args)`` for every ``(id, args)`` item and collect results and failures.
 
@@ -105,6 +111,8 @@ def run_jobs(
         desc: the progress bar's label (also starts the failure and interruption messages).
         unit: what one item is called on the bar.
         progress: show the bar and report each failure as it happens.
+        item_errors: the exceptions that mean "this item's input is bad" (counted as a failed
+            item); anything else propagates.
 
     Returns:
         The outcomes; every item is in exactly one of ``results`` and ``failed``.
@@ -112,13 +120,14 @@ def run_jobs(
     Raises:
         JobsInterrupted: Ctrl-C (KeyboardInterrupt) during the run; no worker is left running.
         RuntimeError: the worker processes keep dying before finishing any job.
+        Exception: whatever a job raised that is not one of `item_errors` (a bug).
     """
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     num_workers = cap_workers(workers, total)
     outcomes = Outcomes()
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress)
-    run = _Run(outcomes, bar, desc, progress)
+    run = _Run(outcomes, bar, desc, progress, item_errors)
     try:
         if num_workers <= 1:
             try:
@@ -147,6 +156,7 @@ class _Run:
     bar: tqdm
     desc: str
     progress: bool
+    item_errors: tuple[type[Exception], ...]
 
     def succeeded(self, uid: str, result: Any) -> None:
         self.outcomes.results[uid] = result
@@ -172,7 +182,7 @@ def _serial(
             initializer(*initargs)
         try:
             result = work(*args)
-        except Exception as err:
+        except run.item_errors as err:
             run.failed(uid, failure_reason(err))
         else:
             run.succeeded(uid, result)
@@ -224,7 +234,7 @@ def _parallel(
                     deaths, broken = deaths + (not broken), True
                     run.failed(uid, WORKER_DIED)
                     continue
-                except Exception as err:
+                except run.item_errors as err:
                     run.failed(uid, failure_reason(err))
                 else:
                     run.succeeded(uid, result)

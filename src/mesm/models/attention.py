@@ -114,6 +114,11 @@ class CrossModalAttention(nn.Module):
         self.nucleus = p
         self.gating = gating
         self.capture = AttentionCapture()
+        if gating == "none":
+            # The selection is not differentiable: these weights never get a gradient. Saying
+            # so lets DDP train MESM (it waits for a gradient of every parameter that requires
+            # one, and fails on unused ones); optimisers skipped them anyway.
+            self.requires_grad_(False)
 
     @property
     def p(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -29,8 +30,8 @@ def check_p(p: float) -> float:
     """`p` as a float, or a ConfigError (a ValueError) when it is not a nucleus mass: a number
     > 0, where >= 1 keeps every site. Every place that takes a p (config, ``set_p``, the sweep,
     the command line) checks it here."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
-        raise ConfigError(f"p must be a number > 0 (>= 1 keeps every site), got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < math.inf:
+        raise ConfigError(f"p must be a finite number > 0 (>= 1 keeps every site), got {p!r}")
     return float(p)
 
 

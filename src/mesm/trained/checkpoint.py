@@ -34,8 +34,8 @@ from safetensors.torch import save_file
 
 from mesm.data.media.cache import PreprocessSettings
 from mesm.digest import tensors_digest
-from mesm.errors import CheckpointError, MissingInputError
-from mesm.files import atomic_target, atomic_write_text
+from mesm.errors import CheckpointError, MissingInputError, TextEncodingError
+from mesm.files import atomic_target, atomic_write_text, decode_text
 from mesm.models import BaselineModel, EmotionModel, build_model, config_from_dict
 
 # 2: the header holds "weights_sha256", checked on load. Format 1 (mesm 0.1.0) had no checksum:
@@ -84,6 +84,8 @@ def checkpoint_header(
 
     if len(label_names) != model.config.num_classes:
         raise ValueError(f"{len(label_names)} label names for {model.config.num_classes} outputs")
+    if _repeated(label_names) is not None:
+        raise ValueError(f"label names must differ; {_repeated(label_names)!r} appears twice")
     thresholds = None if thresholds is None else [float(t) for t in thresholds]
     problem = _threshold_problem(thresholds, len(label_names))
     if problem:
@@ -183,7 +185,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
         config = path / CONFIG_NAME
         if not config.is_file():
             raise CheckpointError(f"{path}: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-        raw = config.read_text(encoding="utf-8", errors="replace")
+        try:
+            raw = decode_text(config.read_bytes(), config, fallback=False)
+        except TextEncodingError as err:
+            raise CheckpointError(str(err)) from None
         path = config
     else:
         try:
@@ -233,6 +238,10 @@ def _header_problem(meta: dict[str, Any]) -> str | None:
     names = meta["label_names"]
     if not names or not all(isinstance(n, str) and n for n in names):
         return "header field 'label_names' must be a non-empty list of names"
+    twice = _repeated(names)
+    if twice is not None:
+        # Loading it would print one emotion's probability under another's name.
+        return f"header field 'label_names' names {twice!r} twice"
     num_classes = meta["model"].get("num_classes")
     if num_classes is not None and num_classes != len(names):
         return f"{len(names)} label names but the model's num_classes is {num_classes}"
@@ -240,6 +249,16 @@ def _header_problem(meta: dict[str, Any]) -> str | None:
         if not isinstance(meta.setdefault(key, {}), dict):
             return f"header field {key!r} must be a JSON object"
     return _threshold_problem(meta.setdefault("thresholds", None), len(names))
+
+
+def _repeated(names: list[str] | tuple[str, ...]) -> str | None:
+    """The first name that appears twice, or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def load_checkpoint(

@@ -201,8 +201,12 @@ def read_glove(
     vectors: dict[str, np.ndarray] = {}
     width = None
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for lineno, line in enumerate(fh, start=1):
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 ({err.reason})") from None
                 parts = line.rstrip("\n").rstrip().split(" ")
                 if len(parts) < 2:
                     continue

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from mesm.data.errors import DataError
+from mesm.data.errors import DataError, input_errors
 from mesm.data.manifest import Record, atomic_write_text, read_dataset
 from mesm.data.media.cache import CACHE_DIR, FeatureCache
 from mesm.errors import UsageError
@@ -296,6 +296,7 @@ def extract_features(
         desc="features",
         unit="utt",
         progress=progress,
+        item_errors=input_errors(),
     )
     report.computed = len(outcomes.results)
     report.failed = outcomes.failed

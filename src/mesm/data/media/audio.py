@@ -58,6 +58,18 @@ def load_audio(
     return data.mean(axis=1), sr
 
 
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration in seconds of an audio file soundfile reads (from its header).
+
+    Raises:
+        DataError: unreadable file.
+    """
+    try:
+        return sf.info(str(path)).duration
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise DataError(f"{path}: cannot read audio ({err})") from None
+
+
 # How to give the speech of a clip without an audio track, wherever the clip came from.
 SEPARATE_AUDIO = (
     "(give a separate audio file: `--audio` on the command line, 'audio' in a manifest)"

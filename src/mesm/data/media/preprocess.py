@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mesm.data.errors import DataError
+from mesm.data.errors import DataError, input_errors
 from mesm.data.manifest import SPLITS, Record, read_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
 from mesm.data.media.faces import make_cropper
@@ -142,6 +142,7 @@ def _fill(
             desc="preprocess",
             unit="utt",
             progress=progress,
+            item_errors=input_errors(),
         )
     finally:  # an interrupted run's workers are ended: what they were writing is removed
         cache.remove_stale()

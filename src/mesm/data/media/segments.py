@@ -6,9 +6,12 @@ sources:
 * **Subtitles** (`read_subtitles`): SRT, WebVTT, ASS/SSA, MicroDVD … through `pysubs2`. Each cue
   is an utterance. Rules, all counted in the `SegmentationReport`:
 
+  - the file is read in the encoding it was saved in (`mesm.files.decode_text`: a byte-order
+    mark, else UTF-8, else Windows-1252, which the report's notes name); bytes in none of these:
+    `DataError` naming the file and line;
   - a file pysubs2 cannot read, a timing line it could not parse (pysubs2 would silently glue
-    it into the previous cue's text), or a cue that ends before it starts: `DataError` naming
-    the file and the cue;
+    it into the previous cue's text), a negative time (pysubs2 reads SRT's ``-00:00:01,000`` as
+    +1 s), or a cue that ends before it starts: `DataError` naming the file and the cue;
   - a cue that starts at or after the video's end: skipped; one that runs past the end: cut at
     the end;
   - overlapping cues: `DataError` naming both (``overlaps="merge"``: merged into one segment);
@@ -20,13 +23,14 @@ sources:
 * **Voice activity** (`speech_segments`): per-window speech probabilities (see
   `mesm.data.media.vad`) become segments by hysteresis (speech starts at ``threshold``, ends after
   ``min_silence`` seconds below ``threshold - 0.15``), too-short bursts are dropped, each
-  segment is padded a little, and segments longer than ``max_length`` are split at their
+  segment is padded a little, and segments longer than ``max_segment`` are split at their
   least speech-like window.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,7 +38,8 @@ from typing import Literal
 import numpy as np
 
 from mesm.data.errors import DataError
-from mesm.errors import UsageError
+from mesm.errors import OptionError, TextEncodingError
+from mesm.files import decode_text
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ def read_subtitles(
     min_duration: float = 0.5,
     max_merge_gap: float = 1.0,
     overlaps: Literal["error", "merge"] = "error",
-    encoding: str = "utf-8",
+    encoding: str | None = None,
 ) -> tuple[list[Segment], SegmentationReport]:
     """Read a subtitle file into utterance segments (rules in the module docstring).
 
@@ -126,7 +131,8 @@ def read_subtitles(
         min_duration: shorter cues are merged or skipped (the model's frame interval).
         max_merge_gap: a short cue merges with a neighbour at most this far away (s).
         overlaps: "error" or "merge" for cues whose spans overlap.
-        encoding: the file's text encoding.
+        encoding: the file's text encoding (None: detected by `mesm.files.decode_text`, a
+            byte-order mark, else UTF-8, else Windows-1252; the report notes a guess).
 
     Returns:
         The segments in time order and the report.
@@ -138,11 +144,17 @@ def read_subtitles(
 
     path = Path(path)
     try:
-        raw = path.read_text(encoding=encoding)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"no subtitle file at {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise DataError(f"{path}: cannot read subtitles ({err})") from None
+    try:
+        raw = decode_text(data, path) if encoding is None else data.decode(encoding)
+    except TextEncodingError as err:
+        raise DataError(str(err)) from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not {encoding} ({err.reason} at byte {err.start})") from None
     if not raw.strip():
         raise DataError(f"{path}: no subtitle cues in the file (it is empty)")
     try:
@@ -153,8 +165,12 @@ def read_subtitles(
             f"{type(err).__name__}: {err}"
         ) from None
     report = SegmentationReport(method="subtitles", source=str(path))
+    read_as = getattr(raw, "encoding", encoding)
+    if read_as != "utf-8":
+        report.note(f"read as {read_as}" + (" (not UTF-8)" if encoding is None else ""))
     cues: list[Segment] = []
     lines = raw.splitlines()
+    _refuse_negative_times(path, lines)
     for number, event in enumerate((e for e in subs if not e.is_comment), start=1):
         text = " ".join(event.plaintext.split())
         if "-->" in event.plaintext:
@@ -162,6 +178,8 @@ def read_subtitles(
             where = next((i + 1 for i, ln in enumerate(lines) if ln.strip() == bad.strip()), "?")
             raise DataError(f"{path}: line {where}: unreadable cue timing {bad.strip()!r}")
         start, end = event.start / 1000, event.end / 1000
+        if start < 0:
+            raise DataError(f"{path}: cue {number} starts at a negative time ({start:g} s)")
         if end <= start:
             raise DataError(
                 f"{path}: cue {number} ({_hms(start)} --> {_hms(end)}) does not end after it starts"
@@ -179,6 +197,21 @@ def read_subtitles(
         raise DataError(f"{path}: no cue left inside the video ({report.summary()})")
     report.segments = len(cues)
     return cues, report
+
+
+# A timing line's time with a minus sign: pysubs2 reads SRT/WebVTT's "-00:00:01,000" as +1 s.
+_NEGATIVE_TIME = re.compile(r"(?:^|[\s>])-\s*\d+:\d")
+
+
+def _refuse_negative_times(path: Path, lines: list[str]) -> None:
+    """Refuse an SRT/WebVTT timing line holding a negative time (naming the cue and line)."""
+    timing_lines = ((i, ln) for i, ln in enumerate(lines, start=1) if "-->" in ln)
+    for number, (where, line) in enumerate(timing_lines, start=1):
+        if _NEGATIVE_TIME.search(line):
+            raise DataError(
+                f"{path}: line {where}: cue {number} has a negative time {line.strip()!r} "
+                "(subtitle times count from 00:00:00)"
+            )
 
 
 def _hms(seconds: float) -> str:
@@ -268,22 +301,41 @@ class VadSettings:
         min_silence: speech ends after this many seconds below ``threshold - 0.15``.
         min_speech: shorter speech bursts are dropped (s).
         pad: seconds added on each side of a segment (never past a neighbour's midpoint).
-        max_length: longer segments are split at their least speech-like window (s).
+        max_segment: longer segments are split at their least speech-like window (s).
     """
 
     threshold: float = 0.5
     min_silence: float = 0.4
     min_speech: float = 0.25
     pad: float = 0.05
-    max_length: float = 15.0
+    max_segment: float = 15.0
 
     def __post_init__(self) -> None:
+        import math
+
+        # Each value is named by its parameter (the CLI words it as its flag: --max-segment).
+        for name in ("threshold", "min_silence", "min_speech", "pad", "max_segment"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise OptionError("{0} must be a finite number, got {value!r}", name, value=value)
         if not 0 < self.threshold < 1:
-            raise UsageError(f"threshold must be in (0, 1), got {self.threshold}")
-        if min(self.min_silence, self.min_speech, self.max_length) <= 0 or self.pad < 0:
-            raise UsageError("min_silence, min_speech and max_length must be > 0, pad >= 0")
-        if self.max_length <= 2 * self.min_speech:
-            raise UsageError("max_length must exceed twice min_speech")
+            raise OptionError(
+                "{0} must be in (0, 1), got {value}", "threshold", value=self.threshold
+            )
+        for name in ("min_silence", "min_speech", "max_segment"):
+            if getattr(self, name) <= 0:
+                raise OptionError(
+                    "{0} must be > 0 seconds, got {value}", name, value=getattr(self, name)
+                )
+        if self.pad < 0:
+            raise OptionError("{0} must be >= 0 seconds, got {value}", "pad", value=self.pad)
+        if self.max_segment <= 2 * self.min_speech:
+            raise OptionError(
+                "{0} must exceed twice the shortest speech kept ({min_speech} s), got {value}",
+                "max_segment",
+                value=self.max_segment,
+                min_speech=self.min_speech,
+            )
 
 
 def speech_segments(
@@ -337,7 +389,7 @@ def speech_segments(
                 f"speech at {_hms(offset + a * step)} lasts {(b - a) * step:.2f} s: skipped"
             )
         else:
-            kept.extend(_split_long(probs, a, b, s.max_length / step, min_windows, report))
+            kept.extend(_split_long(probs, a, b, s.max_segment / step, min_windows, report))
     segments = []
     for k, (a, b) in enumerate(kept):
         lo, hi = offset + a * step, offset + b * step

@@ -27,7 +27,13 @@ import numpy as np
 from mesm.data.errors import DataError
 from mesm.data.media.audio import SEPARATE_AUDIO, check_waveform
 from mesm.data.media.segments import Segment
-from mesm.data.media.video import _EPS, Frames, iter_video_frames, select_by_interval
+from mesm.data.media.video import (
+    _EPS,
+    Frames,
+    iter_video_frames,
+    select_by_interval,
+    upright_rgb,
+)
 
 
 @dataclass
@@ -68,7 +74,7 @@ class _Frames:
         images, times = [], []
         # Only the kept frames are converted to RGB (the costly part); the rest are dropped.
         for t, frame in select_by_interval(inside(), interval, start):
-            images.append(frame.to_ndarray(format="rgb24"))
+            images.append(upright_rgb(frame))
             times.append(float(t))
         return Frames(images=images, timestamps=np.asarray(times, dtype=np.float64))
 
@@ -174,7 +180,8 @@ def iter_segment_media(
         for segment in segments:
             images = frames.take(Fraction(str(segment.start)), Fraction(str(segment.end)), interval)
             wave = track.take(segment.start, segment.end)
-            label = f"{video}: segment {segment.start:.2f}-{segment.end:.2f} s"
+            # The file the samples came from is the one named (a separate --audio, or the video).
+            label = f"{track.path}: segment {segment.start:.2f}-{segment.end:.2f} s"
             if wave.size == 0:
                 ends = f" at {track.end:.2f} s" if track.end is not None else ""
                 missing = f"no audio samples (the audio track ends{ends}, before the segment)"

@@ -28,6 +28,8 @@ from mesm.data.manifest import IMAGE_SUFFIXES, TIMESTAMPS_FILE, Record, resolve
 
 # Timestamps written as decimals (timestamps.txt, manifests) may be off by rounding.
 _EPS = Fraction(1, 1_000_000)
+# What every reader of video files says of a file without a video stream.
+NO_VIDEO_STREAM = "has no video stream (an audio-only or subtitle file?)"
 Item = TypeVar("Item")
 
 
@@ -110,17 +112,42 @@ def record_frames(root: Path, record: Record, interval_ms: float) -> Frames:
         raise DataError(f"record {record.id!r}: {err}") from None
 
 
+def first_video_stream(container: av.container.InputContainer, path: object) -> av.VideoStream:
+    """The container's first video stream; every reader of video files finds it here, so a
+    file without one gets the same message everywhere.
+
+    Raises:
+        DataError: the file has no video stream (naming it).
+    """
+    if not container.streams.video:
+        raise DataError(f"{path}: {NO_VIDEO_STREAM}")
+    return container.streams.video[0]
+
+
+def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB, turned the way it is meant to be shown.
+
+    Phones store portrait video as landscape pictures plus a display matrix saying how far to
+    turn them; players honour it, and so do we (`frame.rotation`: degrees counter-clockwise, a
+    multiple of 90 in practice; other angles and mirroring are not applied).
+    """
+    image = frame.to_ndarray(format="rgb24")
+    quarter_turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
 def video_duration(path: str | os.PathLike) -> float:
     """Duration in seconds of a video file's first video stream (from its metadata)."""
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            if container.duration is not None:
-                return container.duration / av.time_base
-    except (av.FFmpegError, OSError, IndexError) as err:
-        raise DataError(f"{path}: cannot read video ({err})") from None
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as err:
+        raise DataError(f"{path}: cannot open video ({_short(err)})") from None
+    with container:
+        stream = first_video_stream(container, path)
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
     raise DataError(f"{path}: the container records no duration")
 
 
@@ -157,9 +184,7 @@ def iter_video_frames(
     except (av.FFmpegError, OSError) as err:
         raise DataError(f"{path}: cannot open video ({_short(err)})") from None
     with container:
-        if not container.streams.video:
-            raise DataError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
+        stream = first_video_stream(container, path)
         base = stream.time_base or Fraction(1, av.time_base)
         if start is not None and start > 1:
             try:
@@ -193,7 +218,7 @@ def _sample_video(
     times: list[float] = []
     # Only the kept frames are converted to RGB: conversion costs more than decoding.
     for t, frame in select_by_interval(iter_video_frames(path, lo, hi), interval, lo):
-        images.append(frame.to_ndarray(format="rgb24"))
+        images.append(upright_rgb(frame))
         times.append(float(t))
     return Frames(images=images, timestamps=np.asarray(times, dtype=np.float64))
 

@@ -20,7 +20,12 @@ import soundfile as sf
 
 from mesm.data.errors import DataError
 from mesm.data.media.audio import load_video_audio
-from mesm.data.media.video import h264_or_fallback, iter_video_frames
+from mesm.data.media.video import (
+    first_video_stream,
+    h264_or_fallback,
+    iter_video_frames,
+    upright_rgb,
+)
 from mesm.files import atomic_target, publish, temporary_name
 
 Half = Literal["left", "right"]
@@ -77,7 +82,7 @@ def cut_video_clips(source: Path, clips: list[ClipSpec], *, crf: int = 18) -> li
                     finished.add(next_open)  # span shorter than a frame interval: no frame
                 next_open += 1
             if writers:
-                image = frame.to_ndarray(format="rgb24")
+                image = upright_rgb(frame)
                 for i, writer in writers.items():
                     writer.write(image, t - Fraction(str(clips[i].start)))
             elif next_open >= len(clips):
@@ -124,11 +129,12 @@ def cut_audio_clips(source: Path, clips: list[ClipSpec], *, from_video: bool = F
 
 def _frame_rate(source: Path) -> Fraction:
     try:
-        with av.open(str(source)) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-    except (av.FFmpegError, OSError, IndexError) as err:
+        container = av.open(str(source))
+    except (av.FFmpegError, OSError) as err:
         raise DataError(f"{source}: cannot open video ({err})") from None
+    with container:
+        stream = first_video_stream(container, source)
+        rate = stream.average_rate or stream.guessed_rate
     return Fraction(rate) if rate else Fraction(30)
 
 

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mesm.data.errors import DataError, input_errors
 from mesm.data.manifest import SPLITS, DatasetInfo, Record, read_id_list, write_dataset
+from mesm.errors import TextEncodingError
+from mesm.files import decode_text
 from mesm.jobs.runner import Outcomes, run_jobs
 from mesm.resources import split_file
 
@@ -57,6 +60,21 @@ class PrepareReport:
             "failed": dict(self.failed),
             "reused": self.reused,
         }
+
+
+def read_release_text(path: Path) -> str:
+    """A release's text file (labels, transcripts), which must be UTF-8: other bytes are
+    refused naming the file and line rather than replaced (they would alter a word or an id).
+
+    Raises:
+        DataError: not UTF-8 (naming file and line), or unreadable.
+    """
+    try:
+        return decode_text(path.read_bytes(), path, fallback=False)
+    except TextEncodingError as err:
+        raise DataError(str(err)) from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def paper_split_lists(dataset: str) -> dict[str, set[str]]:
@@ -139,7 +157,13 @@ def cut_and_write(
         The report.
     """
     outcomes = run_jobs(
-        jobs.items(), worker, workers=num_workers, desc=info.name, unit="rec", progress=progress
+        jobs.items(),
+        worker,
+        workers=num_workers,
+        desc=info.name,
+        unit="rec",
+        progress=progress,
+        item_errors=input_errors(),
     )
     final = sorted(collect(records, outcomes, out, report), key=lambda r: r.id)
     report.reused = sum(len(v) for v in records.values()) - sum(len(j[2]) for j in jobs.values())

@@ -44,6 +44,7 @@ from mesm.data.prepare.common import (
     count_absent,
     cut_and_write,
     paper_split_lists,
+    read_release_text,
     release_info,
     split_of,
 )
@@ -57,7 +58,7 @@ _TRANSCRIPT_RE = re.compile(r"^(Ses\S+)\s+\[\s*[\d.]+\s*-\s*[\d.]+\s*\]:\s?(.*)$
 def parse_evaluation(path: Path) -> dict[str, tuple[float, float, str]]:
     """EmoEvaluation file -> utterance id -> (start s, end s, label)."""
     out = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in read_release_text(path).splitlines():
         match = _EVAL_RE.match(line.strip())
         if match:
             start, end, uid, label = match.groups()
@@ -68,7 +69,7 @@ def parse_evaluation(path: Path) -> dict[str, tuple[float, float, str]]:
 def parse_transcription(path: Path) -> dict[str, str]:
     """Transcription file -> utterance id -> text (stripped)."""
     out = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in read_release_text(path).splitlines():
         match = _TRANSCRIPT_RE.match(line.strip())
         if match:
             out[match.group(1)] = match.group(2).strip()

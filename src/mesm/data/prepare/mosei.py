@@ -45,6 +45,7 @@ from mesm.data.prepare.common import (
     count_absent,
     cut_and_write,
     paper_split_lists,
+    read_release_text,
     release_info,
     split_of,
 )
@@ -91,7 +92,7 @@ def read_label_sums(label_dir: Path) -> dict[str, list[float]]:
 def parse_segments(path: Path) -> list[tuple[str, float, float, str]]:
     """Segmented transcript -> (utterance id, start s, end s, text) per line."""
     out = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in read_release_text(path).splitlines():
         parts = line.split("___", 4)
         if len(parts) < 5:
             continue
