@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from mesm.data.errors import DataError
 from mesm.data.handcrafted.dataset import FeatureDataset
@@ -41,7 +42,7 @@ def test_extracted_sequences_have_the_documented_widths_and_rates(extracted):
     assert report.dims == {"audio_dim": 25, "visual_dim": 5 + 10 + 900, "text_dim": 384}
     assert hog_dim(48, 8, 2, 9) == 900
     store = FeatureStore(root)
-    tokenizer = TextTokenizer()._tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(TextTokenizer().model, local_files_only=True)
     table = TextVectors()._table
     for record in records:
         e = store.load(record.id)

@@ -67,6 +67,8 @@ def test_padding_never_changes_a_transcripts_feature():
     alone = ours(ids[1:2, : int(mask[1].sum())], mask[1:2, : int(mask[1].sum())])
     batched = ours(ids, mask)[1:2]
     torch.testing.assert_close(alone, batched, atol=1e-6, rtol=1e-5)
+    # An integer 0/1 mask (as tokenizers return it) means the same as a bool one.
+    torch.testing.assert_close(ours(ids, mask.long())[1:2], batched, atol=0, rtol=0)
 
 
 def test_a_pretrained_encoder_starts_in_train_mode_like_the_rest_of_the_model():

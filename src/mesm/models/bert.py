@@ -200,8 +200,8 @@ class BertEncoder(nn.Module):
                 module.weight[module.padding_idx].zero_()
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """(B, L) int64 token ids, (B, L) bool mask (True = token) → (B, L, D) hidden states."""
-        keep = mask[:, None, None, :]
+        """(B, L) int64 token ids, (B, L) mask (nonzero/True = token) → (B, L, D) hidden states."""
+        keep = mask.bool()[:, None, None, :]
         x = self.embeddings(ids)
         for layer in self.encoder.layer:
             x = layer(x, keep)
