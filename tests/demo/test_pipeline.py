@@ -49,6 +49,6 @@ def test_quick_demo_keeps_what_its_tour_uses_and_says_how_large_it_is(quick_demo
     for name, model in report["models"].items():
         assert model["removed_checkpoints"] == ["best.ckpt", "last.ckpt"], name
         assert (out / "runs" / name.lower() / "best.safetensors").is_file()
-    files = [f for f in out.rglob("*") if f.is_file() and f.name != "report.json"]
+    files = [f for f in out.rglob("*") if f.is_file() and f != out / "report.json"]
     assert report["folder_bytes"] == sum(f.stat().st_size for f in files)
     assert f"{out}: {report['folder_bytes'] / 1e6:.0f} MB" in printed
