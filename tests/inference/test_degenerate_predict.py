@@ -115,7 +115,8 @@ def test_a_file_without_a_video_stream_has_one_wording_on_every_path(
     srt = tmp_path / "s.srt"
     srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n", encoding="utf-8")
     # A whole video (it reads the duration first: was "tuple index out of range"): a failure.
-    assert _predict(tiny_checkpoint, voice, "--subtitles", str(srt), "--out", str(tmp_path)) == 1
+    out = tmp_path / "timeline"
+    assert _predict(tiny_checkpoint, voice, "--subtitles", str(srt), "--out", str(out)) == 1
     assert expected in capsys.readouterr().err
 
 
