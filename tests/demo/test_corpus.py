@@ -34,7 +34,8 @@ def _mouth_drop(landmarks: np.ndarray) -> float:
 @pytest.mark.usefixtures("one_thread")
 def test_mtcnn_finds_the_real_face_and_the_expression_moves_the_mouth():
     import torch
-    from facenet_pytorch import MTCNN
+
+    from mesm.data.media.mtcnn import MTCNN
 
     rng = np.random.default_rng(0)
     detector = MTCNN(min_face_size=20)
@@ -43,10 +44,10 @@ def test_mtcnn_finds_the_real_face_and_the_expression_moves_the_mouth():
     for _ in range(8):
         for expression in drop:
             clip = _face(expression, 4, rng)
-            boxes, _, landmarks = detector.detect(torch.from_numpy(clip), landmarks=True)
+            faces = detector.detect(torch.from_numpy(clip))
             frames += len(clip)
-            found += sum(b is not None for b in boxes)
-            drop[expression] += [_mouth_drop(lm[0]) for lm in landmarks if lm is not None]
+            found += sum(len(f.boxes) > 0 for f in faces)
+            drop[expression] += [_mouth_drop(f.landmarks[0]) for f in faces if len(f.boxes)]
     assert found / frames >= 0.95, (found, frames)
     mean = {e: float(np.mean(v)) for e, v in drop.items()}
     # Smile: corners highest; frown: lowest (the photo itself smiles, "flat" lowers it).

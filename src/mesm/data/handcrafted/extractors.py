@@ -146,10 +146,10 @@ class FaceDescriptors(FaceCropper):
         height, width = frame.shape[:2]
         box = points = None
         if min(height, width) >= self.min_face_size:
-            boxes, _, landmarks = self._mtcnn.detect(frame[None].to(self.device), landmarks=True)
-            if boxes[0] is not None:
-                box = np.asarray(boxes[0][0], dtype=np.float64)
-                points = np.asarray(landmarks[0][0], dtype=np.float64)  # (5, 2) x, y
+            faces = self._mtcnn.detect(frame[None])[0]
+            if len(faces.boxes):
+                box = np.asarray(faces.boxes[0], dtype=np.float64)
+                points = np.asarray(faces.landmarks[0], dtype=np.float64)  # (5, 2) x, y
         crop = None if box is None else self._crop_box(frame, box)
         row = torch.zeros(self.dim)
         if crop is None:

@@ -1,4 +1,5 @@
-"""Face crops: MTCNN (facenet-pytorch) as the paper, 48×48 with margin 2, stored as uint8.
+"""Face crops: MTCNN (`mesm.data.media.mtcnn`, on facenet-pytorch's weights) as the paper,
+48×48 with margin 2, stored as uint8.
 
 Detection runs once, in preprocessing, batched over the frames of an utterance (frames of one
 size per batch), on the CPU unless told otherwise. The largest detected face of a frame is kept.
@@ -19,8 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from mesm.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from mesm.data.media.cache import PreprocessSettings
@@ -45,7 +44,8 @@ class FaceCrops:
 
 
 class FaceCropper:
-    """MTCNN face detector + cropper (weights come inside the facenet-pytorch wheel).
+    """MTCNN face detector (`mesm.data.media.mtcnn`; weights from the facenet-pytorch wheel)
+    + cropper.
 
     Args:
         image_size: side of the square crops (the paper: 48).
@@ -65,29 +65,14 @@ class FaceCropper:
         batch_size: int = 32,
         min_face_size: int = 20,
     ) -> None:
-        try:
-            from facenet_pytorch import MTCNN
-        except ImportError as err:  # pragma: no cover - declared install step
-            raise MissingDependencyError(
-                "face detection needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0"
-            ) from err
+        from mesm.data.media.mtcnn import MTCNN
+
         self.image_size = image_size
         self.margin = margin
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.min_face_size = min_face_size
-        # MTCNN's layers draw random initial weights before its trained ones are loaded. On a
-        # forked generator, so that a dataset filling its cache lazily in the middle of training
-        # never shifts the run's random stream (same seed, same run).
-        with torch.random.fork_rng(devices=[]):
-            self._mtcnn = MTCNN(
-                image_size=image_size,
-                margin=margin,
-                min_face_size=min_face_size,
-                post_process=False,
-                select_largest=True,
-                device=self.device,
-            ).eval()
+        self._mtcnn = MTCNN(min_face_size=min_face_size, device=self.device)
 
     @torch.no_grad()
     def __call__(self, images: list[np.ndarray]) -> FaceCrops:
@@ -108,9 +93,10 @@ class FaceCropper:
             if min(frames.shape[1:3]) < self.min_face_size:
                 detected = [None] * len(group)  # MTCNN cannot look at frames this small
             else:
-                detected, _ = self._mtcnn.detect(frames.to(self.device))
+                detected = [f.boxes for f in self._mtcnn.detect(frames)]
             for j, i in enumerate(group):
-                box = None if detected[j] is None else np.asarray(detected[j][0], dtype=np.float64)
+                found_any = detected[j] is not None and len(detected[j]) > 0
+                box = np.asarray(detected[j][0], dtype=np.float64) if found_any else None
                 crop = None if box is None else self._crop_box(frames[j], box)
                 if crop is None:
                     faces[i] = centre_crop(frames[j], self.image_size)
