@@ -1,10 +1,13 @@
 """How long the `mesm` command takes to answer: `--help`, every `CMD --help`, `--version`, and
 `mesm predict` on one demo clip, cold and warm, for this tree and optionally an older one.
 
-"Cold" is a command's first run with an empty bytecode cache (a fresh ``PYTHONPYCACHEPREFIX``,
-so every module is compiled again, as after an install) and, where this process may, the
-operating system's page cache dropped (the stamp says whether it was). "Warm" is the median of
-the runs after it. Each tree is run as ``python -m mesm`` with its ``src`` first on the path,
+"Cold" is a command's first run after the operating system's page cache was dropped (where this
+process may; the stamp says whether it was): every file is read from disk again, as after a
+reboot, with the bytecode caches a normal installation has (pip compiles the installed packages;
+each tree's own ``__pycache__`` is written by an untimed run first). "Warm" is the median of the
+runs after it. ``PYTHONDONTWRITEBYTECODE`` is removed from the commands' environment, since
+without bytecode every run compiles every module again (seconds of torch alone), which no
+user's machine does. Each tree is run as ``python -m mesm`` with its ``src`` first on the path,
 the trees' runs interleaved so that both see the same machine.
 
 Example:
@@ -19,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,10 +45,10 @@ def subcommands(tree: Path) -> list[str]:
     return out.stdout.split()
 
 
-def _env(tree: Path, pycache: str | None = None) -> dict[str, str]:
+def _env(tree: Path) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    if pycache is not None:
-        env["PYTHONPYCACHEPREFIX"] = pycache
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONPYCACHEPREFIX", None)
     return env
 
 
@@ -59,11 +61,11 @@ def _drop_page_cache() -> bool:
         return False
 
 
-def _time(tree: Path, args: list[str], pycache: str) -> float:
+def _time(tree: Path, args: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "mesm", *args],
-        env=_env(tree, pycache),
+        env=_env(tree),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         check=True,
@@ -73,20 +75,18 @@ def _time(tree: Path, args: list[str], pycache: str) -> float:
 
 def measure(trees: dict[str, Path], cases: dict[str, list[str]], warm_runs: int) -> dict:
     """{(tree, case): (cold seconds, [warm seconds])}, runs interleaved across trees."""
-    caches = {name: tempfile.mkdtemp(prefix=f"pycache-{name}-") for name in trees}
+    for tree in trees.values():
+        for args in cases.values():
+            _time(tree, args)  # untimed: writes the tree's own bytecode, as a first use would
     results: dict[tuple[str, str], tuple[float, list[float]]] = {}
     dropped = True
     for case, args in cases.items():
         for name, tree in trees.items():
-            # A fresh bytecode cache per (tree, case): each case's first run is a cold one.
-            cold_cache = tempfile.mkdtemp(prefix=f"cold-{name}-")
             dropped &= _drop_page_cache()
-            results[name, case] = (_time(tree, args, cold_cache), [])
+            results[name, case] = (_time(tree, args), [])
         for _ in range(warm_runs):
             for name, tree in trees.items():
-                if not results[name, case][1]:
-                    _time(tree, args, caches[name])  # fills this tree's warm cache
-                results[name, case][1].append(_time(tree, args, caches[name]))
+                results[name, case][1].append(_time(tree, args))
     return {"results": results, "page_cache_dropped": dropped}
 
 

@@ -117,7 +117,7 @@ def run_preset(preset: str, bf16: bool, args: argparse.Namespace) -> list[Row]:
     mesm = create_model("mesm", **common)
     missing = mesm.load_state_dict(fe2e.state_dict(), strict=False).missing_keys
     assert all(".attention." in k for k in missing), missing
-    batch = make_batch(args, fe2e.text.model.config.vocab_size, fe2e.config.num_classes)
+    batch = make_batch(args, fe2e.text.vocab_size, fe2e.config.num_classes)
     pos_weight = torch.full((fe2e.config.num_classes,), 2.0)
 
     def module(model) -> EmotionModule:
