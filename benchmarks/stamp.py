@@ -97,13 +97,22 @@ def reuse_origin(folder: Path, reuse_older: bool) -> str | None:
     )
 
 
-def load() -> str:
-    """The 1-minute load average over the core count (about 0 on an idle machine)."""
+def _load_now() -> float | None:
     try:
-        one = os.getloadavg()[0]
+        return os.getloadavg()[0]
     except OSError:
+        return None
+
+
+_LOAD_AT_START = _load_now()  # read when a benchmark script imports this module, before any work
+
+
+def load() -> str:
+    """The 1-minute load average when the script started, over the core count (about 0 on an
+    idle machine; the script's own work is not in it)."""
+    if _LOAD_AT_START is None:
         return "unknown"
-    return f"{one:.2f} on {os.cpu_count()} cores"
+    return f"{_LOAD_AT_START:.2f} on {os.cpu_count()} cores"
 
 
 def stamp(extra: str = "") -> str:
