@@ -7,7 +7,10 @@ Layout inside a dataset folder::
     cache/<key>/report.json             counts written by `preprocess_dataset`
 
 ``<key>`` is a hash of the settings (and of the cache format version), so changing any setting
-that changes the features uses a fresh folder and never mixes entries. An entry (computed by
+that changes the features uses a fresh folder and never mixes entries. A folder of an older
+format version (version 1 had no landmarks and kept only the largest face) is never read: its
+entries are computed again in the new folder, and `FeatureCache.older_folders` names it so that
+`preprocess_dataset` can say so (and that it may be deleted). An entry (computed by
 `mesm.data.media.utterance`; this module only keys, stores, checks and locks) holds
 
 =============  =======================  ==================================================
@@ -16,6 +19,11 @@ name           shape / dtype            meaning
 faces          (T, 3, 48, 48) uint8     RGB face crops (normalised only when batching)
 found          (T,) uint8               1 = MTCNN found a face, 0 = centre-crop fallback
 boxes          (T, 4) float32           detected box (x1, y1, x2, y2), NaN for fallbacks
+landmarks      (T, 5, 2) float32        the cropped face's five MTCNN points (eyes, nose, mouth
+                                        corners; x, y) in crop pixels, NaN for fallbacks
+detections     (D, 15) float32          every face found in every frame, largest first within
+                                        a frame: box, score, five points (x, y) in frame pixels
+detection_fr…  (D,) int64               ``detection_frames``: the frame of each detection
 timestamps     (T,) float64             frame times in seconds on the source's clock
 specs          (S, 1, 128, 32) float32  mel-spectrogram chunks, the last zero-padded
 =============  =======================  ==================================================
@@ -67,7 +75,7 @@ def _header_metadata(blob: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: landmarks and every detected face (1: the largest face's box only)
 CACHE_DIR = "cache"
 ENTRY_SUFFIX = ".safetensors"
 
@@ -152,6 +160,26 @@ class FeatureCache:
             atomic_write_text(settings_file, text + "\n")
         self.remove_stale()
 
+    def older_folders(self) -> list[Path]:
+        """Cache folders of these same settings in an older format version (their
+        ``settings.json`` says so). They are never read: their entries are computed again in
+        this folder."""
+        want = self.settings.to_dict()
+        older = []
+        for settings_file in sorted((self.root / CACHE_DIR).glob("*/settings.json")):
+            if settings_file.parent == self.dir:
+                continue
+            try:
+                saved = json.loads(settings_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # not one of ours, or damaged: nothing to say about its version
+            if not isinstance(saved, dict):
+                continue
+            version = saved.pop("version", None)
+            if isinstance(version, int) and version < CACHE_VERSION and saved == want:
+                older.append(settings_file.parent)
+        return older
+
     def remove_stale(self) -> None:
         """Removes the temporaries of processes that are gone (a killed run; the workers of an
         interrupted one): another run may be writing the others."""
@@ -198,7 +226,16 @@ class FeatureCache:
             save_file(tensors, str(tmp), metadata=metadata)
 
     # What an entry must hold, and how the user rebuilds a missing one (subclasses differ).
-    entry_keys: tuple[str, ...] = ("faces", "found", "boxes", "timestamps", "specs")
+    entry_keys: tuple[str, ...] = (
+        "faces",
+        "found",
+        "boxes",
+        "landmarks",
+        "detections",
+        "detection_frames",
+        "timestamps",
+        "specs",
+    )
     rebuild_hint: str = "run preprocess_dataset"
 
     def load(self, uid: str) -> dict[str, torch.Tensor]:

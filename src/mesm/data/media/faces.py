@@ -36,11 +36,21 @@ class FaceCrops:
         faces: (T, 3, size, size) uint8 RGB.
         found: (T,) bool, False where the centre-crop fallback was used.
         boxes: (T, 4) float32 detected boxes (x1, y1, x2, y2) in frame pixels; NaN where none.
+        landmarks: (T, 5, 2) float32 (x, y) of the cropped face's eyes, nose and mouth corners
+            (MTCNN's order: left eye, right eye, nose, left and right mouth corner, as seen) in
+            crop pixels (0 .. size); NaN where no face was found.
+        detections: (D, 15) float32, every face MTCNN found in every frame (largest first within
+            a frame): box (4), score (1), landmarks (10: x, y of the five points) in frame
+            pixels.
+        detection_frames: (D,) int64, the frame of each detection.
     """
 
     faces: torch.Tensor
     found: torch.Tensor
     boxes: torch.Tensor
+    landmarks: torch.Tensor
+    detections: torch.Tensor
+    detection_frames: torch.Tensor
 
 
 class FaceCropper:
@@ -84,29 +94,56 @@ class FaceCropper:
         Returns:
             The T crops, found flags and boxes.
         """
-        count = len(images)
-        faces = torch.zeros(count, 3, self.image_size, self.image_size, dtype=torch.uint8)
+        count, size = len(images), self.image_size
+        faces = torch.zeros(count, 3, size, size, dtype=torch.uint8)
         found = torch.zeros(count, dtype=torch.bool)
         boxes = torch.full((count, 4), float("nan"), dtype=torch.float32)
+        landmarks = torch.full((count, 5, 2), float("nan"), dtype=torch.float32)
+        rows: list[np.ndarray] = []
+        owners: list[int] = []
         for group in _same_size_batches(images, self.batch_size):
             frames = torch.from_numpy(np.stack([images[i] for i in group]))  # (n, H, W, 3)
             if min(frames.shape[1:3]) < self.min_face_size:
                 detected = [None] * len(group)  # MTCNN cannot look at frames this small
             else:
-                detected = [f.boxes for f in self._mtcnn.detect(frames)]
+                detected = self._mtcnn.detect(frames)
             for j, i in enumerate(group):
-                found_any = detected[j] is not None and len(detected[j]) > 0
-                box = np.asarray(detected[j][0], dtype=np.float64) if found_any else None
-                crop = None if box is None else self._crop_box(frames[j], box)
-                if crop is None:
-                    faces[i] = centre_crop(frames[j], self.image_size)
-                else:
-                    faces[i], found[i] = crop, True
-                    boxes[i] = torch.from_numpy(box.astype(np.float32))
-        return FaceCrops(faces=faces, found=found, boxes=boxes)
+                seen = detected[j]
+                if seen is not None and len(seen.boxes):
+                    rows.append(
+                        np.concatenate(
+                            [seen.boxes, seen.scores[:, None], seen.landmarks.reshape(-1, 10)],
+                            axis=1,
+                        )
+                    )
+                    owners += [i] * len(seen.boxes)
+                box = None if seen is None or not len(seen.boxes) else seen.boxes[0]
+                window = None if box is None else self._window(frames[j], box)
+                if window is None:
+                    faces[i] = centre_crop(frames[j], size)
+                    continue
+                x1, y1, x2, y2 = window
+                faces[i], found[i] = _resize(frames[j][y1:y2, x1:x2], size), True
+                boxes[i] = torch.from_numpy(np.asarray(box, dtype=np.float32))
+                scale = np.array([size / (x2 - x1), size / (y2 - y1)])
+                points = (seen.landmarks[0].astype(np.float64) - (x1, y1)) * scale
+                landmarks[i] = torch.from_numpy(points.astype(np.float32))
+        order = np.argsort(np.asarray(owners, dtype=np.int64), kind="stable")
+        detections = np.concatenate(rows)[order] if rows else np.zeros((0, 15), np.float32)
+        return FaceCrops(
+            faces=faces,
+            found=found,
+            boxes=boxes,
+            landmarks=landmarks,
+            detections=torch.from_numpy(np.ascontiguousarray(detections, dtype=np.float32)),
+            detection_frames=torch.as_tensor(np.asarray(owners, dtype=np.int64)[order]),
+        )
 
-    def _crop_box(self, frame: torch.Tensor, box: np.ndarray) -> torch.Tensor | None:
-        """The box widened by the margin (as facenet-pytorch's `extract_face`), resized."""
+    def _window(self, frame: torch.Tensor, box: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The crop window (x1, y1, x2, y2 whole pixels): the box widened by the margin (as
+        facenet-pytorch's `extract_face`) and clipped to the frame; None for a window under 2
+        pixels (a box on the frame's edge: the fallback is safer than a 1-pixel crop)."""
+        box = np.asarray(box, dtype=np.float64)
         height, width = frame.shape[:2]
         size = self.image_size
         pad_x = self.margin * (box[2] - box[0]) / (size - self.margin)
@@ -114,8 +151,16 @@ class FaceCropper:
         x1, y1 = int(max(box[0] - pad_x / 2, 0)), int(max(box[1] - pad_y / 2, 0))
         x2, y2 = int(min(box[2] + pad_x / 2, width)), int(min(box[3] + pad_y / 2, height))
         if x2 - x1 < 2 or y2 - y1 < 2:
-            return None  # a box on the frame's edge; the fallback is safer than a 1-pixel crop
-        return _resize(frame[y1:y2, x1:x2], size)
+            return None
+        return x1, y1, x2, y2
+
+    def _crop_box(self, frame: torch.Tensor, box: np.ndarray) -> torch.Tensor | None:
+        """The crop of `_window`, resized to size × size; None where there is no window."""
+        window = self._window(frame, box)
+        if window is None:
+            return None
+        x1, y1, x2, y2 = window
+        return _resize(frame[y1:y2, x1:x2], self.image_size)
 
 
 def centre_crop(frame: torch.Tensor, size: int = 48) -> torch.Tensor:

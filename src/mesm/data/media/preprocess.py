@@ -37,6 +37,8 @@ class PreprocessReport:
         chunks: total spectrogram chunks over the selected utterances.
         fallback_frames: id -> frames without a detected face (centre crop), where > 0.
         seconds: wall time of the run.
+        older_caches: cache folders of the same settings in an older format version: never
+            read (their entries were computed again here); they may be deleted.
     """
 
     cache_dir: str
@@ -47,19 +49,25 @@ class PreprocessReport:
     chunks: int = 0
     fallback_frames: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    older_caches: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One paragraph for the command line."""
         fallback = sum(self.fallback_frames.values())
         share = f"{100 * fallback / self.frames:.1f}%" if self.frames else "n/a"
         rate = f"{100 * self.face_found_rate:.1f}%" if self.frames else "n/a"
+        older = "".join(
+            f"; {folder} holds an older cache format of these settings: not read (its entries "
+            "were computed again here), delete it to free its space"
+            for folder in self.older_caches
+        )
         return (
             f"cache {self.cache_dir}: {self.computed} computed, {self.reused} reused, "
             f"{len(self.failed)} failed in {self.seconds:.1f} s; {self.frames} frames, "
             f"{self.chunks} spectrogram chunks; faces found by MTCNN in "
             f"{self.frames - fallback} of {self.frames} frames ({rate}); no face found in "
             f"{fallback} frames ({share}) of {len(self.fallback_frames)} utterance(s) "
-            "(centre crop used)"
+            f"(centre crop used){older}"
         )
 
     @property
@@ -125,7 +133,9 @@ def _fill(
     began = time.perf_counter()
     root = cache.root
     cache.prepare()
-    report = PreprocessReport(cache_dir=str(cache.dir))
+    report = PreprocessReport(
+        cache_dir=str(cache.dir), older_caches=[str(f) for f in cache.older_folders()]
+    )
 
     todo, report.reused = cache.outdated(records, overwrite)
 

@@ -66,12 +66,16 @@ def media_features(
 
     Returns:
         The tensors of a cache entry: faces (T, 3, 48, 48) uint8, found (T,) uint8, boxes (T, 4),
-        timestamps (T,) float64, specs (S, 1, 128, 32) float32 (with the paper's settings).
+        landmarks (T, 5, 2), detections (D, 15), detection_frames (D,), timestamps (T,) float64,
+        specs (S, 1, 128, 32) float32 (with the paper's settings).
     """
     return {
         "faces": crops.faces,
         "found": crops.found.to(torch.uint8),
         "boxes": crops.boxes,
+        "landmarks": crops.landmarks,
+        "detections": crops.detections,
+        "detection_frames": crops.detection_frames,
         "timestamps": torch.from_numpy(frames.timestamps),
         "specs": mel_chunks(waveform, settings),
     }
