@@ -12,11 +12,9 @@ import os
 
 import pytest
 
-# Skips that are right in CI too: a choice made on purpose, or hardware CI does not have.
+# Skips that are right in CI too: hardware CI does not have.
 ALLOWED_SKIPS = (
-    "MESM_SPARSE_ENGINE=torch asks for the fallback",  # the user chose the fallback engine
     "spconv 2.3's backward needs CUDA",  # CI runs on CPUs
-    "reads /proc",  # not Linux
 )
 
 _skipped: list[tuple[str, str]] = []

@@ -70,11 +70,13 @@ TINY_TEXT_SETS = [
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def missing(reason: str) -> NoReturn:
-    """A test's system package or extra is missing: skipped on a developer's machine, failed in
-    CI (``CI=true``), where ``scripts/install.sh`` must have installed it."""
+def missing(
+    reason: str, in_ci: str = "but CI installs it (scripts/install.sh): the install is broken"
+) -> NoReturn:
+    """A test cannot run here (a system package or extra is missing, ...): skipped on a
+    developer's machine, failed in CI (``CI=true``), where it must run; `in_ci` says why."""
     if IN_CI:
-        pytest.fail(f"{reason}, but CI installs it (scripts/install.sh): the install is broken")
+        pytest.fail(f"{reason}, {in_ci}")
     pytest.skip(reason)
 
 
@@ -134,6 +136,7 @@ class Signalled:
     Attributes:
         returncode: its exit status.
         stdout, stderr: what it printed.
+        before_signal: what it had printed (stdout, then stderr) when the signal was sent.
         seen: the processes of its group while it ran (itself, its workers, ...).
         left: those still running `settle` s after it exited (orphans; should be empty).
     """
@@ -141,6 +144,7 @@ class Signalled:
     returncode: int
     stdout: str
     stderr: str
+    before_signal: str
     seen: set[int]
     left: set[int]
 
@@ -160,7 +164,7 @@ def signal_midway(
     first; `env` adds to the environment), waits for it to exit and
     then (up to `settle` seconds) for every process of its group to end."""
     if not os.path.isdir("/proc/self"):
-        pytest.skip("reads /proc to find the processes")
+        missing("reads /proc to find the processes", "and CI runs on Linux")
     out_path, err_path = cwd / ".mesm-stdout", cwd / ".mesm-stderr"
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     with open(out_path, "w") as out, open(err_path, "w") as err:
@@ -175,7 +179,7 @@ def signal_midway(
     seen: set[int] = set()
     try:
         deadline = time.monotonic() + timeout
-        while not ready(out_path.read_text() + err_path.read_text()):
+        while not ready(printed := out_path.read_text() + err_path.read_text()):
             seen |= group_processes(proc.pid)
             if proc.poll() is not None:
                 pytest.fail(
@@ -197,7 +201,7 @@ def signal_midway(
     stdout, stderr = out_path.read_text(), err_path.read_text()
     out_path.unlink()
     err_path.unlink()
-    return Signalled(proc.returncode, stdout, stderr, seen, left)
+    return Signalled(proc.returncode, stdout, stderr, printed, seen, left)
 
 
 def temporaries(folder: Path) -> list[Path]:

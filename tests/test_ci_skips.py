@@ -46,7 +46,7 @@ def _pytest(folder: Path, ci: bool) -> subprocess.CompletedProcess:
     [
         ('pytest.skip("espeak-ng is not installed")', True, 1),  # unexpected in CI: fails
         ('pytest.skip("espeak-ng is not installed")', False, 0),  # a developer's machine
-        ('pytest.skip("MESM_SPARSE_ENGINE=torch asks for the fallback")', True, 0),  # allowed
+        ('pytest.skip("spconv 2.3\'s backward needs CUDA")', True, 0),  # allowed: hardware
         ("pass", True, 0),
     ],
 )
