@@ -11,13 +11,14 @@ and saves a screenshot of the result.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+from png_palette import write_palette_png  # noqa: E402
 
 from app.browser import (  # noqa: E402
     attention_image_width,
@@ -31,7 +32,6 @@ from app.browser import (  # noqa: E402
     stop_server,
 )
 from mesm.app.analyse import dataset_examples  # noqa: E402
-from mesm.files import atomic_write_bytes  # noqa: E402
 
 
 def main() -> int:
@@ -65,14 +65,7 @@ def main() -> int:
             if driver is not None:
                 driver.quit()
             stop_server(server)
-    from PIL import Image
-
-    # A 256-colour palette keeps the README's picture small; the page has few colours.
-    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(256)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    atomic_write_bytes(args.out, buffer.getvalue())
-    print(f"written {args.out} ({len(buffer.getvalue()) // 1024} KiB)")
+    write_palette_png(png, args.out)
     return 0
 
 

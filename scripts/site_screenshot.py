@@ -7,12 +7,13 @@ folder and takes a headless-Chromium screenshot of its index page.
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from png_palette import write_palette_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,16 +35,7 @@ def main() -> int:
         command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
         command += [f"--screenshot={shot}", f"--window-size={args.width},{args.height}"]
         subprocess.run([*command, (site / "index.html").as_uri()], check=True, timeout=120)
-        from PIL import Image
-
-        # A 256-colour palette keeps the picture small; the page has few colours.
-        image = Image.open(shot).convert("RGB").quantize(256)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-    from mesm.files import atomic_write_bytes
-
-    atomic_write_bytes(args.out, buffer.getvalue())
-    print(f"written {args.out} ({len(buffer.getvalue()) // 1024} KiB)")
+        write_palette_png(shot.read_bytes(), args.out)
     return 0
 
 

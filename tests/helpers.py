@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import signal
@@ -209,3 +210,18 @@ def temporaries(folder: Path) -> list[Path]:
     from mesm.files import is_temporary
 
     return [p for p in Path(folder).rglob(".*.tmp") if is_temporary(p)]
+
+
+def command_leaves() -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """(command words) -> parser of every runnable `mesm` (sub)subcommand."""
+    from mesm.cli import build_parser
+
+    def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...]):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield path, parser
+            return
+        for name, child in subs[0].choices.items():
+            yield from leaves(child, (*path, name))
+
+    return dict(leaves(build_parser(), ()))

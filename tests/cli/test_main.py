@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from helpers import command_leaves
 from mesm.cli import build_parser, main
 from mesm.cli import train as cli_train
 from mesm.errors import UsageError
@@ -25,17 +26,7 @@ SHARED = (
 )
 
 
-def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(command words, parser) of every runnable (sub)subcommand."""
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield path, parser
-        return
-    for name, child in subs[0].choices.items():
-        yield from _leaves(child, (*path, name))
-
-
-LEAVES = dict(_leaves(build_parser()))
+LEAVES = command_leaves()
 
 
 @pytest.mark.parametrize("command", [" ".join(words) for words in LEAVES])

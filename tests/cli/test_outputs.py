@@ -14,21 +14,11 @@ from pathlib import Path
 import pytest
 
 from bad_inputs import CASES
-from helpers import tiny_model, unwritable_folder
-from mesm.cli import build_parser, main
+from helpers import command_leaves, tiny_model, unwritable_folder
+from mesm.cli import main
 from mesm.trained.checkpoint import load_model, save_checkpoint
 
-
-def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield path, parser
-        return
-    for name, child in subs[0].choices.items():
-        yield from _leaves(child, (*path, name))
-
-
-LEAVES = dict(_leaves(build_parser()))
+LEAVES = command_leaves()
 
 
 def _error(capsys) -> str:
