@@ -19,14 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stamp import commit, stamp, write_atomic
+from stamp import commit, stamp, tree_commit, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _tree_commit(tree: Path) -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True)
-    return done.stdout.decode().strip() or "unknown"
 
 
 def run_script(tree: Path, script: str, args: list[str]) -> str:
@@ -49,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     script_args = [a for a in args.args if a != "--"]
     trees = {
-        f"before ({_tree_commit(Path(args.before))})": Path(args.before).resolve(),
+        f"before ({tree_commit(Path(args.before))})": Path(args.before).resolve(),
         f"after ({commit()})": ROOT,
     }
     head = stamp(f"{args.rounds} round(s), the trees alternating which runs first")

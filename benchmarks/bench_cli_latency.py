@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stamp import commit, stamp, write_atomic
+from stamp import commit, stamp, tree_commit, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 HELP_LIMIT_S, PREDICT_LIMIT_S = 0.5, 4.0
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     trees = {"this commit": ROOT}
     if args.before:
         before = Path(args.before).resolve()
-        trees = {f"before ({_tree_commit(before)})": before, f"after ({commit()})": ROOT}
+        trees = {f"before ({tree_commit(before)})": before, f"after ({commit()})": ROOT}
     cases = {"mesm --help": ["--help"], "mesm --version": ["--version"]}
     for name in subcommands(ROOT):
         cases[f"mesm {name} --help"] = [name, "--help"]
@@ -152,13 +152,6 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.out:
         write_atomic(args.out, text)
-
-
-def _tree_commit(tree: Path) -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True
-    )
-    return out.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stamp import commit, stamp, write_atomic
+from stamp import commit, stamp, tree_commit, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,12 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     here = f"this commit ({commit()})"
     columns = {here: sizes(out)}
     if args.before:
-        old = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=args.before_tree,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        old = tree_commit(args.before_tree)
         columns = {f"before ({old}, folder made earlier, measured now)": sizes(Path(args.before))}
         columns[here] = sizes(out)
     text = (

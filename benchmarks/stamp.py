@@ -36,14 +36,23 @@ def cpu() -> tuple[str, list[str]]:
     return name, [f for f in _FLAGS if f in flags]
 
 
+def tree_commit(tree: str | os.PathLike) -> str:
+    """The short commit a git checkout is at ("unknown" outside one)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def commit() -> str:
     """The commit the benchmark ran at, with "+dirty" when its code (src/, benchmarks/) had
     uncommitted changes."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = tree_commit(root)
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
         dirty = subprocess.run(
             # The code only: a table another benchmark just rewrote is not a change to what runs.
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks"],
@@ -53,7 +62,7 @@ def commit() -> str:
         ).stdout.strip()
     except OSError:
         return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
+    return head + ("+dirty" if dirty else "")
 
 
 def command() -> str:

@@ -102,26 +102,6 @@ def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
-    """Checks, before any work is done, that a file can be written at `path`.
-
-    Raises:
-        OutputPathError: `path` is a folder, or its parent is a file, does not exist or is not
-            writable (``filename`` names the path at fault).
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise OutputPathError(errno.EISDIR, "is a folder, not a file", str(path))
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise OutputPathError(errno.ENOTDIR, "is not a folder", str(parent))
-    if not parent.exists():
-        raise OutputPathError(errno.ENOENT, "folder does not exist", str(parent))
-    if not os.access(parent, os.W_OK):
-        raise OutputPathError(errno.EACCES, "folder is not writable", str(parent))
-    return path
-
-
 def make_output_dir(path: str | os.PathLike) -> Path:
     """Creates the output folder `path` (and its parents) if needed, before any work is done.
 
