@@ -52,7 +52,14 @@ def test_readme_tour_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
     started = (ROOT / "docs" / "getting-started.md").read_text()
     assert f"```bash\n{tour}```" in started, "the tour of docs/getting-started.md differs"
     commands = [shlex.split(line) for line in tour.splitlines() if line.strip()]
-    assert [c[1] for c in commands] == ["predict", "evaluate", "flops", "sweep-p", "explain"]
+    assert [c[1] for c in commands] == [
+        "predict",
+        "evaluate",
+        "flops",
+        "sweep-p",
+        "explain",
+        "explain",
+    ]
     for command in commands:
         assert command[0] == "mesm"
         assert main(command[1:]) == 0, command
@@ -60,6 +67,7 @@ def test_readme_tour_runs_on_the_demo_output(quick_demo, monkeypatch, capsys):
     assert "most likely" in printed and "ratio to FE2E" in printed
     assert (root / "mesm-demo" / "sweep" / "sweep.png").is_file()
     assert (root / "mesm-demo" / "explain" / "overview.png").is_file()
+    assert (root / "mesm-demo" / "regions-test" / "regions.csv").is_file()
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -48,6 +48,8 @@ def test_a_clip_gives_the_predictors_probabilities_the_attention_image_and_the_f
     # FE2E with the same weights costs more at p = 0.7, and both counts are on the page.
     ratio = float(out.flops.split("**")[-2].rstrip("x"))
     assert 0 < ratio < 1 and "FE2E" in out.flops
+    # Next to the maps: where the kept sites fall on the face, per layer.
+    assert "Where the kept sites fall on the face" in out.flops and "| mouth |" in out.flops
     assert out.timeline_plot is None and out.timeline_csv is None
     message, bars, flops, attention, plot, table = out.values()
     assert (message, bars, flops, attention) == (

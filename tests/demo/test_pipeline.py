@@ -31,6 +31,16 @@ def test_quick_demo_beats_chance_for_both_models(quick_demo):
     overview = out / "attention" / "overview.png"
     assert report["attention_maps"]["overview"] == str(overview) and overview.stat().st_size > 0
     assert "attention maps" in printed
+    # Attention per facial region: MESM's kept sites, FE2E's saliency, on the test split.
+    regions = report["regions"]
+    assert (regions["MESM"]["source"], regions["FE2E"]["source"]) == ("attention", "saliency")
+    for name in ("mesm", "fe2e"):
+        assert (out / "regions" / name / "regions.csv").is_file()
+    assert set(regions["MESM"]["mouth_brows"]) == {"0", "1", "2"}
+    for layer, v in regions["MESM"]["mouth_brows"].items():
+        assert regions["mesm_mouth_brows_enriched"][layer] == (v["lo"] > 1)
+        assert v["lo"] <= v["enrichment"] <= v["hi"] and v["utterances"] == 19
+    assert "mouth + brows hold" in printed
     # The last line is the command that serves the demo's MESM (a valid `mesm serve` command).
     assert printed.rstrip().splitlines()[-1] == report["serve_command"]
     from mesm.cli import build_parser

@@ -252,6 +252,7 @@ def explain_batch(
     scale: int = 4,
     max_frames: int | None = None,
     overview_columns: int = 8,
+    sample_rate: int = 16000,
 ) -> dict[str, Any]:
     """Attention heat-maps and kept sites of one utterance, as PNGs plus ``attention.json``.
 
@@ -273,13 +274,16 @@ def explain_batch(
         max_frames: draw at most this many frames/chunks per pathway (spread evenly); the .npy
             masks always hold all of them.
         overview_columns: frames/chunks per pathway in ``overview.png``.
+        sample_rate: the audio's sample rate (places the mel bands of "regions").
 
     Returns:
         The content of ``attention.json``: "id", "p", "gating", "prediction" {name: probability},
         "overlay" constants, "overview", and per pathway the frames and per layer "map_shape",
         "kept_fraction" (kept / all sites of the map), "kept_of_scored", "kept_per_frame",
         "kept_npy", "probs_npy" and "images" [{"index", "attention", "kept"}]; paths relative to
-        `out_dir`.
+        `out_dir`; and "regions": each layer's attention, kept and area share per facial region
+        (when the batch has the faces' landmarks) and mel band (see
+        :func:`mesm.analysis.region_report.clip_regions`).
     """
     num = int(batch["text_ids"].shape[0]) if "text_ids" in batch else 0
     if num != 1:
@@ -326,8 +330,26 @@ def explain_batch(
         f"top emotion {names[top]} ({probs[top]:.2f})"
     )
     _overview(panels, out / "overview.png", title)
+    report["regions"] = _regions(maps, batch, names, sample_rate)
     atomic_write_json(out / "attention.json", report)
     return report
+
+
+def _regions(
+    maps: Mapping[str, Any], batch: Mapping[str, Any], names: list[str], sample_rate: int
+) -> dict[str, Any]:
+    """Region and band shares of the captured maps (faces only where landmarks are known)."""
+    from mesm.analysis.region_report import clip_regions
+    from mesm.analysis.regions import band_rows
+
+    item = {"faces": batch["faces"], "specs": batch["specs"]}
+    shown = dict(maps)
+    if "landmarks" in batch:
+        item["landmarks"] = batch["landmarks"]
+    else:
+        shown.pop("visual", None)
+    rows = band_rows(int(batch["specs"].shape[2]), sample_rate)
+    return clip_regions(shown, item, names, rows)
 
 
 def _base_images(

@@ -28,6 +28,7 @@ from mesm.app.outputs import (
     hide_paths,
     prediction_summary,
     probability_html,
+    regions_markdown,
     user_message,
 )
 from mesm.data.manifest import read_dataset
@@ -162,6 +163,8 @@ class ClipAnalyser:
                 )
                 attention = out / "attention" / "overview.png"
                 flops = self._flops(batch)
+                shares = regions_markdown(report["regions"])
+                flops = f"{flops}\n\n{shares}" if shares else flops
             probabilities = [report["prediction"][n] for n in self.label_names]
             result = p.result(tensors, transcript, probabilities)
         else:

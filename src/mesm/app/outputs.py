@@ -153,6 +153,39 @@ def flops_markdown(model: Mapping[str, Any], fe2e: Mapping[str, Any]) -> str:
     )
 
 
+def regions_markdown(regions: Mapping[str, Any]) -> str:
+    """One clip's kept sites per facial region, per sparse layer, against the region's area.
+
+    Args:
+        regions: the "regions" entry of :func:`mesm.analysis.attention_maps.explain_batch`.
+
+    Returns:
+        Markdown: a table (region × layer: share of kept sites, share of the area), and how many
+        frames had no found face (they have no regions); "" when no frame had landmarks.
+    """
+    layers = [entry for entry in regions.get("visual", []) if entry["frames"]]
+    if not layers:
+        return ""
+    head = " | ".join(f"layer {e['layer']} ({e['map']})" for e in layers)
+    lines = [
+        "_Where the kept sites fall on the face_ (share of kept sites / share of the area):",
+        "",
+        f"| region | {head} |",
+        "|---|" + "---|" * len(layers),
+    ]
+    for name in layers[0]["shares"]:
+        cells = []
+        for entry in layers:
+            v = entry["shares"][name]
+            cells.append(f"{v['kept']:.0%} / {v['area']:.0%}" if v["kept"] is not None else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    excluded = layers[0]["excluded"]
+    if excluded:
+        lines.append("")
+        lines.append(f"{excluded} frame(s) without a found face are not counted.")
+    return "\n".join(lines)
+
+
 def display_name(path: str | os.PathLike | None) -> str:
     """The file name a user recognises (Gradio keeps the uploaded name as the last component)."""
     return os.path.basename(os.fspath(path)) if path else ""

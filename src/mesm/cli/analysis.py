@@ -174,24 +174,84 @@ def _add_explain(sub) -> None:
         sub,
         "explain",
         _cmd_explain,
-        help="attention maps of a MESM checkpoint over each face and mel chunk",
+        help="attention maps of a MESM checkpoint; with --regions, attention per facial region",
         description="For each sparse layer: the attention heat-map and the kept positions over "
         "every face frame and mel chunk of a clip (or of an utterance of a prepared dataset with "
-        "--utterance), as PNGs, plus overview.png and attention.json.",
+        "--utterance), as PNGs, plus overview.png and attention.json (with each layer's share of "
+        "attention per facial region and mel band). With --regions --data DATASET: over a "
+        "whole split, the share of attention mass and of kept sites in each facial region "
+        "(eyes, brows, nose, mouth, cheeks, jaw, rest: from the five MTCNN landmarks) and mel "
+        "band, per emotion (true and predicted), with bootstrap 95%% intervals, enrichment "
+        "over the area, IoU and pointing game against each emotion's FACS regions and a "
+        "permutation test; FE2E (or MESM with --saliency) through input x gradient saliency. "
+        "Writes regions.csv, regions.json, enrichment.png and region_masks.png.",
     )
-    ex.add_argument("clip", help="a video file, or a prepared dataset folder with --utterance")
+    ex.add_argument(
+        "clip", nargs="?", help="a video file, or a prepared dataset folder with --utterance"
+    )
     add_checkpoint(ex)
     ex.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
     add_transcript_options(ex)
     ex.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
     ex.add_argument("--utterance", metavar="ID", help="utterance id when CLIP is a dataset")
+    regions = ex.add_argument_group("a whole split, per facial region (--regions)")
+    regions.add_argument(
+        "--regions",
+        action="store_true",
+        help="attention and kept sites per facial region and mel band over a split of --data",
+    )
+    add_dataset(regions, option=True, required=False)
+    add_split(regions)
+    regions.add_argument(
+        "--saliency",
+        action="store_true",
+        help="input x gradient saliency instead of MESM's attention (FE2E always uses it)",
+    )
+    regions.add_argument(
+        "--bootstrap",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples per 95%% interval (default: 1000)",
+    )
+    regions.add_argument(
+        "--permutations",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="label shuffles per permutation test (default: 1000)",
+    )
+    regions.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
+    regions.add_argument(
+        "--no-speech",
+        action="store_true",
+        help="skip the speech / non-speech split of the audio maps (it runs the voice-activity "
+        "detector over each utterance's audio)",
+    )
+    add_batch_size(regions)
     add_p(ex)
     add_precision(ex)
     add_json(ex)
-    declare_out(ex, writes=("overview.png", "attention.json"))
+    declare_out(
+        ex,
+        writes=(
+            "overview.png",
+            "attention.json",
+            "regions.csv",
+            "regions.json",
+            "enrichment.png",
+            "region_masks.png",
+        ),
+    )
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    if args.regions:
+        return _explain_regions(args)
+    if args.clip is None:
+        raise UsageError("explain needs a CLIP (or --regions --data DATASET for a whole split)")
+    if args.data is not None:
+        raise UsageError("--data is for --regions (a clip or --utterance explains one utterance)")
     from mesm.analysis.attention_maps import explain
 
     source, model = args.clip, args.checkpoint
@@ -213,9 +273,80 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     for pathway, entry in result["pathways"].items():
         kept = ", ".join(f"layer {e['layer']} {e['kept_fraction']:.0%}" for e in entry["layers"])
         print(f"{pathway} ({entry['frames']} frames/chunks), sites kept: {kept}")
+    _print_clip_regions(result.get("regions") or {})
     if args.json:
         write_json(args.json, result)
     return 0
+
+
+def _print_clip_regions(regions: dict) -> None:
+    for layer in regions.get("visual", []):
+        shares = ", ".join(
+            f"{name} {v['kept']:.0%}"
+            for name, v in layer["shares"].items()
+            if v["kept"] is not None
+        )
+        if shares:
+            print(f"visual layer {layer['layer']}, kept sites per region: {shares}")
+        if layer["excluded"]:
+            print(f"  {layer['excluded']} frame(s) without a found face excluded")
+
+
+def _explain_regions(args: argparse.Namespace) -> int:
+    if args.data is None:
+        raise UsageError("--regions needs --data DATASET (a prepared dataset folder)")
+    if args.clip is not None or args.utterance is not None:
+        raise UsageError("--regions reads a whole split of --data: give no CLIP or --utterance")
+    from mesm.analysis.region_report import region_report
+
+    report = region_report(
+        args.checkpoint,
+        args.data,
+        args.split,
+        args.out,
+        source="saliency" if args.saliency else "auto",
+        p=args.p,
+        batch_size=args.batch_size,
+        bootstrap=args.bootstrap,
+        permutations=args.permutations,
+        seed=args.seed,
+        precision=precision(args),
+        speech=not args.no_speech,
+    )
+    print(_regions_summary(report))
+    print("written: " + ", ".join(str(Path(args.out) / f) for f in report["files"].values()))
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+def _regions_summary(report: dict) -> str:
+    frames = report["frames"]
+    lines = [
+        f"{report['arch'].upper()} {report['source']} over {report['utterances']} utterances "
+        f"of split {report['split']}: {frames['used']} face frames used, "
+        f"{frames['without_face']} without a found face excluded "
+        f"({report['utterances_without_face']} utterance(s) with none)",
+    ]
+    voice = report.get("speech")
+    if voice:
+        lines.append(
+            f"voice activity (Silero VAD): {voice['speech_frames']} speech and "
+            f"{voice['non_speech_frames']} non-speech mel frames"
+            + (
+                f"; {len(voice['utterances_without_audio'])} utterance(s) whose audio could not "
+                "be read left out of the speech rows"
+                if voice["utterances_without_audio"]
+                else ""
+            )
+        )
+    for layer, v in report["mouth_brows"].items():
+        lines.append(
+            f"visual layer {layer}: mouth + brows hold {v['share']:.1%} of kept sites on "
+            f"{v['area']:.1%} of the area, enrichment {v['enrichment']:.2f} "
+            f"(95% interval {v['lo']:.2f}-{v['hi']:.2f})"
+        )
+    return "\n".join(lines)
 
 
 # The subcommands of this group, in the order `mesm --help` lists them.

@@ -64,6 +64,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nMESM / FE2E feature-extraction FLOPs: {report['flops_ratio']:.3f}")
     maps = report["attention_maps"]
     print(f"MESM attention maps of test clip {maps['utterance']}: {maps['overview']}")
+    regions = report["regions"]
+    for layer, v in regions["MESM"]["mouth_brows"].items():
+        verdict = "enriched" if regions["mesm_mouth_brows_enriched"][layer] else "not enriched"
+        print(
+            f"MESM layer {layer}: mouth + brows hold {v['share']:.1%} of kept sites on "
+            f"{v['area']:.1%} of the face, enrichment {v['enrichment']:.2f} "
+            f"(95% interval {v['lo']:.2f}-{v['hi']:.2f}): {verdict}"
+        )
+    print(f"attention per facial region: {Path(regions['MESM']['folder']).parent}")
     video = report["video"]
     print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")

@@ -11,7 +11,10 @@
 5. keeps of each training run its ``best.safetensors``, ``metrics.json``, ``config.yaml`` and
    logs (not Lightning's ``.ckpt`` files: the runs are finished and nothing reads them), and
    reports the folder's size;
-6. writes ``video/talk.mp4`` + ``video/talk.srt``: a longer video of new utterances in blocks of
+6. measures MESM's kept sites (and FE2E's saliency) per facial region over the test split
+   (:mod:`mesm.analysis.region_report`): the corpus's faces differ between emotions only at the
+   mouth and the brows, and the report says whether MESM keeps more of them than their area;
+7. writes ``video/talk.mp4`` + ``video/talk.srt``: a longer video of new utterances in blocks of
    one emotion each, with one subtitle cue per utterance, for ``mesm predict --out``.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 
 from mesm.analysis.attention_maps import explain
 from mesm.analysis.flops import dataset_flops
+from mesm.analysis.region_report import region_report
 from mesm.data.manifest import read_dataset
 from mesm.data.media.preprocess import preprocess_dataset
 from mesm.demo.corpus import EMOTIONS, write_demo_corpus, write_demo_video
@@ -140,6 +144,29 @@ def _attention_maps(out: Path, mesm: dict[str, Any], precision: Precision) -> di
     return {"utterance": test_id, "overview": str(maps / "overview.png")}
 
 
+def _regions(out: Path, models: dict[str, Any], precision: Precision) -> dict[str, Any]:
+    """Attention per facial region on the test split: MESM's kept sites and FE2E's saliency,
+    under ``out/regions/{mesm,fe2e}``; and whether MESM keeps more of the mouth and brows (where
+    the corpus's faces differ between emotions) than their area."""
+    result: dict[str, Any] = {}
+    for name in ("MESM", "FE2E"):
+        folder = out / "regions" / name.lower()
+        report = region_report(
+            models[name]["checkpoint"], out / "data", "test", folder, precision=precision
+        )
+        result[name] = {
+            "folder": str(folder),
+            "source": report["source"],
+            "mouth_brows": report["mouth_brows"],
+            "frames_without_face": report["frames"]["without_face"],
+        }
+    layers = result["MESM"]["mouth_brows"]
+    result["mesm_mouth_brows_enriched"] = {
+        layer: v["lo"] > 1.0 for layer, v in layers.items()
+    }  # the whole 95 % interval above 1
+    return result
+
+
 def run_demo(
     out_dir: str | os.PathLike,
     *,
@@ -190,6 +217,7 @@ def run_demo(
     for arch in ("fe2e", "mesm"):
         report["models"][arch.upper()] = _train_one(arch, out, sizes, seed, progress, resolved)
     report["attention_maps"] = _attention_maps(out, report["models"]["MESM"], resolved)
+    report["regions"] = _regions(out, report["models"], resolved)
     report["serve_command"] = serve_command(out)
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]

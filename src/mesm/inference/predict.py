@@ -212,6 +212,8 @@ class Predictor:
         item = Item(
             id=uid,
             faces=tensors["faces"],
+            found=tensors["found"],
+            landmarks=tensors["landmarks"],
             specs=tensors["specs"],
             text_ids=torch.tensor(self.tokenizer.encode([text])[0], dtype=torch.int64),
             labels=torch.zeros(len(self.label_names)),

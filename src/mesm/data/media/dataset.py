@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import torch
 from torch.utils.data import Dataset
@@ -30,6 +30,8 @@ class Item(TypedDict):
 
     id: str
     faces: torch.Tensor  # (T, 3, 48, 48) uint8
+    found: torch.Tensor  # (T,) uint8, 1 = MTCNN found the face (0: centre-crop fallback)
+    landmarks: torch.Tensor  # (T, 5, 2) float32 in crop pixels, NaN where no face was found
     specs: torch.Tensor  # (S, 1, 128, 32) float32
     text_ids: torch.Tensor  # (L,) int64, unpadded
     labels: torch.Tensor  # (K,) float32 multi-hot
@@ -40,7 +42,9 @@ class Batch(TypedDict):
 
     faces (ΣT, 3, 48, 48) float32 normalised; face_lengths (B,) int64; specs (ΣS, 1, 128, 32)
     float32; spec_lengths (B,) int64; text_ids (B, L) int64; text_mask (B, L) bool, True = real
-    token; labels (B, K) float32 multi-hot (one-hot for single-label datasets); ids, B strings.
+    token; labels (B, K) float32 multi-hot (one-hot for single-label datasets); ids, B strings;
+    landmarks (ΣT, 5, 2) float32 (the faces' five points in crop pixels, NaN where no face was
+    found; present when every item has them; the model does not read them).
     """
 
     faces: torch.Tensor
@@ -51,6 +55,7 @@ class Batch(TypedDict):
     text_mask: torch.Tensor
     labels: torch.Tensor
     ids: list[str]
+    landmarks: NotRequired[torch.Tensor]
 
 
 class LabelledUtterances(Dataset):
@@ -149,6 +154,8 @@ class EmotionDataset(LabelledUtterances):
         return Item(
             id=record.id,
             faces=entry["faces"],
+            found=entry["found"],
+            landmarks=entry["landmarks"],
             specs=entry["specs"],
             text_ids=torch.tensor(self.token_ids[index], dtype=torch.int64),
             labels=self.labels[index],
@@ -178,7 +185,7 @@ def collate(items: list[Item], pad_id: int = 0) -> Batch:
     if not items:
         raise ValueError("cannot collate an empty list of items")
     text_ids, text_mask = pad_token_ids([it["text_ids"].tolist() for it in items], pad_id)
-    return Batch(
+    batch = Batch(
         faces=normalize_faces(torch.cat([it["faces"] for it in items])),
         face_lengths=torch.tensor([it["faces"].shape[0] for it in items], dtype=torch.int64),
         specs=torch.cat([it["specs"] for it in items]).float(),
@@ -188,3 +195,6 @@ def collate(items: list[Item], pad_id: int = 0) -> Batch:
         labels=torch.stack([it["labels"] for it in items]).float(),
         ids=[it["id"] for it in items],
     )
+    if all("landmarks" in it for it in items):  # read by the region analysis, not the model
+        batch["landmarks"] = torch.cat([it["landmarks"] for it in items]).float()
+    return batch

@@ -11,7 +11,7 @@ grow with the length of the file beyond one float per window.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -121,8 +121,21 @@ def _score(
     model: torch.jit.ScriptModule,
     on_progress: Callable[[float], None] | None,
 ) -> tuple[np.ndarray, float, float]:
-    model.reset_states()
     first, chunks = iter_audio_16k(path)
+    probs = _score_chunks(model, chunks, on_progress)
+    if not len(probs):
+        raise DataError(f"{path}: the audio track has no samples")
+    return probs, first, float(Fraction(VAD_WINDOW, VAD_RATE))
+
+
+def _score_chunks(
+    model: torch.jit.ScriptModule,
+    chunks: Iterable[np.ndarray],
+    on_progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """(W,) float32 probabilities of consecutive 16 kHz samples, window after window (the last
+    window zero-padded)."""
+    model.reset_states()
     probs: list[float] = []
     pending = np.zeros(0, dtype=np.float32)
     for chunk in chunks:
@@ -138,6 +151,26 @@ def _score(
         last = np.zeros(VAD_WINDOW, dtype=np.float32)
         last[: len(pending)] = pending
         probs.append(float(model(torch.from_numpy(last), VAD_RATE)))
-    if not probs:
-        raise DataError(f"{path}: the audio track has no samples")
-    return np.asarray(probs, dtype=np.float32), first, float(Fraction(VAD_WINDOW, VAD_RATE))
+    return np.asarray(probs, dtype=np.float32)
+
+
+@torch.inference_mode()
+def waveform_speech_probabilities(
+    waveform: np.ndarray, model: torch.jit.ScriptModule | None = None
+) -> np.ndarray:
+    """Speech probabilities of a 16 kHz mono waveform already in memory (an utterance).
+
+    Args:
+        waveform: (N,) float samples at 16 kHz.
+        model: a loaded Silero model (None: load it).
+
+    Returns:
+        (W,) float32, one per ``VAD_STEP`` window from the first sample (empty for no samples).
+    """
+    model = model or load_vad_model()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see speech_probabilities
+    try:
+        return _score_chunks(model, [np.asarray(waveform, dtype=np.float32).reshape(-1)])
+    finally:
+        torch.set_num_threads(threads)
