@@ -47,7 +47,7 @@ MODELS = ("mesm", "fe2e")
 
 
 def _ci(value, lo, hi, digits: int = 2) -> str:
-    if value is None:
+    if value is None or lo is None or hi is None:
         return "–"
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
@@ -67,7 +67,7 @@ def mouth_brows_rows(reports: dict[str, dict]) -> list[list[str]]:
                     f"{v['share']:.1%}",
                     f"{v['area']:.1%}",
                     _ci(v["enrichment"], v["lo"], v["hi"]),
-                    "**yes**" if v["lo"] > 1 else "no",
+                    "**yes**" if (v["lo"] or 0) > 1 else "no",
                 ]
             )
     return rows

@@ -38,7 +38,7 @@ def test_quick_demo_beats_chance_for_both_models(quick_demo):
         assert (out / "regions" / name / "regions.csv").is_file()
     assert set(regions["MESM"]["mouth_brows"]) == {"0", "1", "2"}
     for layer, v in regions["MESM"]["mouth_brows"].items():
-        assert regions["mesm_mouth_brows_enriched"][layer] == (v["lo"] > 1)
+        assert regions["mesm_mouth_brows_enriched"][layer] == (v["lo"] > 1)  # finite here
         assert v["lo"] <= v["enrichment"] <= v["hi"] and v["utterances"] == 19
     assert "mouth + brows hold" in printed
     # The last line is the command that serves the demo's MESM (a valid `mesm serve` command).

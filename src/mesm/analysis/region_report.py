@@ -684,7 +684,7 @@ def region_report(
     shares = collected["shares"]
     visual = [e for (pw, _), e in shares.items() if pw == "visual"]
     report: dict[str, Any] = {
-        "checkpoint": str(getattr(checkpoint, "source", checkpoint)),
+        "checkpoint": str(trained.source or "a model in memory"),
         "data": str(data),
         "split": split,
         "arch": model.config.arch,
@@ -708,6 +708,7 @@ def region_report(
         "permutation": stats["permutation"],
         "mouth_brows": combined_enrichment(shares, ("mouth", "brows"), bootstrap=bootstrap),
     }
+    report = _json_ready(report)  # plain floats (NaN as None), ints and bools
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -722,7 +723,7 @@ def region_report(
                 files["region_masks"] = "region_masks.png"
         report["files"] = files
         atomic_write_text(out / "regions.csv", rows_csv(report["rows"]))
-        atomic_write_json(out / "regions.json", _json_ready(report))
+        atomic_write_json(out / "regions.json", report)
     return report
 
 

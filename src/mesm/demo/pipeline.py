@@ -162,7 +162,7 @@ def _regions(out: Path, models: dict[str, Any], precision: Precision) -> dict[st
         }
     layers = result["MESM"]["mouth_brows"]
     result["mesm_mouth_brows_enriched"] = {
-        layer: v["lo"] > 1.0 for layer, v in layers.items()
+        layer: (v["lo"] or 0.0) > 1.0 for layer, v in layers.items()
     }  # the whole 95 % interval above 1
     return result
 
