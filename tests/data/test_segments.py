@@ -237,3 +237,30 @@ def test_vad_settings_errors_name_the_option_the_cli_words_as_its_flag(settings,
         VadSettings(**settings)
     assert caught.value.options[0] == option
     assert error_message(caught.value).startswith(words)
+
+
+def test_batched_vad_equals_one_by_one_and_a_file_read_whole(tmp_path):
+    import soundfile
+
+    from mesm.data.media.vad import (
+        VAD_RATE,
+        VAD_WINDOW,
+        batch_speech_probabilities,
+        load_vad_model,
+        speech_probabilities,
+        waveform_speech_probabilities,
+    )
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.3 * VAD_RATE)) / VAD_RATE
+    voiced = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t))).astype("f4")
+    waves = [voiced, rng.normal(0, 0.05, 9000).astype("f4"), np.zeros(0, "f4"), voiced[:700]]
+    model = load_vad_model()
+    together = batch_speech_probabilities(waves, model)
+    for wave, probs in zip(waves, together, strict=True):
+        assert probs.shape == (-(-len(wave) // VAD_WINDOW),)
+        np.testing.assert_allclose(probs, waveform_speech_probabilities(wave, model), atol=1e-5)
+    soundfile.write(tmp_path / "a.wav", voiced, VAD_RATE, subtype="FLOAT")  # no 16-bit rounding
+    streamed, first, _ = speech_probabilities(tmp_path / "a.wav", model=model)
+    assert first == 0.0
+    np.testing.assert_allclose(streamed, together[0], atol=1e-5)

@@ -57,7 +57,7 @@ from mesm.analysis.regions import (
 from mesm.data.errors import DataError
 from mesm.data.media.audio import load_waveform
 from mesm.data.media.dataset import EmotionDataset
-from mesm.data.media.vad import VAD_RATE, VAD_STEP, load_vad_model, waveform_speech_probabilities
+from mesm.data.media.vad import VAD_RATE, VAD_STEP, batch_speech_probabilities, load_vad_model
 from mesm.errors import UsageError
 from mesm.evaluation.metrics import decide
 from mesm.files import atomic_target, atomic_write_json, atomic_write_text
@@ -279,6 +279,10 @@ def bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator
 
 
 def _interval(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 2.5th and 97.5th percentiles of each column (ignoring NaN, e.g. 0 / 0 ratios)."""
+    if np.isfinite(samples).all():
+        lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+        return lo, hi
     with np.errstate(invalid="ignore"):
         return np.nanpercentile(samples, 2.5, axis=0), np.nanpercentile(samples, 97.5, axis=0)
 
@@ -525,9 +529,7 @@ def collect_shares(
             maps, logits = _saliency_maps(model, batch, precision, nucleus)
         voiced = None
         if vad is not None:
-            voiced = np.concatenate(
-                [_speech_labels(dataset, start + j, it, vad, voice) for j, it in enumerate(items)]
-            )
+            voiced = _speech_labels(dataset, range(start, start + len(items)), items, vad, voice)
         for key, entry in batch_shares(maps, items, names, rows, voiced).items():
             parts.setdefault(key, []).append(entry)
         probs.append(torch.sigmoid(logits).cpu().numpy())
@@ -567,35 +569,46 @@ def _pathways(model: EmotionModel) -> set[str]:
 
 def _speech_labels(
     dataset: EmotionDataset,
-    index: int,
-    item: dict[str, Any],
+    indices: range,
+    items: list[dict[str, Any]],
     vad: torch.jit.ScriptModule,
     counts: dict[str, Any],
 ) -> np.ndarray:
-    """Speech / non-speech labels of one utterance's mel chunks, from its own audio (Silero VAD
-    at 16 kHz); all -1 (and the utterance named in `counts`) when its audio cannot be read."""
+    """Speech / non-speech / padding labels of a batch's mel chunks, from each utterance's own
+    audio (Silero VAD at 16 kHz, the batch scored together); all -1 (and the utterance named in
+    `counts`) for an utterance whose audio cannot be read.
+
+    Returns:
+        (ΣS, n_mels, chunk_frames) int8.
+    """
     settings = dataset.cache.settings
-    specs = item["specs"]
-    record = dataset.records[index]
-    try:
-        wave = load_waveform(dataset.root, record, VAD_RATE).numpy()
-    except DataError:
-        counts["utterances_without_audio"].append(record.id)
-        wave = np.zeros(0, dtype=np.float32)
-    labels = speech_frame_labels(
-        waveform_speech_probabilities(wave, vad) if wave.size else np.zeros(0),
-        VAD_STEP,
-        samples=round(len(wave) * settings.sample_rate / VAD_RATE),
-        sample_rate=settings.sample_rate,
-        hop_length=settings.hop_length,
-        chunks=int(specs.shape[0]),
-        chunk_frames=int(specs.shape[-1]),
-        n_mels=int(specs.shape[-2]),
-    )
-    frames = labels[:, 0, :]
-    counts["speech_frames"] += int((frames == 0).sum())
-    counts["non_speech_frames"] += int((frames == 1).sum())
-    return labels
+    waves = []
+    for index in indices:
+        record = dataset.records[index]
+        try:
+            waves.append(load_waveform(dataset.root, record, VAD_RATE).numpy())
+        except DataError:
+            counts["utterances_without_audio"].append(record.id)
+            waves.append(np.zeros(0, dtype=np.float32))
+    scored = batch_speech_probabilities(waves, vad)
+    out = []
+    for wave, probs, item in zip(waves, scored, items, strict=True):
+        specs = item["specs"]
+        labels = speech_frame_labels(
+            probs,
+            VAD_STEP,
+            samples=round(len(wave) * settings.sample_rate / VAD_RATE),
+            sample_rate=settings.sample_rate,
+            hop_length=settings.hop_length,
+            chunks=int(specs.shape[0]),
+            chunk_frames=int(specs.shape[-1]),
+            n_mels=int(specs.shape[-2]),
+        )
+        frames = labels[:, 0, :]
+        counts["speech_frames"] += int((frames == 0).sum())
+        counts["non_speech_frames"] += int((frames == 1).sum())
+        out.append(labels)
+    return np.concatenate(out)
 
 
 def region_report(

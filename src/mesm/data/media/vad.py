@@ -155,6 +155,44 @@ def _score_chunks(
 
 
 @torch.inference_mode()
+def batch_speech_probabilities(
+    waveforms: list[np.ndarray], model: torch.jit.ScriptModule | None = None
+) -> list[np.ndarray]:
+    """:func:`waveform_speech_probabilities` of several waveforms at once.
+
+    The model scores one window of every waveform per call (the shorter ones zero-padded at
+    the end, their extra windows dropped), so a batch of utterances costs about as many calls
+    as its longest one; each result equals the one-by-one result to float rounding.
+
+    Args:
+        waveforms: B (N_b,) float arrays at 16 kHz.
+        model: a loaded Silero model (None: load it).
+
+    Returns:
+        B (W_b,) float32 arrays, W_b = ceil(N_b / VAD_WINDOW).
+    """
+    model = model or load_vad_model()
+    counts = [-(-len(w) // VAD_WINDOW) for w in waveforms]
+    width = max(counts, default=0)
+    if width == 0:
+        return [np.zeros(0, dtype=np.float32) for _ in waveforms]
+    padded = np.zeros((len(waveforms), width * VAD_WINDOW), dtype=np.float32)
+    for row, wave in enumerate(waveforms):
+        padded[row, : len(wave)] = np.asarray(wave, dtype=np.float32).reshape(-1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see speech_probabilities
+    try:
+        model.reset_states()
+        scores = np.empty((len(waveforms), width), dtype=np.float32)
+        for k in range(width):
+            window = torch.from_numpy(padded[:, k * VAD_WINDOW : (k + 1) * VAD_WINDOW])
+            scores[:, k] = model(window, VAD_RATE).reshape(-1).float().numpy()
+    finally:
+        torch.set_num_threads(threads)
+    return [scores[row, :count].copy() for row, count in enumerate(counts)]
+
+
+@torch.inference_mode()
 def waveform_speech_probabilities(
     waveform: np.ndarray, model: torch.jit.ScriptModule | None = None
 ) -> np.ndarray:
