@@ -141,3 +141,31 @@ def _score(
     if not probs:
         raise DataError(f"{path}: the audio track has no samples")
     return np.asarray(probs, dtype=np.float32), first, float(Fraction(VAD_WINDOW, VAD_RATE))
+
+
+@torch.inference_mode()
+def waveform_speech_probabilities(
+    waveform: np.ndarray, model: torch.jit.ScriptModule | None = None
+) -> np.ndarray:
+    """Per-window speech probabilities of a waveform held in memory (one utterance's audio).
+
+    Args:
+        waveform: (N,) float32 mono samples at 16 kHz (`VAD_RATE`).
+        model: a loaded Silero model (None: load it).
+
+    Returns:
+        (ceil(N / 512),) float32, window k covering samples [512 k, 512 (k + 1)).
+    """
+    model = model or load_vad_model()
+    samples = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    count = -(-len(samples) // VAD_WINDOW)
+    padded = np.zeros(count * VAD_WINDOW, dtype=np.float32)
+    padded[: len(samples)] = samples
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `speech_probabilities`: one window is a tiny workload
+    try:
+        model.reset_states()
+        windows = torch.from_numpy(padded).view(count, VAD_WINDOW)
+        return np.asarray([float(model(w, VAD_RATE)) for w in windows], dtype=np.float32)
+    finally:
+        torch.set_num_threads(threads)
