@@ -51,6 +51,9 @@ class Timeline:
             failed).
         failed: one per segment that could not be predicted (no row): {"segment", "start",
             "end", "reason"}; written to timeline.json (as "failed_segments") when not empty.
+        face: which face was cropped ("largest" or "speaker"); with "speaker" each row has a
+            "face" entry (`mesm.inference.predict.speaker_summary`: the chosen track, the
+            fraction of frames where it was found, its box in a frame of the segment).
     """
 
     video: str
@@ -64,6 +67,30 @@ class Timeline:
     rows: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    face: str = "largest"
+
+    @property
+    def face_summary(self) -> str:
+        """With ``face="speaker"``: in how many segments the speaker's face was chosen, the
+        largest kept (and why) and the share of frames where the chosen face was found; "" else."""
+        faces = [r["face"] for r in self.rows if "face" in r]
+        if self.face != "speaker" or not faces:
+            return ""
+        several = [f for f in faces if f["fallback"] not in ("one face", "no face")]
+        chosen = sum(1 for f in several if not f["fallback"])
+        reasons: dict[str, int] = {}
+        for f in several:
+            if f["fallback"]:
+                reasons[f["fallback"]] = reasons.get(f["fallback"], 0) + 1
+        why = "".join(f", {n} {reason}" for reason, n in sorted(reasons.items()))
+        frames = sum(r["frames"] for r in self.rows if "face" in r)
+        found = sum(f["speaker_found"] * r["frames"] for r in self.rows if (f := r.get("face")))
+        share = f"{100 * found / frames:.0f}%" if frames else "n/a"
+        return (
+            f"faces: {len(several)} of {len(faces)} segment(s) show several faces; the speaker's "
+            f"face chosen in {chosen}, the largest kept in {len(several) - chosen}{why}; the "
+            f"chosen face found in {share} of the frames"
+        )
 
 
 def clip_row(
@@ -87,6 +114,7 @@ def clip_row(
         "frames": info["frames"],
         "faces_found": info["faces_found"],
         "chunks": info["chunks"],
+        **({"face": info["face"]} if "face" in info else {}),
         **rest,
     }
 
@@ -107,6 +135,7 @@ def segment_row(
         "frames": info["frames"],
         "faces_found": info["faces_found"],
         "chunks": info["chunks"],
+        **({"face": info["face"]} if "face" in info else {}),
         **{k: v for k, v in result.items() if k not in ("transcript", "preprocessing")},
     }
 
@@ -116,7 +145,9 @@ def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[st
 
     Columns: clip, segment, start, end, source, text, frames, faces_found, chunks, then per
     emotion ``<name>_probability`` and ``<name>_present`` (1/0), then ``top`` (the most likely
-    emotion, single-label checkpoints; empty otherwise). Start/end/segment are empty for whole
+    emotion, single-label checkpoints; empty otherwise), and where a row holds a ``face``
+    (``--face speaker``) ``face_track``, ``face_fallback`` and ``speaker_face_found`` (the
+    fraction of frames where the chosen face was found). Start/end/segment are empty for whole
     clips.
     """
     columns = ["clip", "segment", "start", "end", "source", "text"]
@@ -124,6 +155,9 @@ def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[st
     for name in label_names:
         columns += [f"{name}_probability", f"{name}_present"]
     columns.append("top")
+    faces = any("face" in row for row in rows)
+    if faces:
+        columns += ["face_track", "face_fallback", "speaker_face_found"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -137,6 +171,11 @@ def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[st
             flat[f"{name}_probability"] = f"{emotion['probability']:.6f}"
             flat[f"{name}_present"] = int(emotion["present"])
         flat["top"] = row.get("top", "")
+        if faces and "face" in row:
+            face = row["face"]
+            flat["face_track"] = face["track"]
+            flat["face_fallback"] = face["fallback"]
+            flat["speaker_face_found"] = f"{face['speaker_found']:.3f}"
         writer.writerow({k: "" if v is None else v for k, v in flat.items()})
     return out.getvalue()
 
@@ -158,6 +197,8 @@ def timeline_json(timeline: Timeline) -> str:
         "warnings": timeline.warnings,
         "segments": timeline.rows,
     }
+    if timeline.face_summary:  # absent with face="largest" (the file as it always was)
+        payload["face"] = {"choice": timeline.face, "summary": timeline.face_summary}
     if timeline.failed:  # absent when every segment was predicted (the file as it always was)
         payload["failed_segments"] = timeline.failed
     return json.dumps(payload, indent=2, default=_plain) + "\n"

@@ -86,6 +86,7 @@ def _header_metadata(blob: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
+FaceChoice = Literal["largest", "speaker"]
 CACHE_VERSION = 2  # 2: landmarks and every detected face (1: the largest face's box only)
 CACHE_DIR = "cache"
 ENTRY_SUFFIX = ".safetensors"
@@ -129,7 +130,7 @@ class PreprocessSettings(DictSettings):
     chunk_frames: int = 32
     log_mel: bool = False
     log_eps: float = 1e-6
-    face: Literal["largest", "speaker"] = "largest"
+    face: FaceChoice = "largest"
 
     def __post_init__(self) -> None:
         if self.face not in ("largest", "speaker"):
