@@ -41,10 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mesm.data.media.faces import FaceCropper, FaceCrops
-from mesm.data.media.tracks import BOX, MOUTH, TrackRule, link_tracks
+from mesm.data.media.tracks import BOX, EYES, MOUTH, TrackRule, link_tracks
 from mesm.data.media.vad import VAD_RATE, VAD_WINDOW, load_vad_model, waveform_speech_probabilities
 
 # Why the largest face was kept (index = the code stored in a cache entry's ``speaker_fallback``).
@@ -58,7 +57,6 @@ FALLBACKS = (
 )
 # The fallbacks among several faces (counted and reported); the others need no choice.
 CHOICE_FALLBACKS = ("not separated", "no speech", "too short")
-_PATCH = (16, 24)  # height, width of the mouth patch
 
 
 @dataclass(frozen=True)
@@ -154,30 +152,63 @@ def speech_activity(
     return activity, float(probs.max())
 
 
-def mouth_patch(frame: np.ndarray, detection: np.ndarray) -> np.ndarray:
-    """The grey mouth region of one detected face, mean removed.
+def face_change(before: np.ndarray, after: np.ndarray, detection: np.ndarray) -> float:
+    """How much a face's mouth changed between two frames, beyond how much its eyes did.
+
+    The eye region (centred between the eyes, half the face box wide and a third of it high,
+    placed by the `detection` in `before`) is compared with the same region of `after` shifted
+    by up to 8 % of the box width either way; the best-matching shift is the head's motion
+    (jittery landmarks and head motion do not count). The mouth region (same size, centred on
+    the mouth corners) is compared at that shift (refined by one pixel): an opening mouth is not
+    explained away by a shift. The eyes move with the head and blink but do not follow speech,
+    so their remaining change (sensor noise, lighting, rotation) is subtracted.
 
     Args:
-        frame: (H, W, 3) uint8.
-        detection: (15,) one row of `FaceCrops.detections`.
+        before, after: (H, W, 3) uint8 frames.
+        detection: (15,) the face's row of `FaceCrops.detections` in `before`.
 
     Returns:
-        (16, 24) float32 grey levels minus their mean.
+        Mean absolute change of the mouth region minus the eyes', in grey levels (0..255).
     """
     box = detection[BOX]
+    height = box[3] - box[1]
+    mouth = (detection[MOUTH][:2] + detection[MOUTH][2:]) / 2 + (0.0, 0.05 * height)
+    eyes = (detection[EYES][:2] + detection[EYES][2:]) / 2
+    reach = max(1, round(0.08 * (box[2] - box[0])))
+    eyes_change, (dy, dx) = _region_change(before, after, box, eyes, range(-reach, reach + 1))
+    near_y, near_x = range(dy - 1, dy + 2), range(dx - 1, dx + 2)
+    mouth_change, _ = _region_change(before, after, box, mouth, near_y, near_x)
+    return mouth_change - eyes_change
+
+
+def _region_change(
+    before: np.ndarray,
+    after: np.ndarray,
+    box: np.ndarray,
+    centre: np.ndarray,
+    shifts_y: range,
+    shifts_x: range | None = None,
+) -> tuple[float, tuple[int, int]]:
+    """The smallest mean absolute difference (means removed) between the region around
+    `centre` in `before` and a shifted copy in `after`, and that shift (dy, dx)."""
+    shifts_x = shifts_y if shifts_x is None else shifts_x
     width, height = box[2] - box[0], box[3] - box[1]
-    left, right = detection[MOUTH][:2], detection[MOUTH][2:]
-    cx, cy = (left + right) / 2 + (0.0, 0.05 * height)
-    half_w, half_h = 0.25 * width, 0.17 * height
-    rows, cols = frame.shape[:2]
-    x1, x2 = int(max(cx - half_w, 0)), int(min(cx + half_w, cols))
-    y1, y2 = int(max(cy - half_h, 0)), int(min(cy + half_h, rows))
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        return np.zeros(_PATCH, dtype=np.float32)
-    grey = frame[y1:y2, x1:x2].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    patch = F.interpolate(torch.from_numpy(grey)[None, None], size=_PATCH, mode="bilinear")
-    out = patch[0, 0].numpy()
-    return out - out.mean()
+    rows, cols = before.shape[:2]
+    x1, x2 = int(max(centre[0] - 0.25 * width, 0)), int(min(centre[0] + 0.25 * width, cols))
+    y1, y2 = int(max(centre[1] - 0.17 * height, 0)), int(min(centre[1] + 0.17 * height, rows))
+    grey = np.array([0.299, 0.587, 0.114], np.float32)
+    first = before[y1:y2, x1:x2].astype(np.float32) @ grey
+    first -= first.mean() if first.size else 0.0
+    best, at = np.inf, (0, 0)
+    for dy in shifts_y:
+        for dx in shifts_x:
+            if y1 + dy < 0 or x1 + dx < 0 or y2 + dy > rows or x2 + dx > cols:
+                continue
+            moved = after[y1 + dy : y2 + dy, x1 + dx : x2 + dx].astype(np.float32) @ grey
+            change = float(np.abs(moved - moved.mean() - first).mean()) if moved.size else 0.0
+            if change < best:
+                best, at = change, (dy, dx)
+    return (0.0 if not np.isfinite(best) else best), at
 
 
 def track_scores(
@@ -207,13 +238,12 @@ def track_scores(
         rows = np.flatnonzero(tracks == track)
         if len(rows) < needed:
             continue
-        patches = [mouth_patch(images[detection_frames[r]], detections[r]) for r in rows]
         motion, weight, quiet = [], [], []
         for k in range(1, len(rows)):
             a, b = int(detection_frames[rows[k - 1]]), int(detection_frames[rows[k]])
             if b - a > rule.tracks.max_gap + 1:
                 continue
-            motion.append(float(np.abs(patches[k] - patches[k - 1]).mean()) / (b - a))
+            motion.append(face_change(images[a], images[b], detections[rows[k - 1]]) / (b - a))
             weight.append(float(activity[a + 1 : b + 1].mean()))
             quiet.append(bool(silent[a + 1 : b + 1].all()))
         if not motion:

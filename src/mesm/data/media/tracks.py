@@ -35,6 +35,7 @@ import numpy as np
 
 BOX = slice(0, 4)
 SCORE = 4
+EYES = slice(5, 9)  # x, y of the left and right eye in a detection row
 MOUTH = slice(11, 15)  # x, y of the left and right mouth corners in a detection row
 
 
