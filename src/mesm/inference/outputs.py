@@ -2,7 +2,8 @@
 `Timeline` of a whole video, and the files they are written as (CSV, JSON, and a PNG with one
 probability lane per emotion).
 
-The plot has a segment band on top (every segment a grey box, so gaps without speech show) and
+The plot has a segment band on top (every segment a grey box, so gaps without speech show; with
+``--face speaker`` each box names the face track read, "L" where the largest face was kept) and
 below it one lane per emotion: each segment's probability as a bar spanning the segment, solid
 where the emotion is decided present (probability above its threshold), faint otherwise, with the
 threshold as a dashed line. The time axis is in minutes:seconds with ticks every 1 s … 10 min,
@@ -239,6 +240,11 @@ def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 100) ->
         band.broken_barh(
             [(r["start"], r["end"] - r["start"])], (0, 1), facecolors="#555" if i % 2 else "#999"
         )
+        if "face" in r:  # --face speaker: which face track was read (L: the largest kept)
+            face = r["face"]
+            label = "L" if face["fallback"] and face["tracks"] > 1 else str(face["track"])
+            middle = (r["start"] + r["end"]) / 2
+            band.text(middle, 0.5, label, ha="center", va="center", fontsize=7, color="white")
     band.set_yticks([])
     band.set_ylabel("segments", rotation=0, ha="right", va="center")
     title = f"{Path(timeline.video).name}: {len(rows)} segments ({timeline.segmentation.method}"
