@@ -281,6 +281,47 @@ def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 100) ->
     return buffer.getvalue()
 
 
+def chosen_faces_png(timeline: Timeline, *, max_segments: int = 6, height: int = 180) -> bytes:
+    """A frame of each of up to `max_segments` segments (spread over the video) with the box of
+    the face read: green where the speaker's face was chosen, orange where the largest face was
+    kept; under each, the segment's start and the face track. (``--face speaker`` timelines.)
+
+    Returns:
+        PNG bytes (b"" when no row has a face box).
+    """
+    from PIL import Image, ImageDraw
+
+    from mesm.data.media.video import sample_frames
+
+    rows = [r for r in timeline.rows if (r.get("face") or {}).get("box") is not None]
+    if not rows:
+        return b""
+    picks = sorted({round(i) for i in np.linspace(0, len(rows) - 1, min(max_segments, len(rows)))})
+    tiles = []
+    for row in (rows[i] for i in picks):
+        face = row["face"]
+        t = face["box_time"]
+        frame = sample_frames(timeline.video, start=t, end=t + 1e-3).images[0]
+        scale = height / frame.shape[0]
+        image = Image.fromarray(frame).resize((max(1, round(frame.shape[1] * scale)), height))
+        tile = Image.new("RGB", (image.width, height + 16), "white")
+        tile.paste(image, (0, 0))
+        draw = ImageDraw.Draw(tile)
+        colour = "orange" if face["fallback"] else "lime"
+        draw.rectangle([v * scale for v in face["box"]], outline=colour, width=2)
+        what = f"largest ({face['fallback']})" if face["fallback"] else f"face {face['track']}"
+        draw.text((2, height + 2), f"{_mmss(row['start'])} {what}", fill="black")
+        tiles.append(tile)
+    strip = Image.new("RGB", (sum(t.width + 4 for t in tiles), height + 16), "white")
+    left = 0
+    for tile in tiles:
+        strip.paste(tile, (left, 0))
+        left += tile.width + 4
+    buffer = io.BytesIO()
+    strip.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_timeline(timeline: Timeline, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``timeline.csv``, ``timeline.json`` and ``timeline.png`` into `out_dir`.
 
