@@ -6,16 +6,15 @@ sampled frames are linked into tracks (`mesm.data.media.tracks`), each track is 
 crops are taken from the best track instead of from the largest face of each frame.
 
 **Score.** For each pair of consecutive detections of a track (at most ``max_gap + 1`` frames
-apart), the *mouth motion* is the mean absolute change of the mouth region between the two frames:
-a grey patch centred on the mouth corners (MTCNN's landmarks), half the face box wide and a third
-of it high, resized to 24 × 16 and its mean removed (so a change of lighting does not count), in
-grey levels (0..255). The *speech activity* of the same span of audio is the mean of Silero VAD's
-speech probability (`mesm.data.media.vad`, the whole-video path's detector) and of the span's RMS
-energy relative to the loudest span of the utterance. A track's score is its activity-weighted mean
-mouth motion, minus its mean mouth motion over spans of silence (activity below ``silence``) when
-the utterance has at least two of them: a mouth that moves while someone speaks and rests when
-nobody does scores high; a listener's still mouth, or one that moves as much in silence, scores
-low.
+apart), the *mouth motion* is how much the mouth region changed between the two frames beyond how
+much the eye region did (`face_change`: both regions placed by MTCNN's landmarks, compared at the
+head's own shift, in grey levels 0..255). The *speech activity* of the same span of audio is the
+mean of Silero VAD's speech probability (`mesm.data.media.vad`, the whole-video path's detector)
+and of the span's RMS energy relative to the loudest span of the utterance. A track's score is its
+activity-weighted mean mouth motion, minus its mean mouth motion over spans of silence (activity
+below ``silence``) when the utterance has at least two of them: a mouth that moves while someone
+speaks and rests when nobody does scores high; a listener's still mouth, or one that moves as
+much in silence, scores low.
 
 **Candidates.** Tracks detected in at least ``max(2, min_presence · T)`` of the T frames with at
 least one motion pair; a face seen once or twice in a long utterance (a passer-by, a false
