@@ -195,16 +195,22 @@ def _region_change(
     rows, cols = before.shape[:2]
     x1, x2 = int(max(centre[0] - 0.25 * width, 0)), int(min(centre[0] + 0.25 * width, cols))
     y1, y2 = int(max(centre[1] - 0.17 * height, 0)), int(min(centre[1] + 0.17 * height, rows))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return 0.0, (0, 0)
     grey = np.array([0.299, 0.587, 0.114], np.float32)
     first = before[y1:y2, x1:x2].astype(np.float32) @ grey
-    first -= first.mean() if first.size else 0.0
+    first -= first.mean()
+    # The grey of every window the shifts reach, converted once.
+    top, left = max(y1 + shifts_y[0], 0), max(x1 + shifts_x[0], 0)
+    bottom, right = min(y2 + shifts_y[-1], rows), min(x2 + shifts_x[-1], cols)
+    around = after[top:bottom, left:right].astype(np.float32) @ grey
     best, at = np.inf, (0, 0)
     for dy in shifts_y:
         for dx in shifts_x:
-            if y1 + dy < 0 or x1 + dx < 0 or y2 + dy > rows or x2 + dx > cols:
+            if y1 + dy < top or x1 + dx < left or y2 + dy > bottom or x2 + dx > right:
                 continue
-            moved = after[y1 + dy : y2 + dy, x1 + dx : x2 + dx].astype(np.float32) @ grey
-            change = float(np.abs(moved - moved.mean() - first).mean()) if moved.size else 0.0
+            moved = around[y1 + dy - top : y2 + dy - top, x1 + dx - left : x2 + dx - left]
+            change = float(np.abs(moved - moved.mean() - first).mean())
             if change < best:
                 best, at = change, (dy, dx)
     return (0.0 if not np.isfinite(best) else best), at
