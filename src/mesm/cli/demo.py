@@ -72,7 +72,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"two people in turns ({two['video']}): the speaker's face chosen in "
         f"{speaker['speaker_chosen']} of {turns} turns; the timeline's emotion is the speaker's "
         f"in {speaker['agree']} of {turns} turns cropping the speaker's face, "
-        f"{largest['agree']} cropping the largest (timeline: {speaker['timeline']})"
+        f"{largest['agree']} cropping the largest; the probabilities differ by "
+        f"{two['probability_change']:.3f} on average between the two (timeline: "
+        f"{speaker['timeline']})"
     )
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
     print(f"{args.out}: {report['folder_bytes'] / 1e6:.0f} MB (trained models, data, figures)")

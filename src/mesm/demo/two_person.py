@@ -7,7 +7,9 @@ and the largest face (``face="largest"``, the paper's rule) — writes both time
 
 * in how many turns the speaker's track was chosen (the chosen box lies on the speaking person;
   a fallback to the largest face does not count);
-* in how many turns the timeline's most likely emotion is the speaking person's, with either rule.
+* in how many turns the timeline's most likely emotion is the speaking person's, with either rule;
+* how much the probabilities differ between the two rules (mean absolute difference over the turns
+  and emotions): how much the model's answer depends on the face it reads at all.
 """
 
 from __future__ import annotations
@@ -75,15 +77,21 @@ def _predict_both(
 ) -> dict[str, Any]:
     predictor = Predictor(checkpoint, precision=precision)
     report: dict[str, Any] = {"video": str(video), "subtitles": str(subtitles), "turns": len(truth)}
+    probabilities = {}
     for face in ("speaker", "largest"):
         timeline = predict_video(
             predictor, video, subtitles=subtitles, face=face, progress=progress
+        )
+        probabilities[face] = np.array(
+            [[e["probability"] for e in row["emotions"].values()] for row in timeline.rows]
         )
         files = write_timeline(timeline, out / "two-person" / face)
         report[face] = {"timeline": str(files["png"]), **_agreement(timeline, truth)}
         if face == "speaker":
             report[face].update(_speaker_chosen(timeline, truth))
             report[face]["summary"] = timeline.face_summary
+    change = np.abs(probabilities["speaker"] - probabilities["largest"])
+    report["probability_change"] = float(change.mean()) if change.size else 0.0
     report["emotions"] = [t["emotion"] for t in truth]
     report["speakers"] = [t["speaker"] for t in truth]
     return report
