@@ -175,6 +175,7 @@ class Predictor:
             return self
         other = copy.copy(self)
         other.settings = replace(self.settings, face=face)
+        other._cropper = self.cropper  # one detector for both (the face choice is not its)
         return other
 
     @property
