@@ -163,7 +163,8 @@ def face_change(before: np.ndarray, after: np.ndarray, detection: np.ndarray) ->
     so their remaining change (sensor noise, lighting, rotation) is subtracted.
 
     Args:
-        before, after: (H, W, 3) uint8 frames.
+        before: (H, W, 3) uint8, the earlier frame.
+        after: (H, W, 3) uint8, the later frame.
         detection: (15,) the face's row of `FaceCrops.detections` in `before`.
 
     Returns:
@@ -228,7 +229,9 @@ def track_scores(
 
     Args:
         images: T frames (H, W, 3) uint8.
-        detections: (D, 15); detection_frames: (D,); tracks: (D,) from `link_tracks`.
+        detections: (D, 15) every face found (`FaceCrops.detections`).
+        detection_frames: (D,) the frame of each detection.
+        tracks: (D,) the track of each detection (`link_tracks`).
         activity: (T,) from `speech_activity`.
         rule: the selection rule.
 
@@ -272,7 +275,8 @@ def choose_speaker(
     """The speaker's track of one utterance (or the fallback to the largest face, and why).
 
     Args:
-        images: T frames (H, W, 3) uint8; times: (T,) their times in seconds.
+        images: T frames (H, W, 3) uint8.
+        times: (T,) their times in seconds.
         crops: the largest-face crops and every detection of the frames (`FaceCropper`).
         waveform: (N,) mono samples from the first frame on, at `sample_rate`.
         sample_rate: of `waveform`.
