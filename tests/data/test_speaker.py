@@ -102,3 +102,26 @@ def test_one_face_clips_give_the_crops_of_today(tmp_path):
         assert int(new["speaker_fallback"][0]) == 1  # "one face": nothing to choose
         assert b.metadata(uid)["speaker"] == "one face"
         assert "speaker" not in a.metadata(uid)
+
+
+def test_preprocess_crops_the_speakers_face_and_counts_the_choices(tmp_path):
+    from mesm.data.manifest import DatasetInfo, Record, write_dataset
+    from mesm.demo.synthetic import write_video
+
+    root = tmp_path / "ds"
+    (root / "clips").mkdir(parents=True)
+    records = []
+    for i, talking in enumerate((1, 0)):  # the smaller (right) face talks, then the larger
+        frames = two_face_frames(40, talking=talking, seed=i)
+        write_video(root / "clips" / f"c{i}.mp4", frames, 10, speech_like(4.0, seed=i))
+        records.append(Record(id=f"c{i}", video=f"clips/c{i}.mp4", text="hi", labels=("x",)))
+    write_dataset(root, DatasetInfo("two", "single_label", ("x", "y")), records)
+    report = preprocess_dataset(root, PreprocessSettings(face="speaker"), progress=False)
+    assert (report.speaker_chosen, report.speaker_fallbacks) == (2, {})
+    assert "speaker's face chosen in 2 utterance(s) with several faces" in report.summary()
+    cache = FeatureCache(root, PreprocessSettings(face="speaker"))
+    for uid, talking in (("c0", 1), ("c1", 0)):
+        entry = cache.load(uid)
+        centres = (entry["boxes"][:, 0] + entry["boxes"][:, 2]) / 2
+        assert bool(((centres > 128) == bool(talking)).all()), uid  # the talker's side
+        assert int(entry["speaker_fallback"][0]) == 0 and cache.metadata(uid)["speaker"] == "chosen"
