@@ -51,14 +51,14 @@ def test_a_clip_gives_the_predictors_probabilities_the_attention_image_and_the_f
     # Next to the maps: where the kept sites fall on the face, per layer.
     assert "Where the kept sites fall on the face" in out.flops and "| mouth |" in out.flops
     assert out.timeline_plot is None and out.timeline_csv is None
-    message, bars, flops, attention, plot, table = out.values()
+    message, bars, flops, attention, plot, table, faces = out.values()
     assert (message, bars, flops, attention) == (
         out.message,
         out.probabilities,
         out.flops,
         str(out.attention),
     )
-    assert plot is None and table is None
+    assert plot is None and table is None and faces is None
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -74,6 +74,13 @@ def test_a_subtitled_video_gives_the_timeline_plot_and_csv(analyser, subtitled_v
     assert set(rows[0]) >= {f"{name}_probability" for name in EMOTIONS}
     assert imread(out.timeline_plot).shape[1] > 500
     assert out.probabilities == "" and out.attention is None
+    # The speaker's face by default: one face here, found in every frame, drawn boxed.
+    assert "Faces: 0 of 2 segment(s) show several faces" in out.message
+    assert "the chosen face found in 100% of the frames" in out.message
+    assert [r["face_fallback"] for r in rows] == ["one face", "one face"]
+    assert imread(out.faces).shape[0] > 100
+    largest = analyser.analyse(str(video), "", str(srt), "largest")
+    assert largest.faces is None and "face_track" not in largest.timeline_csv.read_text()
 
 
 @pytest.mark.parametrize(

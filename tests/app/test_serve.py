@@ -75,7 +75,12 @@ def test_the_page_wires_the_inputs_to_the_outputs(mesm_checkpoint, demo_data, tm
     assert {"mesm-video", "mesm-transcript", "mesm-subtitles", "mesm-run"} <= ids
     assert {"mesm-message", "mesm-probabilities", "mesm-attention", "mesm-csv"} <= ids
     (run,) = [d for d in page.fns.values() if d.api_name == "analyse"]
-    assert [b.elem_id for b in run.inputs] == ["mesm-video", "mesm-transcript", "mesm-subtitles"]
+    assert [b.elem_id for b in run.inputs] == [
+        "mesm-video",
+        "mesm-transcript",
+        "mesm-subtitles",
+        "mesm-face",
+    ]
     assert [b.elem_id for b in run.outputs] == [
         "mesm-message",
         "mesm-probabilities",
@@ -83,6 +88,7 @@ def test_the_page_wires_the_inputs_to_the_outputs(mesm_checkpoint, demo_data, tm
         "mesm-attention",
         "mesm-timeline",
         "mesm-csv",
+        "mesm-faces",
     ]
     # One request at a time: one model, and the attention capture hooks into it.
     assert run.concurrency_limit == "default" and page._queue.default_concurrency_limit == 1

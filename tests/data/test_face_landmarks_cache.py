@@ -106,9 +106,9 @@ def test_a_format_1_cache_is_never_read_and_is_named(synthetic_copy):
     settings = PreprocessSettings()
     cache = FeatureCache(synthetic_copy, settings)
     # What format 1 left: its own key, the same settings, entries without landmarks.
-    old = synthetic_copy / "cache" / settings_key(1, settings.to_dict())
+    old = synthetic_copy / "cache" / settings_key(1, settings.cache_dict())
     shutil.copytree(cache.dir, old)
-    (old / "settings.json").write_text(json.dumps({"version": 1, **settings.to_dict()}))
+    (old / "settings.json").write_text(json.dumps({"version": 1, **settings.cache_dict()}))
     shutil.rmtree(cache.dir)
     before = sorted(p.name for p in (old / "items").iterdir())
     report = preprocess_dataset(synthetic_copy, settings, progress=False)

@@ -28,6 +28,15 @@ def test_quick_demo_beats_chance_for_both_models(quick_demo):
     fe2e, mesm = (report["models"][n]["gflops_per_utterance"] for n in ("FE2E", "MESM"))
     assert fe2e["attention"] == 0 < mesm["attention"]
     assert report["flops_ratio"] == mesm["total"] / fe2e["total"] < 1
+    # Two people in turns: the speaker's face is found and chosen (the full demo reports the
+    # rate on 16 turns; docs/speaker-face.md), both timelines are written.
+    two = report["two_person"]
+    assert two["turns"] == 10 and len(two["emotions"]) == len(two["speakers"]) == 10
+    assert two["speaker"]["speaker_chosen"] >= 8, two["speaker"]
+    for face in ("speaker", "largest"):
+        assert Path(two[face]["timeline"]).stat().st_size > 10_000
+        assert 0 <= two[face]["agree"] <= 10 and len(two[face]["top"]) == 10
+    assert "the speaker's face chosen in" in printed
     overview = out / "attention" / "overview.png"
     assert report["attention_maps"]["overview"] == str(overview) and overview.stat().st_size > 0
     assert "attention maps" in printed

@@ -32,9 +32,11 @@ from mesm.app.outputs import (
     user_message,
 )
 from mesm.data.manifest import read_dataset
+from mesm.data.media.cache import FaceChoice
 from mesm.data.media.video import video_duration
 from mesm.errors import MesmError
-from mesm.inference.outputs import write_timeline
+from mesm.files import atomic_write_bytes
+from mesm.inference.outputs import chosen_faces_png, write_timeline
 from mesm.inference.predict import Predictor
 from mesm.inference.video import BLANK_TEXT_WARNING, predict_video
 from mesm.trained.inputs import model_inputs
@@ -64,6 +66,8 @@ class PageOutputs:
         flops: Markdown line of MESM's FLOPs vs FE2E (MESM clips; "" otherwise).
         timeline_plot: the timeline PNG (long videos).
         timeline_csv: the timeline CSV (long videos).
+        faces: a frame of some segments with the box of the face read (long videos, with the
+            speaker's face chosen).
     """
 
     ok: bool
@@ -73,11 +77,12 @@ class PageOutputs:
     flops: str = ""
     timeline_plot: Path | None = None
     timeline_csv: Path | None = None
+    faces: Path | None = None
 
-    def values(self) -> tuple[str, str, str, str | None, str | None, str | None]:
-        """(message, probabilities, flops, attention, timeline_plot, timeline_csv): the page's
-        output components in order, files as path strings or None."""
-        files = (self.attention, self.timeline_plot, self.timeline_csv)
+    def values(self) -> tuple[str, str, str, str | None, str | None, str | None, str | None]:
+        """(message, probabilities, flops, attention, timeline_plot, timeline_csv, faces): the
+        page's output components in order, files as path strings or None."""
+        files = (self.attention, self.timeline_plot, self.timeline_csv, self.faces)
         return (self.message, self.probabilities, self.flops, *(_str(f) for f in files))
 
 
@@ -119,7 +124,11 @@ class ClipAnalyser:
         return self.predictor.label_names
 
     def analyse(
-        self, video: str | None, transcript: str = "", subtitles: str | None = None
+        self,
+        video: str | None,
+        transcript: str = "",
+        subtitles: str | None = None,
+        face: FaceChoice | None = None,
     ) -> PageOutputs:
         """Everything the page shows for one upload; a failure becomes its message.
 
@@ -127,6 +136,8 @@ class ClipAnalyser:
             video: the uploaded video file.
             transcript: what is said (clips; required unless `subtitles` is given).
             subtitles: an SRT/WebVTT/ASS file; its cues are the utterances of a timeline.
+            face: which face is read where several are seen: "speaker" or "largest" (None: the
+                speaker's for a timeline, the checkpoint's rule for a clip).
         """
         transcript = transcript or ""
         names = {str(p): display_name(p) for p in (video, subtitles) if p}
@@ -135,17 +146,17 @@ class ClipAnalyser:
             out = self._new_request_dir()
             duration = None if subtitles else video_duration(video)
             if duration is None or duration > self.long_video_seconds:
-                outputs = self._timeline(video, transcript, subtitles, out, duration)
+                outputs = self._timeline(video, transcript, subtitles, out, duration, face)
             else:
-                outputs = self._clip(video, transcript, out)
+                outputs = self._clip(video, transcript, out, face)
             outputs.message = hide_paths(outputs.message, names)
             return outputs
         except Exception as err:  # the page shows a message; the log keeps the traceback
             log.warning("request failed: %s", err, exc_info=not _expected(err))
             return PageOutputs(ok=False, message=f"**Error:** {user_message(err, names)}")
 
-    def _clip(self, video: str, transcript: str, out: Path) -> PageOutputs:
-        p = self.predictor
+    def _clip(self, video: str, transcript: str, out: Path, face: FaceChoice | None) -> PageOutputs:
+        p = self.predictor.with_face(face)
         tensors = p.clip_features(video)
         attention, flops = None, ""
         if self.is_mesm:
@@ -191,11 +202,22 @@ class ClipAnalyser:
         subtitles: str | None,
         out: Path,
         duration: float | None = None,
+        face: FaceChoice | None = None,
     ) -> PageOutputs:
         timeline = predict_video(
-            self.predictor, video, subtitles=subtitles, progress=False, duration=duration
+            self.predictor,
+            video,
+            subtitles=subtitles,
+            progress=False,
+            duration=duration,
+            face=face or "speaker",
         )
         files = write_timeline(timeline, out / "timeline")
+        faces = None
+        picture = chosen_faces_png(timeline)
+        if picture:
+            faces = out / "timeline" / "faces.png"
+            atomic_write_bytes(faces, picture)
         lines = [
             f"**{display_name(video)}**: {len(timeline.rows)} segments "
             f"({timeline.segmentation.summary()}); text: {timeline.text_source}."
@@ -205,12 +227,15 @@ class ClipAnalyser:
                 "The transcript box is not used for a long video: upload a subtitle file to "
                 "give each utterance its text."
             )
+        if timeline.face_summary:
+            lines.append(timeline.face_summary[0].upper() + timeline.face_summary[1:] + ".")
         lines += [f"Warning: {_PAGE_WORDING.get(w, w)}" for w in timeline.warnings]
         return PageOutputs(
             ok=True,
             message="  \n".join(lines),
             timeline_plot=files["png"],
             timeline_csv=files["csv"],
+            faces=faces,
         )
 
     def _new_request_dir(self) -> Path:

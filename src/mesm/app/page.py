@@ -80,6 +80,16 @@ def build_page(analyser: ClipAnalyser, examples: Sequence[tuple[str, str]] = ())
                     file_types=SUBTITLE_TYPES,
                     elem_id="mesm-subtitles",
                 )
+                face = gr.Radio(
+                    choices=[
+                        ("the speaker's (whole videos) / the model's rule (clips)", "auto"),
+                        ("the speaker's", "speaker"),
+                        ("the largest", "largest"),
+                    ],
+                    value="auto",
+                    label="Face read when several people are on screen",
+                    elem_id="mesm-face",
+                )
                 run = gr.Button("Recognise emotions", variant="primary", elem_id="mesm-run")
                 if examples:
                     gr.Examples(
@@ -107,14 +117,22 @@ def build_page(analyser: ClipAnalyser, examples: Sequence[tuple[str, str]] = ())
                 elem_id="mesm-timeline",
             )
         timeline_csv = gr.File(label="Timeline CSV", interactive=False, elem_id="mesm-csv")
+        faces = gr.Image(
+            label="The face read in some segments (green: the speaker's; orange: the largest, "
+            "kept where the speaker could not be told apart)",
+            type="filepath",
+            interactive=False,
+            elem_id="mesm-faces",
+        )
 
-        def respond(video_path, text, subtitle_path):
-            return analyser.analyse(video_path, text or "", subtitle_path).values()
+        def respond(video_path, text, subtitle_path, face_choice):
+            choice = None if face_choice == "auto" else face_choice
+            return analyser.analyse(video_path, text or "", subtitle_path, choice).values()
 
         run.click(
             respond,
-            inputs=[video, transcript, subtitles],
-            outputs=[message, probabilities, flops, attention, timeline_plot, timeline_csv],
+            inputs=[video, transcript, subtitles, face],
+            outputs=[message, probabilities, flops, attention, timeline_plot, timeline_csv, faces],
             api_name="analyse",
         )
     page.queue(default_concurrency_limit=1)

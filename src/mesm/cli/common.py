@@ -120,6 +120,18 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_face(parser: argparse.ArgumentParser, default: str | None, default_text: str) -> None:
+    """``--face speaker|largest``: which face of a frame is cropped."""
+    parser.add_argument(
+        "--face",
+        choices=["speaker", "largest"],
+        default=default,
+        help="which face to crop when a frame shows several: the speaker's (the face track "
+        "whose mouth moves with the speech; the largest face when they cannot be told apart, "
+        f"counted) or the largest one (the paper's rule); default: {default_text}",
+    )
+
+
 def add_batch_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size",

@@ -8,6 +8,7 @@ import dataclasses
 from mesm.cli.common import (
     add_dataset,
     add_device,
+    add_face,
     add_json,
     add_no_progress,
     add_overwrite,
@@ -144,6 +145,7 @@ def _add_preprocess(sub) -> None:
     add_dataset(pre)
     pre.add_argument("--img-interval", type=positive_float, default=500, help="ms between frames")
     pre.add_argument("--log-mel", action="store_true", help="store log-mel instead of power mel")
+    add_face(pre, "largest", "largest")
     add_device(pre)
     _add_dataset_job_options(pre)
 
@@ -151,7 +153,9 @@ def _add_preprocess(sub) -> None:
 def _cmd_preprocess(args: argparse.Namespace) -> int:
     from mesm.data import PreprocessSettings, preprocess_dataset
 
-    settings = PreprocessSettings(img_interval_ms=args.img_interval, log_mel=args.log_mel)
+    settings = PreprocessSettings(
+        img_interval_ms=args.img_interval, log_mel=args.log_mel, face=args.face
+    )
     report = preprocess_dataset(
         args.data,
         settings,

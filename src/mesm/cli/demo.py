@@ -75,6 +75,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"attention per facial region: {Path(regions['MESM']['folder']).parent}")
     video = report["video"]
     print(f"a longer video for `mesm predict --out`: {video['video']} (cues: {video['subtitles']})")
+    two = report["two_person"]
+    turns, speaker, largest = two["turns"], two["speaker"], two["largest"]
+    print(
+        f"two people in turns ({two['video']}): the speaker's face chosen in "
+        f"{speaker['speaker_chosen']} of {turns} turns; the timeline's emotion is the speaker's "
+        f"in {speaker['agree']} of {turns} turns cropping the speaker's face, "
+        f"{largest['agree']} cropping the largest; the probabilities differ by "
+        f"{two['probability_change']:.3f} on average between the two (timeline: "
+        f"{speaker['timeline']})"
+    )
     print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']:.0f} s in all)")
     print(f"{args.out}: {report['folder_bytes'] / 1e6:.0f} MB (trained models, data, figures)")
     print(f'MESM on a web page (needs pip install "mesm[app]"):\n{report["serve_command"]}')

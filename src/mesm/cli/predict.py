@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from mesm.cli.common import (
     add_checkpoint,
     add_device,
+    add_face,
     add_json,
     add_no_progress,
     add_precision,
@@ -51,6 +52,7 @@ def _add_predict(sub) -> None:
     add_checkpoint(pr)
     add_transcript_options(pr)
     pr.add_argument("--audio", metavar="WAV", help="separate audio (default: the clip's track)")
+    add_face(pr, None, "speaker for whole videos, the checkpoint's rule (largest) for clips")
     add_device(pr)
     add_precision(pr)
     add_json(pr)
@@ -84,12 +86,23 @@ def _add_predict(sub) -> None:
     declare_out(pr, writes=("timeline.csv", "timeline.json", "timeline.png"))
 
 
+def face_line(face: dict) -> str:
+    """One line on the face chosen with ``--face speaker`` (a clip's ``preprocessing.face``)."""
+    how = f"largest face kept ({face['fallback']})" if face["fallback"] else "speaker's face"
+    return (
+        f"face: {how}, track {face['track']} of {face['tracks']}, found in "
+        f"{100 * face['speaker_found']:.0f}% of the frames"
+    )
+
+
 def _print_prediction(result: dict) -> None:
     info = result["preprocessing"]
     print(
         f"{result['clip']}: {info['frames']} frames ({info['faces_found']} with a detected face, "
         f"the rest centre-cropped), {info['chunks']} mel chunks"
     )
+    if "face" in info:
+        print(face_line(info["face"]))
     print(f"{'emotion':<14}{'probability':>12}{'threshold':>11}  present")
     for name, e in result["emotions"].items():
         mark = "yes" if e["present"] else "-"
@@ -111,7 +124,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     clips = expand_inputs(args.clip)
     if not clips:
         raise UsageError(f"no clips in {' '.join(args.clip)}")
-    predictor = Predictor(args.checkpoint, args.device, resolved)
+    face = args.face or ("speaker" if whole_video else None)
+    predictor = Predictor(args.checkpoint, args.device, resolved, face=face)
     stopped = None
     try:
         if whole_video:
@@ -143,7 +157,13 @@ def _predict_one_clip(args: argparse.Namespace, clip: Path, text: str, resolved:
     from mesm.inference.predict import predict_clip
 
     result = predict_clip(
-        args.checkpoint, clip, text, audio=args.audio, device=args.device, precision=resolved
+        args.checkpoint,
+        clip,
+        text,
+        audio=args.audio,
+        device=args.device,
+        precision=resolved,
+        face=args.face,
     )
     _print_prediction(result)
     if args.json:
@@ -200,6 +220,7 @@ def _predict_videos(
         overlapping_cues=args.overlapping_cues,
         vad=VadSettings(max_segment=args.max_segment, min_silence=args.min_silence),
         progress=not args.no_progress,
+        face=predictor.settings.face,
     )
     rows: list[dict] = []
     failed: list[tuple[str, str]] = []
@@ -225,6 +246,8 @@ def _report_video(outcome: VideoOutcome, rows: list[dict], failed: list[tuple[st
         print(f"warning: {warning}", file=sys.stderr)
     rows.extend(timeline.rows)
     print(f"{outcome.clip}: {timeline.segmentation.summary()}")
+    if timeline.face_summary:
+        print(f"  {timeline.face_summary}")
     for note in timeline.segmentation.notes:
         print(f"  {note}")
     print(f"  written: {', '.join(str(p) for p in outcome.files.values())}")

@@ -110,6 +110,10 @@ _EXPRESSION_MOVES = {
 }
 
 
+# The mouth of a talking face at full loudness (photo pixels): jaw and lower lip down.
+_OPEN_MOVES = {"lower_lip": (0, 18), "chin": (0, 14), "mouth_left": (1, 3), "mouth_right": (-1, 3)}
+
+
 @functools.lru_cache(maxsize=1)
 def _photo() -> np.ndarray:
     """The face crop of the photograph, (_WORK, _WORK, 3) float32 in 0..255."""
@@ -134,11 +138,22 @@ def _expression_field(expression: float) -> np.ndarray:
         (2, _WORK, _WORK) float32: for each output pixel (row, col), the offset to add to its own
         coordinates to find the source pixel. Scaling the field scales the expression.
     """
+    return _warp_field(_EXPRESSION_MOVES[expression])
+
+
+@functools.lru_cache(maxsize=1)
+def _open_field() -> np.ndarray:
+    """The displacement field of an open mouth (lower lip and chin down), as `_expression_field`:
+    scaled per frame by the loudness of the speech, it makes a face talk."""
+    return _warp_field(_OPEN_MOVES)
+
+
+def _warp_field(moves: dict[str, tuple[float, float]]) -> np.ndarray:
+    """The displacement field (2, _WORK, _WORK) moving the named landmarks by `moves`."""
     from skimage.transform import PiecewiseAffineTransform
 
     names = list(_LANDMARKS)
     src = _to_work(np.array([_LANDMARKS[n] for n in names], dtype=np.float64))
-    moves = _EXPRESSION_MOVES[expression]
     dst = src + np.array([moves.get(n, (0, 0)) for n in names]) * (_WORK / _CROP[2])
     # Fixed anchors: the crop's border and a ring around the face keep the rest in place.
     edge = np.linspace(0, _WORK - 1, 6)
@@ -184,33 +199,60 @@ def _face(expression: float, count: int, rng: np.random.Generator, size: int = 9
     if rng.uniform() < 0.5:
         warped = warped[:, ::-1]
     gain = rng.uniform(0.75, 1.15) * rng.uniform(0.9, 1.1, 3)
-    angle0, scale0 = rng.uniform(-12, 12), rng.uniform(0.85, 1.1)
-    shift0 = rng.uniform(-0.08, 0.08, 2) * _WORK
-    out_r, out_c = np.mgrid[0:size, 0:size].astype(np.float32)
+    pose = (rng.uniform(-12, 12), rng.uniform(0.85, 1.1), rng.uniform(-0.08, 0.08, 2) * _WORK)
     frames = np.empty((count, size, size, 3), dtype=np.uint8)
     for i in range(count):
-        angle = np.deg2rad(angle0 + 2 * np.sin(0.7 * i + rng.uniform(0, 0.5)))
-        scale = scale0 * (1 + 0.02 * np.sin(0.5 * i))
-        shift = shift0 + rng.uniform(-1.5, 1.5, 2)
-        # Output pixel -> work-image pixel: undo the pose about the centres.
-        y = (out_r - size / 2) * (_WORK / size) / scale
-        x = (out_c - size / 2) * (_WORK / size) / scale
-        src_r = np.cos(angle) * y - np.sin(angle) * x + _WORK / 2 + shift[0]
-        src_c = np.sin(angle) * y + np.cos(angle) * x + _WORK / 2 + shift[1]
-        img = np.stack(
-            [
-                map_coordinates(warped[..., c], [src_r, src_c], order=1, mode="nearest")
-                for c in range(3)
-            ],
-            axis=-1,
-        )
-        img = img * gain + rng.normal(0, 3, img.shape)
-        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
+        frames[i] = _posed(warped, pose, gain, i, rng, size)
     return frames
 
 
-def _voice(aroused: bool, seconds: float, rng: np.random.Generator, sr: int = 16000) -> np.ndarray:
-    """Harmonic "speech" whose pitch, loudness and syllable rate follow arousal."""
+def _posed(
+    warped: np.ndarray,
+    pose: tuple[float, float, np.ndarray],
+    gain: np.ndarray,
+    i: int,
+    rng: np.random.Generator,
+    size: int,
+    sway: float = 2.0,
+) -> np.ndarray:
+    """Frame i of a face: the (warped) work image under its pose (angle in degrees, scale,
+    shift) plus a little head motion (rotation up to `sway` degrees), lighting `gain` and sensor
+    noise; (size, size, 3) uint8."""
+    from scipy.ndimage import map_coordinates
+
+    angle0, scale0, shift0 = pose
+    out_r, out_c = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = np.deg2rad(angle0 + sway * np.sin(0.7 * i + rng.uniform(0, 0.5)))
+    scale = scale0 * (1 + 0.02 * np.sin(0.5 * i))
+    shift = shift0 + rng.uniform(-1.5, 1.5, 2)
+    # Output pixel -> work-image pixel: undo the pose about the centres.
+    y = (out_r - size / 2) * (_WORK / size) / scale
+    x = (out_c - size / 2) * (_WORK / size) / scale
+    src_r = np.cos(angle) * y - np.sin(angle) * x + _WORK / 2 + shift[0]
+    src_c = np.sin(angle) * y + np.cos(angle) * x + _WORK / 2 + shift[1]
+    img = np.stack(
+        [
+            map_coordinates(warped[..., c], [src_r, src_c], order=1, mode="nearest")
+            for c in range(3)
+        ],
+        axis=-1,
+    )
+    img = img * gain + rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _voice(
+    aroused: bool,
+    seconds: float,
+    rng: np.random.Generator,
+    sr: int = 16000,
+    *,
+    irregular: bool = False,
+) -> np.ndarray:
+    """Harmonic "speech" whose pitch, loudness and syllable rate follow arousal; `irregular`
+    syllables come at a wandering rate (±40 %), as in real speech, rather than like clockwork
+    (a mouth that follows clockwork syllables looks still when sampled at a multiple of their
+    period)."""
     n = round(seconds * sr)
     t = np.arange(n) / sr
     if aroused:
@@ -220,7 +262,11 @@ def _voice(aroused: bool, seconds: float, rng: np.random.Generator, sr: int = 16
     pitch = f0 * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.4, 0.9) * t))
     phase = 2 * np.pi * np.cumsum(pitch) / sr
     voice = sum(np.sin(h * phase) / h for h in range(1, 9))
-    envelope = np.clip(np.sin(2 * np.pi * rate * t + rng.uniform(0, 6)), 0, None) ** 1.5
+    syllables = 2 * np.pi * rate * t + rng.uniform(0, 6)
+    if irregular:
+        wander = 0.4 * np.sin(2 * np.pi * rng.uniform(0.3, 0.6) * t + rng.uniform(0, 6))
+        syllables = 2 * np.pi * rate * np.cumsum(1 + wander) / sr + syllables[0]
+    envelope = np.clip(np.sin(syllables), 0, None) ** 1.5
     signal = amplitude * voice * envelope / 2 + 0.01 * rng.standard_normal(n)
     return np.clip(signal, -1, 1).astype(np.float32)
 
@@ -367,3 +413,162 @@ def srt_time(seconds: float) -> str:
     m, ms = divmod(ms, 60_000)
     s, ms = divmod(ms, 1000)
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+
+# The two-person video: the demo's face on the left (larger), a second face on the right.
+_TILES = (160, 128)  # face tile sides (pixels); the frame is 160 x 300
+_FRAME = (160, 300)
+_LEFT = (0, 168)
+# What a turn's subtitle says: who speaks (as subtitles for the hard of hearing do). No words, so
+# the text modality carries no emotion and the face the model reads matters.
+_SPEAKER_TAGS = ("[left]", "[right]")  # x of each tile; the smaller tile is centred vertically
+
+
+@functools.lru_cache(maxsize=1)
+def _second_photo() -> np.ndarray:
+    """A second, distinct face built from the same photograph: mirrored, with a darker and
+    warmer skin, darker hair and a greener background (the expression warps still fit its
+    landmarks: the face is symmetric enough about the crop's centre line). (_WORK, _WORK, 3)
+    float32."""
+    photo = _photo()[:, ::-1]
+    tone = np.array([0.78, 0.62, 0.52], np.float32)
+    shifted = photo * tone + np.array([18, 8, 2], np.float32)
+    # Lighter pixels (the background, the highlights) lean green, the dark hair darker still.
+    light = np.clip((photo.mean(axis=-1, keepdims=True) - 150) / 100, 0, 1)
+    shifted = shifted * (1 - light) + light * np.array([150, 190, 140], np.float32)
+    return np.clip(shifted, 0, 255).astype(np.float32)
+
+
+def _talking_face(
+    photo: np.ndarray, expression: float, strength: float, opening: float
+) -> np.ndarray:
+    """`photo` with an expression (strength-scaled) and the mouth `opening` (0..1) applied."""
+    from scipy.ndimage import map_coordinates
+
+    rows, cols = np.mgrid[0:_WORK, 0:_WORK].astype(np.float32)
+    field = _expression_field(float(expression)) * strength + _open_field() * opening
+    return np.stack(
+        [
+            map_coordinates(
+                photo[..., c], [rows + field[0], cols + field[1]], order=1, mode="nearest"
+            )
+            for c in range(3)
+        ],
+        axis=-1,
+    )
+
+
+def _openings(voice: np.ndarray, count: int, sample_rate: int = 16000) -> np.ndarray:
+    """(count,) mouth openings 0..1 following the loudness of `voice`: its RMS over the 50 ms
+    around the start of each of `count` video frames (a syllable is shorter than a frame),
+    relative to the turn's loud moments (its 90th percentile)."""
+    width = round(0.05 * sample_rate)
+    starts = np.linspace(0, voice.size, count, endpoint=False).astype(int)
+    rms = np.array(
+        [np.sqrt(np.mean(voice[max(a - width // 2, 0) : a + width] ** 2)) for a in starts]
+    )
+    # The square root: soft syllables part the lips too (a calm voice is not a closed mouth).
+    return np.sqrt(np.clip(rms / max(float(np.percentile(rms, 90)), 1e-6), 0, 1))
+
+
+def write_two_person_video(
+    path: str | os.PathLike,
+    turns: list[tuple[int, str]],
+    *,
+    noise: float = 0.15,
+    fps: float = 10,
+    duration: tuple[float, float] = (1.6, 2.6),
+    pause: tuple[float, float] = (0.5, 1.0),
+    seed: int = 2,
+) -> tuple[Path, Path, list[dict]]:
+    """Two people side by side speaking in turns, and the turns' subtitles.
+
+    The left person is the demo's face (`_photo`), larger; the right one a second face built
+    from the same photograph (`_second_photo`). In each turn one person speaks (the corpus's
+    voice for the turn's emotion, the mouth opening with its loudness) and shows that emotion;
+    the other listens, silent, mouth still, keeping the expression of their own last turn
+    (neutral before it). Turns are separated by a near-silent pause. The face and voice cues
+    follow the corpus (with `noise`); each turn's subtitle names the speaker and holds no words
+    (the text modality carries no emotion). The largest face is the listener's in every turn of
+    the right person.
+
+    Args:
+        path: the video to write (its subtitles: the same name with ``.srt``).
+        turns: (person 0 = left or 1 = right, emotion) per turn.
+
+    Returns:
+        (the video, the subtitle file, per turn {"start", "end", "speaker", "emotion", "text"}).
+    """
+    rng = np.random.default_rng(seed)
+    sample_rate = 16000
+    photos = (_photo(), _second_photo())
+    poses = [(rng.uniform(-6, 6), rng.uniform(0.9, 1.05), rng.uniform(-0.04, 0.04, 2) * _WORK)]
+    poses.append((rng.uniform(-6, 6), rng.uniform(0.9, 1.05), rng.uniform(-0.04, 0.04, 2) * _WORK))
+    gains = [rng.uniform(0.9, 1.1) * rng.uniform(0.95, 1.05, 3) for _ in photos]
+    state = [(0.0, 1.0), (0.0, 1.0)]  # each person's (expression, strength)
+    frames: list[np.ndarray] = []
+    audio: list[np.ndarray] = []
+    out: list[dict] = []
+
+    faces: dict[tuple, np.ndarray] = {}  # a still face is warped once
+
+    def shoot(openings: list[np.ndarray]) -> None:
+        for k in range(len(openings[0])):
+            frame = np.full((*_FRAME, 3), 96, dtype=np.uint8)
+            for person, side in enumerate(_TILES):
+                key = (person, *state[person], float(openings[person][k]))
+                if key not in faces:
+                    if len(faces) > 8:
+                        faces.clear()
+                    faces[key] = _talking_face(photos[person], *key[1:])
+                face = faces[key]
+                # A calmer head than a clip's (people sit still in a conversation).
+                tile = _posed(face, poses[person], gains[person], len(frames), rng, side, 1.0)
+                top = (_FRAME[0] - side) // 2
+                frame[top : top + side, _LEFT[person] : _LEFT[person] + side] = tile
+            frames.append(frame)
+
+    t = 0.0
+    for speaker, emotion in turns:
+        gap = round(float(rng.uniform(*pause)) * fps)
+        shoot([np.zeros(gap), np.zeros(gap)])
+        audio.append(0.005 * rng.standard_normal(gap * sample_rate // round(fps)))
+        t += gap / fps
+
+        def cue(emotion: str = emotion) -> str:
+            if rng.uniform() < noise:
+                return str(rng.choice([e for e in EMOTIONS if e != emotion]))
+            return emotion
+
+        seconds = float(np.round(rng.uniform(*duration), 2))
+        count = max(1, round(seconds * fps))
+        state[speaker] = (_MOUTH[cue()], float(rng.uniform(0.7, 1.3)))
+        voice = _voice(_AROUSED[cue()], count / fps, rng, irregular=True)
+        cue()  # the corpus draws the wording's cue here; the subtitle only names the speaker
+        text = _SPEAKER_TAGS[speaker]
+        voice = np.pad(voice, (0, max(0, round(count / fps * sample_rate) - voice.size)))
+        voice = voice[: round(count / fps * sample_rate)]
+        openings = [np.zeros(count), np.zeros(count)]
+        openings[speaker] = _openings(voice, count, sample_rate)
+        shoot(openings)
+        audio.append(voice)
+        out.append({"start": t, "end": t + count / fps, "speaker": speaker, "emotion": emotion})
+        out[-1]["text"] = text
+        t += count / fps
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, np.stack(frames), fps, np.concatenate(audio).astype(np.float32))
+    srt = path.with_suffix(".srt")
+    atomic_write_text(
+        srt,
+        "".join(
+            f"{i}\n{srt_time(turn['start'])} --> {srt_time(turn['end'])}\n{turn['text']}\n\n"
+            for i, turn in enumerate(out, start=1)
+        ),
+    )
+    return path, srt, out
+
+
+def person_at(x: float) -> int:
+    """Which person of the two-person video a box centred at x (pixels) belongs to."""
+    return 0 if x < (_LEFT[0] + _TILES[0] + _LEFT[1]) / 2 else 1

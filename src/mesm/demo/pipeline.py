@@ -15,7 +15,11 @@
    (:mod:`mesm.analysis.region_report`): the corpus's faces differ between emotions only at the
    mouth and the brows, and the report says whether MESM keeps more of them than their area;
 7. writes ``video/talk.mp4`` + ``video/talk.srt``: a longer video of new utterances in blocks of
-   one emotion each, with one subtitle cue per utterance, for ``mesm predict --out``.
+   one emotion each, with one subtitle cue per utterance, for ``mesm predict --out``;
+8. writes ``video/two.mp4`` + ``two.srt``, two people speaking in turns, predicts its timeline
+   with MESM cropping the speaker's face and the largest face (``two-person/speaker``,
+   ``two-person/largest``) and reports in how many turns the speaker's face was chosen and the
+   timeline's emotion was the speaker's (:mod:`mesm.demo.two_person`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from mesm.analysis.region_report import region_report
 from mesm.data.manifest import read_dataset
 from mesm.data.media.preprocess import preprocess_dataset
 from mesm.demo.corpus import EMOTIONS, write_demo_corpus, write_demo_video
+from mesm.demo.two_person import run_two_person
 from mesm.errors import OutputPathError
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
@@ -43,8 +48,9 @@ from mesm.training.fit import train
 
 # Sizes of the full demo and of --quick (the latter is what the tests run). "video": the long
 # video for `mesm predict --out` has this many blocks of utterances of one emotion each.
-FULL = {"utterances": 240, "epochs": 14, "patience": 5, "video": (8, 8)}
-QUICK = {"utterances": 96, "epochs": 6, "patience": 6, "video": (4, 3)}
+# "two_person": turns of the two-person video.
+FULL = {"utterances": 240, "epochs": 14, "patience": 5, "video": (8, 8), "two_person": 16}
+QUICK = {"utterances": 96, "epochs": 6, "patience": 6, "video": (4, 3), "two_person": 10}
 
 
 def demo_config(
@@ -218,6 +224,13 @@ def run_demo(
         report["models"][arch.upper()] = _train_one(arch, out, sizes, seed, progress, resolved)
     report["attention_maps"] = _attention_maps(out, report["models"]["MESM"], resolved)
     report["regions"] = _regions(out, report["models"], resolved)
+    report["two_person"] = run_two_person(
+        out,
+        report["models"]["MESM"]["checkpoint"],
+        sizes["two_person"],
+        seed=seed,
+        precision=resolved,
+    )
     report["serve_command"] = serve_command(out)
     gf = {name: m["gflops_per_utterance"]["total"] for name, m in report["models"].items()}
     report["flops_ratio"] = gf["MESM"] / gf["FE2E"]

@@ -156,6 +156,7 @@ def _draw_face(
     skin: np.ndarray,
     t: float,
     background: tuple[int, int, int],
+    opening: float | None = None,
 ) -> np.ndarray:
     height, width = xx.shape
     cx, cy = centre
@@ -178,12 +179,54 @@ def _draw_face(
     nose = (np.abs(xx - cx) < 0.06 * rx + 0.1 * (yy - cy)) & (yy > cy - 0.05 * ry)
     nose &= yy < cy + 0.25 * ry
     img[nose] *= 0.8
-    opening = 0.05 + 0.06 * (0.5 + 0.5 * math.sin(2 * math.pi * 4 * t))
+    if opening is None:
+        opening = 0.05 + 0.06 * (0.5 + 0.5 * math.sin(2 * math.pi * 4 * t))
     mouth = ((xx - cx) / (0.32 * rx)) ** 2 + (
         (yy - (cy + 0.48 * ry)) / (opening * ry + 1)
     ) ** 2 <= 1
     img[mouth] = (150, 60, 60)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def two_face_frames(
+    count: int,
+    *,
+    talking: int,
+    sizes: tuple[int, int] = (128, 96),
+    seed: int = 0,
+    background: tuple[int, int, int] = (70, 90, 120),
+) -> np.ndarray:
+    """Two drawn faces side by side, one talking (its mouth opening changes every frame) and the
+    other silent (mouth still), e.g. a larger listener next to a smaller speaker.
+
+    Args:
+        count: frames.
+        talking: which face talks: 0 (left) or 1 (right); -1: neither.
+        sizes: the side of each face's square tile (the frame is as high as the larger tile).
+        seed: skin tones and mouth openings are drawn from it.
+        background: RGB of the background.
+
+    Returns:
+        (count, max(sizes), sum(sizes), 3) uint8 RGB.
+    """
+    rng = np.random.default_rng(seed)
+    height = max(sizes)
+    out = np.empty((count, height, sum(sizes), 3), dtype=np.uint8)
+    out[:] = background
+    skins = [np.array([214, 160, 130], np.float32) * rng.uniform(0.8, 1.05) for _ in sizes]
+    openings = rng.uniform(0.01, 0.16, count)
+    for i in range(count):
+        left = 0
+        for k, side in enumerate(sizes):
+            yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+            opening = float(openings[i]) if k == talking else 0.05
+            tile = _draw_face(
+                xx, yy, (side / 2, side / 2 + 0.03 * side), skins[k], 0.0, background, opening
+            )
+            top = (height - side) // 2
+            out[i, top : top + side, left : left + side] = tile
+            left += side
+    return out
 
 
 def speech_like(duration: float, sample_rate: int = 16000, *, seed: int = 0) -> np.ndarray:

@@ -2,7 +2,8 @@
 `Timeline` of a whole video, and the files they are written as (CSV, JSON, and a PNG with one
 probability lane per emotion).
 
-The plot has a segment band on top (every segment a grey box, so gaps without speech show) and
+The plot has a segment band on top (every segment a grey box, so gaps without speech show; with
+``--face speaker`` each box names the face track read, "L" where the largest face was kept) and
 below it one lane per emotion: each segment's probability as a bar spanning the segment, solid
 where the emotion is decided present (probability above its threshold), faint otherwise, with the
 threshold as a dashed line. The time axis is in minutes:seconds with ticks every 1 s … 10 min,
@@ -51,6 +52,9 @@ class Timeline:
             failed).
         failed: one per segment that could not be predicted (no row): {"segment", "start",
             "end", "reason"}; written to timeline.json (as "failed_segments") when not empty.
+        face: which face was cropped ("largest" or "speaker"); with "speaker" each row has a
+            "face" entry (`mesm.inference.predict.speaker_summary`: the chosen track, the
+            fraction of frames where it was found, its box in a frame of the segment).
     """
 
     video: str
@@ -64,6 +68,30 @@ class Timeline:
     rows: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    face: str = "largest"
+
+    @property
+    def face_summary(self) -> str:
+        """With ``face="speaker"``: in how many segments the speaker's face was chosen, the
+        largest kept (and why) and the share of frames where the chosen face was found; "" else."""
+        faces = [r["face"] for r in self.rows if "face" in r]
+        if self.face != "speaker" or not faces:
+            return ""
+        several = [f for f in faces if f["fallback"] not in ("one face", "no face")]
+        chosen = sum(1 for f in several if not f["fallback"])
+        reasons: dict[str, int] = {}
+        for f in several:
+            if f["fallback"]:
+                reasons[f["fallback"]] = reasons.get(f["fallback"], 0) + 1
+        why = "".join(f", {n} {reason}" for reason, n in sorted(reasons.items()))
+        frames = sum(r["frames"] for r in self.rows if "face" in r)
+        found = sum(f["speaker_found"] * r["frames"] for r in self.rows if (f := r.get("face")))
+        share = f"{100 * found / frames:.0f}%" if frames else "n/a"
+        return (
+            f"faces: {len(several)} of {len(faces)} segment(s) show several faces; the speaker's "
+            f"face chosen in {chosen}, the largest kept in {len(several) - chosen}{why}; the "
+            f"chosen face found in {share} of the frames"
+        )
 
 
 def clip_row(
@@ -87,6 +115,7 @@ def clip_row(
         "frames": info["frames"],
         "faces_found": info["faces_found"],
         "chunks": info["chunks"],
+        **({"face": info["face"]} if "face" in info else {}),
         **rest,
     }
 
@@ -107,6 +136,7 @@ def segment_row(
         "frames": info["frames"],
         "faces_found": info["faces_found"],
         "chunks": info["chunks"],
+        **({"face": info["face"]} if "face" in info else {}),
         **{k: v for k, v in result.items() if k not in ("transcript", "preprocessing")},
     }
 
@@ -116,7 +146,9 @@ def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[st
 
     Columns: clip, segment, start, end, source, text, frames, faces_found, chunks, then per
     emotion ``<name>_probability`` and ``<name>_present`` (1/0), then ``top`` (the most likely
-    emotion, single-label checkpoints; empty otherwise). Start/end/segment are empty for whole
+    emotion, single-label checkpoints; empty otherwise), and where a row holds a ``face``
+    (``--face speaker``) ``face_track``, ``face_fallback`` and ``speaker_face_found`` (the
+    fraction of frames where the chosen face was found). Start/end/segment are empty for whole
     clips.
     """
     columns = ["clip", "segment", "start", "end", "source", "text"]
@@ -124,6 +156,9 @@ def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[st
     for name in label_names:
         columns += [f"{name}_probability", f"{name}_present"]
     columns.append("top")
+    faces = any("face" in row for row in rows)
+    if faces:
+        columns += ["face_track", "face_fallback", "speaker_face_found"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -137,6 +172,11 @@ def prediction_rows_csv(rows: Sequence[dict[str, Any]], label_names: Sequence[st
             flat[f"{name}_probability"] = f"{emotion['probability']:.6f}"
             flat[f"{name}_present"] = int(emotion["present"])
         flat["top"] = row.get("top", "")
+        if faces and "face" in row:
+            face = row["face"]
+            flat["face_track"] = face["track"]
+            flat["face_fallback"] = face["fallback"]
+            flat["speaker_face_found"] = f"{face['speaker_found']:.3f}"
         writer.writerow({k: "" if v is None else v for k, v in flat.items()})
     return out.getvalue()
 
@@ -158,6 +198,8 @@ def timeline_json(timeline: Timeline) -> str:
         "warnings": timeline.warnings,
         "segments": timeline.rows,
     }
+    if timeline.face_summary:  # absent with face="largest" (the file as it always was)
+        payload["face"] = {"choice": timeline.face, "summary": timeline.face_summary}
     if timeline.failed:  # absent when every segment was predicted (the file as it always was)
         payload["failed_segments"] = timeline.failed
     return json.dumps(payload, indent=2, default=_plain) + "\n"
@@ -198,6 +240,11 @@ def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 100) ->
         band.broken_barh(
             [(r["start"], r["end"] - r["start"])], (0, 1), facecolors="#555" if i % 2 else "#999"
         )
+        if "face" in r:  # --face speaker: which face track was read (L: the largest kept)
+            face = r["face"]
+            label = "L" if face["fallback"] and face["tracks"] > 1 else str(face["track"])
+            middle = (r["start"] + r["end"]) / 2
+            band.text(middle, 0.5, label, ha="center", va="center", fontsize=7, color="white")
     band.set_yticks([])
     band.set_ylabel("segments", rotation=0, ha="right", va="center")
     title = f"{Path(timeline.video).name}: {len(rows)} segments ({timeline.segmentation.method}"
@@ -231,6 +278,47 @@ def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 100) ->
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def chosen_faces_png(timeline: Timeline, *, max_segments: int = 6, height: int = 180) -> bytes:
+    """A frame of each of up to `max_segments` segments (spread over the video) with the box of
+    the face read: green where the speaker's face was chosen, orange where the largest face was
+    kept; under each, the segment's start and the face track. (``--face speaker`` timelines.)
+
+    Returns:
+        PNG bytes (b"" when no row has a face box).
+    """
+    from PIL import Image, ImageDraw
+
+    from mesm.data.media.video import sample_frames
+
+    rows = [r for r in timeline.rows if (r.get("face") or {}).get("box") is not None]
+    if not rows:
+        return b""
+    picks = sorted({round(i) for i in np.linspace(0, len(rows) - 1, min(max_segments, len(rows)))})
+    tiles = []
+    for row in (rows[i] for i in picks):
+        face = row["face"]
+        t = face["box_time"]
+        frame = sample_frames(timeline.video, start=t, end=t + 1e-3).images[0]
+        scale = height / frame.shape[0]
+        image = Image.fromarray(frame).resize((max(1, round(frame.shape[1] * scale)), height))
+        tile = Image.new("RGB", (image.width, height + 16), "white")
+        tile.paste(image, (0, 0))
+        draw = ImageDraw.Draw(tile)
+        colour = "orange" if face["fallback"] else "lime"
+        draw.rectangle([v * scale for v in face["box"]], outline=colour, width=2)
+        what = f"largest ({face['fallback']})" if face["fallback"] else f"face {face['track']}"
+        draw.text((2, height + 2), f"{_mmss(row['start'])} {what}", fill="black")
+        tiles.append(tile)
+    strip = Image.new("RGB", (sum(t.width + 4 for t in tiles), height + 16), "white")
+    left = 0
+    for tile in tiles:
+        strip.paste(tile, (left, 0))
+        left += tile.width + 4
+    buffer = io.BytesIO()
+    strip.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -7,7 +7,9 @@ then the model; each emotion's probability is compared with the threshold tuned 
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ import torch
 from mesm.data.errors import DataError
 from mesm.data.manifest import Record
 from mesm.data.media.audio import audio_duration, resample
+from mesm.data.media.cache import FaceChoice
 from mesm.data.media.dataset import Batch, Item, collate
 from mesm.data.media.faces import FaceCropper, make_cropper
+from mesm.data.media.speaker import FALLBACKS
 from mesm.data.media.stream import SegmentMedia
 from mesm.data.media.text import TextTokenizer
 from mesm.data.media.utterance import compute_features, media_features
@@ -139,6 +143,8 @@ class Predictor:
             :func:`~mesm.trained.checkpoint.load_model`), or a loaded :class:`TrainedModel`.
         device: where the model runs.
         precision: numeric precision of the model (see :mod:`mesm.trained.precision`).
+        face: which face of a frame is cropped ("speaker" or "largest"; `PreprocessSettings`);
+            None: the checkpoint's own rule.
     """
 
     def __init__(
@@ -146,6 +152,8 @@ class Predictor:
         checkpoint: str | os.PathLike | TrainedModel,
         device: str = "cpu",
         precision: str | Precision = "auto",
+        *,
+        face: FaceChoice | None = None,
     ) -> None:
         self.trained = load_model(checkpoint, device=device)
         self.checkpoint = self.trained.source  # what it was loaded from (None: in memory)
@@ -153,11 +161,22 @@ class Predictor:
         self.precision = resolve_precision(precision, device)
         self.model = self.trained.model
         self.settings = self.trained.settings  # parsed once: every clip and segment reads it
+        if face is not None:
+            self.settings = replace(self.settings, face=face)
         self.tokenizer = TextTokenizer(
             self.model.config.text_model,
             max_length=self.meta.get("extra", {}).get("max_text_length", 100),
         )
         self._cropper: FaceCropper | None = None
+
+    def with_face(self, face: FaceChoice | None) -> Predictor:
+        """This predictor (the same loaded model) cropping `face` (None: as it does)."""
+        if face is None or face == self.settings.face:
+            return self
+        other = copy.copy(self)
+        other.settings = replace(self.settings, face=face)
+        other._cropper = self.cropper  # one detector for both (the face choice is not its)
+        return other
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -205,7 +224,8 @@ class Predictor:
         wave = resample(
             torch.from_numpy(media.waveform), media.sample_rate, self.settings.sample_rate
         )
-        return media_features(media.frames, self.cropper(media.frames.images), wave, self.settings)
+        crops = self.cropper(media.frames.images)
+        return media_features(media.frames, crops, wave, self.settings, self.cropper)
 
     def batch(self, tensors: dict[str, torch.Tensor], text: str, uid: str = "clip") -> Batch:
         """One utterance's cache tensors and transcript as a one-utterance Batch."""
@@ -252,14 +272,17 @@ class Predictor:
                 self.label_names, probabilities, self.thresholds, present, strict=True
             )
         }
+        preprocessing: dict[str, Any] = {
+            "frames": int(tensors["faces"].shape[0]),
+            "faces_found": int(tensors["found"].sum()),
+            "chunks": int(tensors["specs"].shape[0]),
+            "timestamps": [round(float(t), 3) for t in tensors["timestamps"]],
+        }
+        if "speaker_track" in tensors:  # face="speaker": the face chosen and how
+            preprocessing["face"] = speaker_summary(tensors)
         out: dict[str, Any] = {
             "transcript": text,
-            "preprocessing": {
-                "frames": int(tensors["faces"].shape[0]),
-                "faces_found": int(tensors["found"].sum()),
-                "chunks": int(tensors["specs"].shape[0]),
-                "timestamps": [round(float(t), 3) for t in tensors["timestamps"]],
-            },
+            "preprocessing": preprocessing,
             "emotions": emotions,
             "present": [n for n, e in emotions.items() if e["present"]],
             "precision": self.precision.lightning,
@@ -288,6 +311,7 @@ def predict_clip(
     audio: str | os.PathLike | None = None,
     device: str = "cpu",
     precision: str | Precision = "auto",
+    face: FaceChoice | None = None,
 ) -> dict[str, Any]:
     """Per-emotion probabilities and decisions for one clip.
 
@@ -298,10 +322,44 @@ def predict_clip(
         audio: a separate audio file (default: the video's own track).
         device: where the model runs.
         precision: what it runs at ("auto", "32", "bf16", ...; :mod:`mesm.trained.precision`).
+        face: "speaker" or "largest" (None: the checkpoint's rule, "largest" unless it was
+            trained on speaker crops).
 
     Returns:
-        {"clip", "transcript", "preprocessing": {...}, "emotions": {name: {"probability",
-        "threshold", "present"}}, "present": [names], "top": name (single-label checkpoints),
-        "precision": "32-true" | "bf16-mixed" | "16-mixed"}.
+        {"clip", "transcript", "preprocessing": {...; "face" with face="speaker"},
+        "emotions": {name: {"probability", "threshold", "present"}}, "present": [names],
+        "top": name (single-label checkpoints), "precision": "32-true" | "bf16-mixed" | "16-mixed"}.
     """
-    return Predictor(checkpoint, device, precision).predict_clip(clip, transcript, audio=audio)
+    predictor = Predictor(checkpoint, device, precision, face=face)
+    return predictor.predict_clip(clip, transcript, audio=audio)
+
+
+def speaker_summary(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """How the face of a ``face="speaker"`` utterance was chosen, from its tensors.
+
+    Returns:
+        {"choice": "speaker", "track": the chosen track (-1: no face), "tracks": tracks seen,
+        "fallback": why the largest face was kept ("" when the speaker's was chosen),
+        "speaker_found": fraction of the frames where the chosen face was detected,
+        "box": its box [x1, y1, x2, y2] in the frame nearest the middle (None: no face),
+        "box_time": that frame's time in seconds (None: no face)}.
+    """
+    tracks, frames = tensors["detection_tracks"], tensors["detection_frames"]
+    track = int(tensors["speaker_track"][0])
+    count = max(int(tensors["faces"].shape[0]), 1)
+    mine = torch.nonzero(tracks == track)[:, 0]
+    out: dict[str, Any] = {
+        "choice": "speaker",
+        "track": track,
+        "tracks": int(tracks.unique().numel()),
+        "fallback": FALLBACKS[int(tensors["speaker_fallback"][0])],
+        "speaker_found": len(frames[mine].unique()) / count,
+        "box": None,
+        "box_time": None,
+    }
+    if len(mine):
+        middle = mine[(frames[mine] - (count - 1) / 2).abs().argmin()]
+        box = tensors["detections"][middle, :4]
+        out["box"] = [round(float(v), 1) for v in box]
+        out["box_time"] = round(float(tensors["timestamps"][frames[middle]]), 3)
+    return out

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mesm.data.media.audio import resample
+from mesm.data.media.cache import FaceChoice
 from mesm.data.media.segments import (
     Segment,
     SegmentationReport,
@@ -102,6 +103,7 @@ def predict_video(
     device: str = "cpu",
     progress: bool = True,
     duration: float | None = None,
+    face: FaceChoice | None = "speaker",
 ) -> Timeline:
     """Segment a whole video and predict each segment's emotions.
 
@@ -117,6 +119,9 @@ def predict_video(
         device: where the model (and the speech recogniser) run.
         progress: show a progress bar over segments.
         duration: the video's duration in seconds, when the caller has read it (None: read).
+        face: which face of a frame is cropped: "speaker" (the face whose mouth moves with
+            the segment's speech; `mesm.data.media.speaker`) or "largest"; None: the
+            predictor's (the checkpoint's) rule.
 
     Returns:
         The timeline (one row per segment, in time order).
@@ -129,6 +134,7 @@ def predict_video(
     if not video.is_file():
         raise MissingInputError(f"no video file at {video}")
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device)
+    predictor = predictor.with_face(face)
     duration = video_duration(video) if duration is None else duration
     segments, report = find_segments(
         video,
@@ -149,6 +155,7 @@ def predict_video(
         task=predictor.task,
         text_source=_text_source(subtitles, asr),
         segmentation=report,
+        face=predictor.settings.face,
     )
     if subtitles is None and asr is None:
         timeline.warnings.append(BLANK_TEXT_WARNING)
@@ -250,6 +257,7 @@ def predict_videos(
     overlapping_cues: Literal["error", "merge"] = "error",
     vad: VadSettings | None = None,
     progress: bool = True,
+    face: FaceChoice | None = "speaker",
 ) -> Iterator[VideoOutcome]:
     """The timeline of each video, written as files under `out_dir` (one sub-folder per video,
     named by its file name, when there are several); a video that fails is reported, not fatal.
@@ -267,8 +275,10 @@ def predict_videos(
         overlapping_cues: as for :func:`predict_video`.
         vad: as for :func:`predict_video`.
         progress: as for :func:`predict_video`.
+        face: as for :func:`predict_video`.
     """
     check_video_options(subtitles, transcribe, len(videos))
+    predictor = predictor.with_face(face)
     asr = Transcriber(transcribe, predictor.device) if transcribe else None
     folders = _video_folders(Path(out_dir), videos)
     options = {"subtitles": subtitles, "transcribe": asr, "overlapping_cues": overlapping_cues}

@@ -26,7 +26,18 @@ detections     (D, 15) float32          every face found in every frame, largest
 detection_fr…  (D,) int64               ``detection_frames``: the frame of each detection
 timestamps     (T,) float64             frame times in seconds on the source's clock
 specs          (S, 1, 128, 32) float32  mel-spectrogram chunks, the last zero-padded
+detection_tr…  (D,) int64               ``detection_tracks``: the face track of each detection
+                                        (`mesm.data.media.tracks`) — ``face="speaker"`` only
+speaker_track  (1,) int64               the chosen track (-1: no face) — ``face="speaker"``
+speaker_fall…  (1,) uint8               ``speaker_fallback``: 0 = chosen by its score, else why
+                                        the largest face was kept (`speaker.FALLBACKS`) —
+                                        ``face="speaker"`` only
 =============  =======================  ==================================================
+
+With ``face="speaker"`` the faces, found flags, boxes and landmarks are those of the chosen track
+(`mesm.data.media.speaker`: ``found`` is 0 where the crop is the chosen face's box held from a
+nearby frame, as for the centre-crop fallback); with ``face="largest"`` (the default) an entry
+holds exactly the tensors above the last three, as before the choice existed.
 
 and string metadata (id, source fingerprint, counts, ``sha256`` of the tensors, the size and
 mtime of each source file). Entries are safetensors files (no pickle), written to a temporary name
@@ -49,7 +60,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -75,6 +86,7 @@ def _header_metadata(blob: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
+FaceChoice = Literal["largest", "speaker"]
 CACHE_VERSION = 2  # 2: landmarks and every detected face (1: the largest face's box only)
 CACHE_DIR = "cache"
 ENTRY_SUFFIX = ".safetensors"
@@ -97,6 +109,11 @@ class PreprocessSettings(DictSettings):
         chunk_frames: spectrogram frames per chunk.
         log_mel: store log(mel + log_eps) instead of the power mel-spectrogram.
         log_eps: the floor added before the log.
+        face: which face of a frame is cropped: "largest" (the paper's rule: the largest face
+            MTCNN finds in each frame) or "speaker" (the face track whose mouth moves with the
+            speech, `mesm.data.media.speaker`). "largest" is left out of the cache key and of
+            ``settings.json``, so its folders and entries are those made before the choice
+            existed.
     """
 
     section: ClassVar[str] = "preprocessing"
@@ -113,9 +130,12 @@ class PreprocessSettings(DictSettings):
     chunk_frames: int = 32
     log_mel: bool = False
     log_eps: float = 1e-6
+    face: FaceChoice = "largest"
 
     def __post_init__(self) -> None:
-        positive = [f.name for f in fields(self) if f.name != "log_mel"]
+        if self.face not in ("largest", "speaker"):
+            raise UsageError(f"face must be 'largest' or 'speaker', got {self.face!r}")
+        positive = [f.name for f in fields(self) if f.name not in ("log_mel", "face")]
         bad = [name for name in positive if not getattr(self, name) > 0]
         if bad:
             raise UsageError(f"settings must be positive: {bad}")
@@ -126,7 +146,15 @@ class PreprocessSettings(DictSettings):
 
     def key(self) -> str:
         """Short hash naming the cache folder of these settings."""
-        return settings_key(CACHE_VERSION, self.to_dict())
+        return settings_key(CACHE_VERSION, self.cache_dict())
+
+    def cache_dict(self) -> dict[str, Any]:
+        """The settings that name a cache folder: `to_dict` without ``face`` when it is
+        "largest" (the default rule, older than the choice)."""
+        values = self.to_dict()
+        if values["face"] == "largest":
+            del values["face"]
+        return values
 
 
 class FeatureCache:
@@ -156,7 +184,7 @@ class FeatureCache:
         self.items.mkdir(parents=True, exist_ok=True)
         settings_file = self.dir / "settings.json"
         if not settings_file.is_file():
-            text = json.dumps({"version": CACHE_VERSION, **self.settings.to_dict()}, indent=2)
+            text = json.dumps({"version": CACHE_VERSION, **self.settings.cache_dict()}, indent=2)
             atomic_write_text(settings_file, text + "\n")
         self.remove_stale()
 
@@ -164,7 +192,7 @@ class FeatureCache:
         """Cache folders of these same settings in an older format version (their
         ``settings.json`` says so). They are never read: their entries are computed again in
         this folder."""
-        want = self.settings.to_dict()
+        want = self.settings.cache_dict()
         older = []
         for settings_file in sorted((self.root / CACHE_DIR).glob("*/settings.json")):
             if settings_file.parent == self.dir:

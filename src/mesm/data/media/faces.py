@@ -118,16 +118,13 @@ class FaceCropper:
                     )
                     owners += [i] * len(seen.boxes)
                 box = None if seen is None or not len(seen.boxes) else seen.boxes[0]
-                window = None if box is None else self._window(frames[j], box)
-                if window is None:
+                crop = None if box is None else self.crop_face(frames[j], box, seen.landmarks[0])
+                if crop is None:
                     faces[i] = centre_crop(frames[j], size)
                     continue
-                x1, y1, x2, y2 = window
-                faces[i], found[i] = _resize(frames[j][y1:y2, x1:x2], size), True
+                faces[i], landmarks[i] = crop
+                found[i] = True
                 boxes[i] = torch.from_numpy(np.asarray(box, dtype=np.float32))
-                scale = np.array([size / (x2 - x1), size / (y2 - y1)])
-                points = (seen.landmarks[0].astype(np.float64) - (x1, y1)) * scale
-                landmarks[i] = torch.from_numpy(points.astype(np.float32))
         order = np.argsort(np.asarray(owners, dtype=np.int64), kind="stable")
         detections = np.concatenate(rows)[order] if rows else np.zeros((0, 15), np.float32)
         return FaceCrops(
@@ -138,6 +135,30 @@ class FaceCropper:
             detections=torch.from_numpy(np.ascontiguousarray(detections, dtype=np.float32)),
             detection_frames=torch.as_tensor(np.asarray(owners, dtype=np.int64)[order]),
         )
+
+    def crop_face(
+        self, frame: torch.Tensor, box: np.ndarray, points: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One detected face's crop and its landmarks in crop pixels.
+
+        Args:
+            frame: (H, W, 3) uint8.
+            box: (4,) x1, y1, x2, y2 in frame pixels.
+            points: (5, 2) the face's landmarks in frame pixels.
+
+        Returns:
+            (crop (3, size, size) uint8, landmarks (5, 2) float32), or None where the box gives
+            no window (see `_window`).
+        """
+        window = self._window(frame, box)
+        if window is None:
+            return None
+        x1, y1, x2, y2 = window
+        size = self.image_size
+        scale = np.array([size / (x2 - x1), size / (y2 - y1)])
+        moved = (np.asarray(points, dtype=np.float64).reshape(5, 2) - (x1, y1)) * scale
+        crop = _resize(frame[y1:y2, x1:x2], size)
+        return crop, torch.from_numpy(moved.astype(np.float32))
 
     def _window(self, frame: torch.Tensor, box: np.ndarray) -> tuple[int, int, int, int] | None:
         """The crop window (x1, y1, x2, y2 whole pixels): the box widened by the margin (as

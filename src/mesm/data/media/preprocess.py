@@ -20,6 +20,7 @@ from mesm.data.errors import DataError, input_errors
 from mesm.data.manifest import SPLITS, Record, read_dataset
 from mesm.data.media.cache import FeatureCache, PreprocessSettings
 from mesm.data.media.faces import make_cropper
+from mesm.data.media.speaker import CHOICE_FALLBACKS
 from mesm.data.media.utterance import build_entry
 from mesm.jobs.runner import run_jobs, worker_state
 
@@ -39,6 +40,11 @@ class PreprocessReport:
         seconds: wall time of the run.
         older_caches: cache folders of the same settings in an older format version: never
             read (their entries were computed again here); they may be deleted.
+        face: the face choice of the settings ("largest" or "speaker").
+        speaker_chosen: with ``face="speaker"``, utterances whose face was chosen by the
+            speaker score among several faces.
+        speaker_fallbacks: with ``face="speaker"``, id -> why the largest face was kept
+            although several faces were seen ("not separated", "no speech", "too short").
     """
 
     cache_dir: str
@@ -50,6 +56,9 @@ class PreprocessReport:
     fallback_frames: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     older_caches: list[str] = field(default_factory=list)
+    face: str = "largest"
+    speaker_chosen: int = 0
+    speaker_fallbacks: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One paragraph for the command line."""
@@ -61,13 +70,20 @@ class PreprocessReport:
             "were computed again here), delete it to free its space"
             for folder in self.older_caches
         )
+        speaker = ""
+        if self.face == "speaker":
+            speaker = (
+                f"; speaker's face chosen in {self.speaker_chosen} utterance(s) with several "
+                f"faces, largest face kept in {len(self.speaker_fallbacks)} where the speaker "
+                "could not be told apart"
+            )
         return (
             f"cache {self.cache_dir}: {self.computed} computed, {self.reused} reused, "
             f"{len(self.failed)} failed in {self.seconds:.1f} s; {self.frames} frames, "
             f"{self.chunks} spectrogram chunks; faces found by MTCNN in "
             f"{self.frames - fallback} of {self.frames} frames ({rate}); no face found in "
             f"{fallback} frames ({share}) of {len(self.fallback_frames)} utterance(s) "
-            f"(centre crop used){older}"
+            f"(centre crop used){speaker}{older}"
         )
 
     @property
@@ -134,7 +150,9 @@ def _fill(
     root = cache.root
     cache.prepare()
     report = PreprocessReport(
-        cache_dir=str(cache.dir), older_caches=[str(f) for f in cache.older_folders()]
+        cache_dir=str(cache.dir),
+        older_caches=[str(f) for f in cache.older_folders()],
+        face=cache.settings.face,
     )
 
     todo, report.reused = cache.outdated(records, overwrite)
@@ -207,3 +225,8 @@ def _tally(cache: FeatureCache, records: list[Record], report: PreprocessReport)
         fallback = int(meta.get("fallback_frames", 0))
         if fallback:
             report.fallback_frames[record.id] = fallback
+        speaker = meta.get("speaker")
+        if speaker == "chosen":
+            report.speaker_chosen += 1
+        elif speaker in CHOICE_FALLBACKS:
+            report.speaker_fallbacks[record.id] = speaker
