@@ -347,9 +347,11 @@ def summarise(
 
     Args:
         shares: :func:`batch_shares` of the whole split, concatenated over batches.
-        labels: (n, K) true labels; decisions: (n, K) the model's decisions.
+        labels: (n, K) true labels.
+        decisions: (n, K) the model's decisions.
         label_names: the K labels.
-        bootstrap: resamples per interval; permutations: label shuffles per test.
+        bootstrap: resamples per interval.
+        permutations: label shuffles per test.
         seed: the random generator's seed (the report is reproducible).
 
     Returns:
@@ -639,7 +641,8 @@ def region_report(
             (attention for MESM, saliency for FE2E).
         p: nucleus mass (MESM: run at this p; saliency: the mass of its kept sites).
         batch_size: utterances per forward pass.
-        bootstrap: resamples per 95 % interval; permutations: shuffles per permutation test.
+        bootstrap: resamples per 95 % interval.
+        permutations: shuffles per permutation test.
         seed: seed of the resampling (the same inputs give the same report).
         precision: what the model runs at ("auto", "32", "bf16").
         figures: draw the PNGs.

@@ -293,8 +293,11 @@ def speech_frame_labels(
         window_probs: (W,) speech probability of each VAD window from the first sample.
         window_seconds: the VAD window's length.
         samples: the utterance's samples at `sample_rate` (the mel's rate).
-        sample_rate, hop_length: the mel-spectrogram's.
-        chunks, chunk_frames, n_mels: the shape of the cached chunks (S, 1, n_mels, chunk_frames).
+        sample_rate: the mel-spectrogram's sample rate.
+        hop_length: the mel-spectrogram's hop in samples.
+        chunks: S, the cached chunks (S, 1, n_mels, chunk_frames).
+        chunk_frames: mel frames per chunk.
+        n_mels: mel rows per chunk.
         threshold: speech probability threshold.
 
     Returns:
