@@ -50,8 +50,9 @@ from mesm.analysis.regions import (
     face_region_labels,
     facs_regions,
     frame_shares,
+    one_hot,
+    pool_fractions,
     row_names,
-    site_fractions,
     speech_frame_labels,
 )
 from mesm.data.errors import DataError
@@ -211,24 +212,33 @@ def batch_shares(
         if name == "audio" and speech is not None:
             labellings.append(("speech", speech, len(SPEECH)))
         for label_set, labels, count in labellings:
+            onehot = one_hot(labels, count)  # pooled to each layer's map
+            valid = (labels != -1).reshape(labels.shape[0], -1).any(axis=1)
             for layer, m in layers.items():
                 out[(label_set, layer)] = _layer_shares(
-                    m, labels, count, lengths, targets if label_set == "visual" else None
+                    m, onehot, valid, lengths, targets if label_set == "visual" else None
                 )
     return out
 
 
 def _layer_shares(
     m: dict[str, Tensor],
-    labels: np.ndarray,
-    count: int,
+    onehot: np.ndarray,
+    valid: np.ndarray,
     lengths: list[int],
     targets: np.ndarray | None,
 ) -> dict[str, Any]:
-    """One layer's per-frame shares, averaged per utterance over its labelled frames."""
+    """One layer's per-frame shares, averaged per utterance over its labelled frames.
+
+    Args:
+        m: the layer's "probs", "kept", "scored" (F, h, w).
+        onehot: (F, R, H, W) each input pixel's region.
+        valid: (F,) frames with regions.
+        lengths: frames per utterance.
+        targets: (E, R) FACS targets, or None.
+    """
     probs = m["probs"].float().numpy()
-    valid = (labels != -1).reshape(labels.shape[0], -1).any(axis=1)
-    fractions = site_fractions(labels, probs.shape[1:], count)
+    fractions = pool_fractions(onehot, probs.shape[1:])
     shares = frame_shares(probs, m["kept"].numpy(), m["scored"].numpy(), fractions, targets)
     per_utt: dict[str, Any] = {q: [] for q in ("attention", "kept", "area", "iou", "pointing")}
     used, excluded = [], []

@@ -227,11 +227,22 @@ def site_fractions(labels: np.ndarray, shape: tuple[int, int], count: int) -> np
     Returns:
         (T, count, h, w) float32, summing to 1 over labels where every pixel has one.
     """
-    t, big_h, big_w = labels.shape
+    return pool_fractions(one_hot(labels, count), shape)
+
+
+def one_hot(labels: np.ndarray, count: int) -> np.ndarray:
+    """(T, H, W) int labels (-1: none) → (T, count, H, W) float32 0/1."""
+    return (labels[:, None] == np.arange(count)[None, :, None, None]).astype(np.float32)
+
+
+def pool_fractions(onehot: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(T, R, H, W) per-pixel membership → (T, R, h, w) fraction of each site's pixels."""
+    t, count, big_h, big_w = onehot.shape
     h, w = shape
     if big_h % h or big_w % w:
         raise ValueError(f"map {shape} does not divide the {big_h}x{big_w} pixels")
-    onehot = (labels[:, None] == np.arange(count)[None, :, None, None]).astype(np.float32)
+    if (h, w) == (big_h, big_w):
+        return onehot
     return onehot.reshape(t, count, h, big_h // h, w, big_w // w).mean(axis=(3, 5))
 
 
