@@ -240,31 +240,22 @@ def _layer_shares(
     probs = m["probs"].float().numpy()
     fractions = pool_fractions(onehot, probs.shape[1:])
     shares = frame_shares(probs, m["kept"].numpy(), m["scored"].numpy(), fractions, targets)
-    per_utt: dict[str, Any] = {q: [] for q in ("attention", "kept", "area", "iou", "pointing")}
-    used, excluded = [], []
-    start = 0
-    for length in lengths:
-        rows = slice(start, start + length)
-        ok = valid[rows]
-        used.append(int(ok.sum()))
-        excluded.append(int(length - ok.sum()))
-        for q in per_utt:
-            values = shares[q][rows][ok]
-            width = shares[q].shape[1]
-            per_utt[q].append(_nanmean(values) if len(values) else np.full(width, np.nan))
-        start += length
-    entry: dict[str, Any] = {q: np.stack(v) for q, v in per_utt.items()}
-    entry["frames"] = np.array(used)
-    entry["excluded"] = np.array(excluded)
+    # Frame -> utterance membership (B, F): per-utterance sums are one matrix product.
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    member = (owner[None, :] == np.arange(len(lengths))[:, None]).astype(np.float64)
+    used = member @ valid.astype(np.float64)
+    entry: dict[str, Any] = {}
+    for q in ("attention", "kept", "area", "iou", "pointing"):
+        values = shares[q]
+        counted = valid[:, None] & np.isfinite(values)
+        totals = member @ np.where(counted, values, 0.0)
+        counts = member @ counted.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            entry[q] = np.where(counts > 0, totals / counts, np.nan)
+    entry["frames"] = used.astype(np.int64)
+    entry["excluded"] = np.asarray(lengths, dtype=np.int64) - entry["frames"]
     entry["map"] = "x".join(str(s) for s in probs.shape[1:])
     return entry
-
-
-def _nanmean(values: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        count = np.isfinite(values).sum(axis=0)
-        total = np.nansum(values, axis=0)
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 # -- statistics -----------------------------------------------------------------------------------
@@ -525,6 +516,7 @@ def collect_shares(
     model = trained.model.eval()
     vad = load_vad_model() if speech and "audio" in _pathways(model) else None
     voice = {"speech_frames": 0, "non_speech_frames": 0, "utterances_without_audio": []}
+    heard: dict[int, tuple[np.ndarray, int]] = {}
     rows = band_rows(dataset.cache.settings.n_mels, dataset.cache.settings.sample_rate)
     nucleus = float(p if p is not None else getattr(model.config, "p", 0.7))
     parts: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
@@ -541,7 +533,11 @@ def collect_shares(
             maps, logits = _saliency_maps(model, batch, precision, nucleus)
         voiced = None
         if vad is not None:
-            voiced = _speech_labels(dataset, range(start, start + len(items)), items, vad, voice)
+            indices = range(start, start + len(items))
+            if start not in heard:  # the VAD runs on blocks of utterances: fewer, wider calls
+                block = range(start, min(len(dataset), start + max(batch_size, VAD_BLOCK)))
+                heard.update(_listen(dataset, block, vad, voice))
+            voiced = _speech_labels(dataset, [heard.pop(i) for i in indices], items, voice)
         for key, entry in batch_shares(maps, items, names, rows, voiced).items():
             parts.setdefault(key, []).append(entry)
         probs.append(torch.sigmoid(logits).cpu().numpy())
@@ -579,21 +575,15 @@ def _pathways(model: EmotionModel) -> set[str]:
     return {name for name in ("visual", "audio") if getattr(model, name, None) is not None}
 
 
-def _speech_labels(
-    dataset: EmotionDataset,
-    indices: range,
-    items: list[dict[str, Any]],
-    vad: torch.jit.ScriptModule,
-    counts: dict[str, Any],
-) -> np.ndarray:
-    """Speech / non-speech / padding labels of a batch's mel chunks, from each utterance's own
-    audio (Silero VAD at 16 kHz, the batch scored together); all -1 (and the utterance named in
-    `counts`) for an utterance whose audio cannot be read.
+VAD_BLOCK = 256  # utterances scored by one batched VAD pass
 
-    Returns:
-        (ΣS, n_mels, chunk_frames) int8.
-    """
-    settings = dataset.cache.settings
+
+def _listen(
+    dataset: EmotionDataset, indices: range, vad: torch.jit.ScriptModule, counts: dict[str, Any]
+) -> dict[int, tuple[np.ndarray, int]]:
+    """Speech probabilities of utterances from their own audio (Silero VAD at 16 kHz, scored
+    together): {index: (probabilities, samples at 16 kHz)}; an utterance whose audio cannot be
+    read gets none (and is named in `counts`)."""
     waves = []
     for index in indices:
         record = dataset.records[index]
@@ -603,13 +593,31 @@ def _speech_labels(
             counts["utterances_without_audio"].append(record.id)
             waves.append(np.zeros(0, dtype=np.float32))
     scored = batch_speech_probabilities(waves, vad)
+    return {
+        index: (probs, len(wave)) for index, wave, probs in zip(indices, waves, scored, strict=True)
+    }
+
+
+def _speech_labels(
+    dataset: EmotionDataset,
+    heard: list[tuple[np.ndarray, int]],
+    items: list[dict[str, Any]],
+    counts: dict[str, Any],
+) -> np.ndarray:
+    """Speech / non-speech / padding labels of a batch's mel chunks (all -1 for an utterance
+    without probabilities).
+
+    Returns:
+        (ΣS, n_mels, chunk_frames) int8.
+    """
+    settings = dataset.cache.settings
     out = []
-    for wave, probs, item in zip(waves, scored, items, strict=True):
+    for (probs, samples), item in zip(heard, items, strict=True):
         specs = item["specs"]
         labels = speech_frame_labels(
             probs,
             VAD_STEP,
-            samples=round(len(wave) * settings.sample_rate / VAD_RATE),
+            samples=round(samples * settings.sample_rate / VAD_RATE),
             sample_rate=settings.sample_rate,
             hop_length=settings.hop_length,
             chunks=int(specs.shape[0]),

@@ -180,7 +180,8 @@ def batch_speech_probabilities(
     for row, wave in enumerate(waveforms):
         padded[row, : len(wave)] = np.asarray(wave, dtype=np.float32).reshape(-1)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see speech_probabilities
+    if len(waveforms) < 32:  # a small batch is a tiny workload: see speech_probabilities
+        torch.set_num_threads(1)
     try:
         model.reset_states()
         scores = np.empty((len(waveforms), width), dtype=np.float32)
