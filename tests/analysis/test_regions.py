@@ -238,7 +238,9 @@ def fe2e(checkpoint):
 
 def test_region_report_of_mesm_and_fe2e(dataset_dir, checkpoint, fe2e, tmp_path):
     out = tmp_path / "regions"
-    report = region_report(checkpoint, dataset_dir, None, out, bootstrap=50, permutations=20)
+    report = region_report(
+        checkpoint, dataset_dir, None, out, bootstrap=50, permutations=20, speech=True
+    )
     assert report["source"] == "attention" and report["utterances"] == 12
     assert report["frames"]["used"] + report["frames"]["without_face"] > 0
     layers = {(r["pathway"], r["layer"]) for r in report["rows"]}
@@ -262,7 +264,9 @@ def test_region_report_of_mesm_and_fe2e(dataset_dir, checkpoint, fe2e, tmp_path)
             for r in mine:
                 assert r["kept_share_lo"] <= r["kept_share"] + 1e-9 <= r["kept_share_hi"] + 2e-9
     # The same seed gives the same report.
-    again = region_report(checkpoint, dataset_dir, None, None, bootstrap=50, permutations=20)
+    again = region_report(
+        checkpoint, dataset_dir, None, None, bootstrap=50, permutations=20, speech=True
+    )
     assert again["rows"] == report["rows"]
 
     saliency = region_report(fe2e, dataset_dir, None, None, bootstrap=20, permutations=10)
@@ -270,8 +274,8 @@ def test_region_report_of_mesm_and_fe2e(dataset_dir, checkpoint, fe2e, tmp_path)
     assert {(r["pathway"], r["layer"]) for r in saliency["rows"]} == {
         ("visual", "input"),
         ("audio", "input"),
-        ("speech", "input"),
     }
+    assert saliency["speech"] is None  # not asked for
     with pytest.raises(Exception, match="FE2E has no cross-modal attention"):
         region_report(fe2e, dataset_dir, None, None, source="attention")
 
@@ -280,12 +284,14 @@ def test_explain_regions_command(dataset_dir, checkpoint, tmp_path, capsys):
     out = tmp_path / "cli_regions"
     args = ["explain", "--regions", "--checkpoint", str(checkpoint), "--data", str(dataset_dir)]
     assert main([*args, "--split", "test", "--out", str(out), "--bootstrap", "20",
-                 "--permutations", "10"]) == 0  # fmt: skip
+                 "--permutations", "10", "--speech"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "mouth + brows" in printed and "face frames used" in printed
+    assert "voice activity (Silero VAD)" in printed
+    assert json.loads((out / "regions.json").read_text())["speech"]["speech_frames"] >= 0
     assert (out / "regions.csv").is_file() and (out / "regions.json").is_file()
     assert main([*args, "--out", str(tmp_path / "sal"), "--saliency", "--bootstrap", "10",
-                 "--permutations", "5", "--no-speech"]) == 0  # fmt: skip
+                 "--permutations", "5"]) == 0  # fmt: skip
     saliency = json.loads((tmp_path / "sal" / "regions.json").read_text())
     assert saliency["source"] == "saliency" and saliency["speech"] is None
     assert not any(r["pathway"] == "speech" for r in saliency["rows"])

@@ -504,7 +504,7 @@ def collect_shares(
     batch_size: int = 8,
     p: float | None = None,
     mean_face: bool = True,
-    speech: bool = True,
+    speech: bool = False,
 ) -> dict[str, Any]:
     """One pass over the split: per-utterance shares, probabilities, labels, the mean face.
 
@@ -645,7 +645,7 @@ def region_report(
     seed: int = 0,
     precision: str | Precision = "auto",
     figures: bool = True,
-    speech: bool = True,
+    speech: bool = False,
 ) -> dict[str, Any]:
     """Attention and kept sites per facial region and mel band, per emotion, over a split.
 
@@ -665,7 +665,8 @@ def region_report(
         precision: what the model runs at ("auto", "32", "bf16").
         figures: draw the PNGs.
         speech: also split the audio maps into speech and non-speech mel frames (Silero VAD on
-            each utterance's audio, the whole-video path's detector and threshold).
+            each utterance's audio, the whole-video path's detector and threshold; it decodes
+            every utterance's audio again, so it is not done by default).
 
     Returns:
         The ``regions.json`` content: "checkpoint", "data", "split", "arch", "source", "p",

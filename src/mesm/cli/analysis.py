@@ -223,10 +223,10 @@ def _add_explain(sub) -> None:
     )
     regions.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
     regions.add_argument(
-        "--no-speech",
+        "--speech",
         action="store_true",
-        help="skip the speech / non-speech split of the audio maps (it runs the voice-activity "
-        "detector over each utterance's audio)",
+        help="also split the audio maps into speech and non-speech mel frames (decodes each "
+        "utterance's audio again for the voice-activity detector: slower)",
     )
     add_batch_size(regions)
     add_p(ex)
@@ -311,7 +311,7 @@ def _explain_regions(args: argparse.Namespace) -> int:
         permutations=args.permutations,
         seed=args.seed,
         precision=precision(args),
-        speech=not args.no_speech,
+        speech=args.speech,
     )
     print(_regions_summary(report))
     print("written: " + ", ".join(str(Path(args.out) / f) for f in report["files"].values()))

@@ -158,7 +158,12 @@ def _regions(out: Path, models: dict[str, Any], precision: Precision) -> dict[st
     for name in ("MESM", "FE2E"):
         folder = out / "regions" / name.lower()
         report = region_report(
-            models[name]["checkpoint"], out / "data", "test", folder, precision=precision
+            models[name]["checkpoint"],
+            out / "data",
+            "test",
+            folder,
+            precision=precision,
+            speech=True,
         )
         result[name] = {
             "folder": str(folder),
