@@ -72,7 +72,10 @@ def _dense_maps(probs: Tensor, keep: Tensor, sites: SparseMap) -> dict[str, Tens
 
 
 @contextmanager
-def _recording(model: EmotionModel) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
+def recording_attention(model: EmotionModel) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
+    """Inside the block, every forward pass of `model` records its attention layers' dense maps
+    into the yielded {"visual"|"audio": {layer index: {"probs", "kept", "scored"}}} (see
+    :func:`capture_attention`); the hooks are removed on leaving."""
     layers = model.attention_layers()
     if not layers:
         raise UsageError("attention maps need a MESM model: FE2E has no cross-modal attention")
@@ -95,7 +98,7 @@ def _recording(model: EmotionModel) -> Iterator[dict[str, dict[int, dict[str, Te
 
 @torch.inference_mode()
 def _forward_capture(model: EmotionModel, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
-    with _recording(model) as store:
+    with recording_attention(model) as store:
         logits = model(**model_inputs(model, dict(batch)))
     return store, logits
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mesm.analysis.attention_maps import _recording
+from mesm.analysis.attention_maps import recording_attention
 from mesm.analysis.regions import (
     BANDS,
     FACS_SOURCE,
@@ -104,7 +104,7 @@ def _attention_maps(
     model: EmotionModel, batch: dict[str, Any], precision: Precision
 ) -> tuple[dict[str, dict[str, dict[str, Tensor]]], Tensor]:
     """MESM's captured maps {pathway: {"0": {"probs", "kept", "scored"}}} and its logits."""
-    with torch.inference_mode(), _recording(model) as store, precision.autocast():
+    with torch.inference_mode(), recording_attention(model) as store, precision.autocast():
         logits = model(**model_inputs(model, batch))
     maps = {name: {str(i): layer for i, layer in layers.items()} for name, layers in store.items()}
     return maps, logits.float()
@@ -514,11 +514,11 @@ def collect_shares(
         counts of mel frames by voice activity (None when `speech` is False)}.
     """
     model = trained.model.eval()
-    vad = load_vad_model() if speech and "audio" in _pathways(model) else None
+    vad = load_vad_model() if speech and "a" in model.config.modalities else None
     voice = {"speech_frames": 0, "non_speech_frames": 0, "utterances_without_audio": []}
     heard: dict[int, tuple[np.ndarray, int]] = {}
     rows = band_rows(dataset.cache.settings.n_mels, dataset.cache.settings.sample_rate)
-    nucleus = float(p if p is not None else getattr(model.config, "p", 0.7))
+    nucleus = float(p if p is not None else model.config.p)
     parts: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
     probs, labels = [], []
     face_sum, face_count, lm_sum, lm_count = None, 0, np.zeros((5, 2)), 0
@@ -569,10 +569,6 @@ def collect_shares(
         "p": nucleus if source == "saliency" else (p if p is not None else model.p),
         "speech": voice if vad is not None else None,
     }
-
-
-def _pathways(model: EmotionModel) -> set[str]:
-    return {name for name in ("visual", "audio") if getattr(model, name, None) is not None}
 
 
 VAD_BLOCK = 256  # utterances scored by one batched VAD pass
@@ -678,9 +674,9 @@ def region_report(
     """
     trained = checkpoint if isinstance(checkpoint, TrainedModel) else load_model(checkpoint)
     model = trained.model
-    is_mesm = bool(model.attention_layers()) if isinstance(model, EmotionModel) else False
     if not isinstance(model, EmotionModel):
         raise UsageError("region analysis needs FE2E or MESM (a baseline reads no faces)")
+    is_mesm = model.config.mesm
     if source == "auto":
         source = "attention" if is_mesm else "saliency"
     if source not in ("attention", "saliency"):

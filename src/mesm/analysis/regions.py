@@ -32,6 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from mesm.data.media.audio import hz_to_mel, mel_to_hz
 
 REGIONS = ("mouth", "nose", "eyes", "brows", "cheeks", "jaw", "rest")
 """Region names in priority order (a pixel in two ellipses belongs to the earlier one)."""
@@ -256,8 +259,7 @@ def pool_fractions(onehot: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"map {shape} does not divide the {big_h}x{big_w} pixels")
     if (h, w) == (big_h, big_w):
         return onehot
-    import torch  # average pooling in C++: numpy's strided mean is ~10x slower here
-
+    # Average pooling in C++: numpy's strided mean is ~10x slower here.
     pixels = torch.from_numpy(np.ascontiguousarray(onehot, dtype=np.float32))
     pooled = torch.nn.functional.avg_pool2d(
         pixels.view(t * count, 1, big_h, big_w), (big_h // h, big_w // w)
@@ -269,14 +271,12 @@ def pool_fractions(onehot: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def mel_centres(n_mels: int, sample_rate: int, f_min: float = 0.0) -> np.ndarray:
-    """(n_mels,) centre frequency in Hz of each HTK mel filter (as `mesm.data.media.audio`)."""
-    top = sample_rate / 2
-
-    def to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
-
-    mels = np.linspace(to_mel(f_min), to_mel(top), n_mels + 2)
-    return 700.0 * (10.0 ** (mels[1:-1] / 2595.0) - 1.0)
+    """(n_mels,) centre frequency in Hz of each mel filter of `mesm.data.media.audio` (HTK
+    scale, f_max = sample_rate / 2)."""
+    ends = torch.tensor([f_min, sample_rate / 2], dtype=torch.float64)
+    low, high = hz_to_mel(ends).tolist()
+    mels = torch.linspace(low, high, n_mels + 2, dtype=torch.float64)
+    return mel_to_hz(mels[1:-1]).numpy()
 
 
 def band_rows(n_mels: int, sample_rate: int) -> np.ndarray:

@@ -271,6 +271,36 @@ def _voice(
     return np.clip(signal, -1, 1).astype(np.float32)
 
 
+def _cue(emotion: str, rng: np.random.Generator, noise: float) -> str:
+    """The emotion one cue of an utterance shows: with probability `noise` another one."""
+    if rng.uniform() < noise:
+        return str(rng.choice([e for e in EMOTIONS if e != emotion]))
+    return emotion
+
+
+def _write_with_subtitles(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray,
+    cues: list[tuple[float, float, str]],
+) -> tuple[Path, Path]:
+    """The video (with its audio track) and an SRT file beside it (same name) of the cues
+    (start s, end s, text)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, frames, fps, audio.astype(np.float32))
+    srt = path.with_suffix(".srt")
+    atomic_write_text(
+        srt,
+        "".join(
+            f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{text}\n\n"
+            for i, (a, b, text) in enumerate(cues, start=1)
+        ),
+    )
+    return path, srt
+
+
 def _utterance(
     emotion: str,
     rng: np.random.Generator,
@@ -281,9 +311,7 @@ def _utterance(
     """One utterance: (frames (T, 96, 96, 3) uint8, 16 kHz audio (N,), transcript)."""
 
     def cue(emotion: str) -> str:
-        if rng.uniform() < noise:
-            return str(rng.choice([e for e in EMOTIONS if e != emotion]))
-        return emotion
+        return _cue(emotion, rng, noise)
 
     seconds = float(np.round(rng.uniform(*duration), 2))
     frames = _face(_MOUTH[cue(emotion)], max(1, round(seconds * fps)), rng)
@@ -392,18 +420,7 @@ def write_demo_video(
         audio.append(voice[: round(length * sample_rate)])
         cues.append((t, t + length, text))
         t += length
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, np.concatenate(frames), fps, np.concatenate(audio).astype(np.float32))
-    srt = path.with_suffix(".srt")
-    atomic_write_text(
-        srt,
-        "".join(
-            f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{text}\n\n"
-            for i, (a, b, text) in enumerate(cues, start=1)
-        ),
-    )
-    return path, srt
+    return _write_with_subtitles(path, np.concatenate(frames), fps, np.concatenate(audio), cues)
 
 
 def srt_time(seconds: float) -> str:
@@ -536,9 +553,7 @@ def write_two_person_video(
         t += gap / fps
 
         def cue(emotion: str = emotion) -> str:
-            if rng.uniform() < noise:
-                return str(rng.choice([e for e in EMOTIONS if e != emotion]))
-            return emotion
+            return _cue(emotion, rng, noise)
 
         seconds = float(np.round(rng.uniform(*duration), 2))
         count = max(1, round(seconds * fps))
@@ -555,18 +570,9 @@ def write_two_person_video(
         out.append({"start": t, "end": t + count / fps, "speaker": speaker, "emotion": emotion})
         out[-1]["text"] = text
         t += count / fps
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, np.stack(frames), fps, np.concatenate(audio).astype(np.float32))
-    srt = path.with_suffix(".srt")
-    atomic_write_text(
-        srt,
-        "".join(
-            f"{i}\n{srt_time(turn['start'])} --> {srt_time(turn['end'])}\n{turn['text']}\n\n"
-            for i, turn in enumerate(out, start=1)
-        ),
-    )
-    return path, srt, out
+    cues = [(turn["start"], turn["end"], turn["text"]) for turn in out]
+    video, srt = _write_with_subtitles(path, np.stack(frames), fps, np.concatenate(audio), cues)
+    return video, srt, out
 
 
 def person_at(x: float) -> int:
