@@ -17,10 +17,11 @@ ALLOWED_SKIPS = (
     "spconv 2.3's backward needs CUDA",  # CI runs on CPUs
 )
 
-# Whether this run is CI's (``CI=true``); `helpers.missing` reads it too.
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
 _skipped: list[tuple[str, str]] = []
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def unexpected(skips: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -36,12 +37,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if IN_CI and unexpected(_skipped) and exitstatus == pytest.ExitCode.OK:
+    if _in_ci() and unexpected(_skipped) and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    bad = unexpected(_skipped) if IN_CI else []
+    bad = unexpected(_skipped) if _in_ci() else []
     if bad:
         terminalreporter.section("unexpected skips fail a CI run", red=True)
         for test, why in bad:
