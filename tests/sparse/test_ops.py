@@ -202,7 +202,12 @@ def test_torch_engine_equals_spconv_on_random_sparse_inputs(seed):
             "torch": (ours.features - dense).abs().max().item(),
             "spconv": (theirs.features - dense).abs().max().item(),
         }
-        assert err <= 1e-4 * scale, (threshold, err, off)
+        # spconv 2.3's CPU build is sometimes off by units in a process whose heap holds earlier
+        # tensors' bytes (it reads memory it did not initialise: reproduced by filling and
+        # freeing memory before the call; a fresh interpreter gets it right). Ours must equal
+        # the dense reference, and may differ from spconv only where spconv is the one off.
+        assert off["torch"] <= 1e-4 * scale, (threshold, err, off)
+        assert err <= 1e-4 * scale or off["spconv"] > 1e-4 * scale, (threshold, err, off)
     # spconv's max-pool starts from 0, so it equals ours on non-negative (post-ReLU) features.
     pooled_ours = sparse_max_pool2x2(sites, backend="torch")
     pooled_theirs = sparse_max_pool2x2(sites, backend="spconv")
