@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from mesm.data.manifest import read_dataset
-from mesm.demo.corpus import EMOTIONS, _face, _voice, write_demo_corpus
+from mesm.demo.corpus import (
+    EMOTIONS,
+    _face,
+    _openings,
+    _second_photo,
+    _voice,
+    write_demo_corpus,
+)
 
 
 def test_corpus_is_a_valid_balanced_dataset(tmp_path):
@@ -41,9 +48,12 @@ def test_mtcnn_finds_the_real_face_and_the_expression_moves_the_mouth():
     detector = MTCNN(min_face_size=20)
     found, frames = 0, 0
     drop: dict[float, list[float]] = {1.0: [], 0.0: [], -1.0: []}
-    for _ in range(8):
+    for k in range(8):
         for expression in drop:
-            clip = _face(expression, 4, rng)
+            # Both faces of the corpus, closed (k even) or talking (k odd, mouth open 0..1).
+            photo = _second_photo() if k % 4 >= 2 else None
+            openings = np.linspace(0, 1, 4) if k % 2 else None
+            clip = _face(expression, 4, rng, photo=photo, openings=openings)
             faces = detector.detect(torch.from_numpy(clip))
             frames += len(clip)
             found += sum(len(f.boxes) > 0 for f in faces)
@@ -52,6 +62,21 @@ def test_mtcnn_finds_the_real_face_and_the_expression_moves_the_mouth():
     mean = {e: float(np.mean(v)) for e, v in drop.items()}
     # Smile: corners highest; frown: lowest (the photo itself smiles, "flat" lowers it).
     assert mean[1.0] < mean[0.0] < mean[-1.0], mean
+
+
+def test_a_talking_face_opens_its_mouth_with_the_voice_and_closed_is_the_still_face():
+    rng = np.random.default_rng(5)
+    loud_then_silent = np.concatenate([_voice(True, 0.5, rng), np.zeros(8000, np.float32)])
+    openings = _openings(loud_then_silent, 10)
+    assert openings[:5].mean() > 0.5 and openings[6:].max() < 0.05  # syllables, silence
+    still = _face(1.0, 3, np.random.default_rng(2))
+    closed = _face(1.0, 3, np.random.default_rng(2), openings=np.zeros(3))
+    np.testing.assert_array_equal(still, closed)
+    talking = _face(1.0, 3, np.random.default_rng(2), openings=np.array([0.0, 1.0, 0.0]))
+    np.testing.assert_array_equal(talking[[0, 2]], still[[0, 2]])
+    moved = np.abs(talking[1].astype(int) - still[1].astype(int)).sum(axis=-1)
+    rows = np.nonzero(moved > 40)[0]
+    assert rows.size and rows.min() > 40  # only below the eyes (at row ~39): mouth and chin
 
 
 def test_the_face_alone_cannot_tell_anger_from_neutral():

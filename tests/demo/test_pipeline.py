@@ -32,11 +32,12 @@ def test_quick_demo_beats_chance_for_both_models(quick_demo):
     # rate on 16 turns; docs/speaker-face.md), both timelines are written.
     two = report["two_person"]
     assert two["turns"] == 10 and len(two["emotions"]) == len(two["speakers"]) == 10
+    assert two["model"] == "FE2E"
     assert two["speaker"]["speaker_chosen"] >= 8, two["speaker"]
     for face in ("speaker", "largest"):
         assert Path(two[face]["timeline"]).stat().st_size > 10_000
         assert 0 <= two[face]["agree"] <= 10 and len(two[face]["top"]) == 10
-    assert "the speaker's face chosen in" in printed
+    assert "read by FE2E: the speaker's face chosen in" in printed
     overview = out / "attention" / "overview.png"
     assert report["attention_maps"]["overview"] == str(overview) and overview.stat().st_size > 0
     assert "attention maps" in printed

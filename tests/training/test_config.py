@@ -27,6 +27,20 @@ def test_yaml_and_overrides(tmp_path):
         ("model:\n  preset: huge\n", [], "unknown preset"),
         ("model: [\n", [], "not valid YAML"),
         ("", ["optim.lr"], "key.sub=value"),
+        ("optim:\n  modality_dropout: {t: 1.0}\n", [], r"modality_dropout.t must be in \[0, 1\)"),
+        ("optim:\n  modality_dropout: {x: 0.5}\n", [], "unknown modality 'x'"),
+        (
+            "model:\n  modalities: tv\noptim:\n  modality_dropout: {a: 0.5}\n",
+            [],
+            r"no modality \['a'\]",
+        ),
+        (
+            "model:\n  arch: mult\noptim:\n  modality_dropout: {t: 0.5}\n",
+            [],
+            "only FE2E and MESM",
+        ),
+        ("", ["optim.modality_loss=-1"], "modality_loss must be >= 0"),
+        ("model:\n  arch: lf_lstm\n", ["optim.modality_loss=1"], "only FE2E and MESM"),
     ],
 )
 def test_bad_configs_name_the_file_and_the_problem(tmp_path, text, overrides, message):

@@ -78,8 +78,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     two = report["two_person"]
     turns, speaker, largest = two["turns"], two["speaker"], two["largest"]
     print(
-        f"two people in turns ({two['video']}): the speaker's face chosen in "
-        f"{speaker['speaker_chosen']} of {turns} turns; the timeline's emotion is the speaker's "
+        f"two people in turns ({two['video']}), read by {two['model']}: the speaker's face "
+        f"chosen in {speaker['speaker_chosen']} of {turns} turns; the timeline's emotion is the "
+        f"speaker's "
         f"in {speaker['agree']} of {turns} turns cropping the speaker's face, "
         f"{largest['agree']} cropping the largest; the probabilities differ by "
         f"{two['probability_change']:.3f} on average between the two (timeline: "

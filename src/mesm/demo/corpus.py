@@ -23,7 +23,10 @@ it (the tests ask for >= 95 % of frames; `mesm demo` reports the rate) and the a
 on a real face. The expression is a piecewise-affine warp
 of the mouth and brow regions (`skimage.transform.PiecewiseAffineTransform` between landmark
 positions), applied as a displacement field whose strength varies per clip; pose, scale and
-lighting are jittered per clip and a little per frame.
+lighting are jittered per clip and a little per frame. The face talks: its mouth opens with the
+loudness of the clip's voice (as in real recordings, where the speaker's mouth moves). Speakers
+0, 2 and 4 show this face, speakers 1 and 3 a second one made from it (mirrored, another skin,
+hair and background): the two people of the two-person video.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ EMOTIONS = ("anger", "happiness", "neutral", "sadness")
 _MOUTH = {"anger": 0.0, "happiness": 1.0, "neutral": 0.0, "sadness": -1.0}  # curvature sign
 _AROUSED = {"anger": True, "happiness": True, "neutral": False, "sadness": False}
 _NEGATIVE = {"anger": True, "happiness": False, "neutral": False, "sadness": True}
+_SPEAKERS = tuple(f"speaker{k}" for k in range(5))  # utterance i: speaker i % 5
 _NEGATIVE_PHRASES = (
     "I can't believe this happened again",
     "this is the worst day I have had",
@@ -174,35 +178,40 @@ def _warp_field(moves: dict[str, tuple[float, float]]) -> np.ndarray:
     return np.nan_to_num(field).reshape(2, _WORK, _WORK).astype(np.float32)
 
 
-def _face(expression: float, count: int, rng: np.random.Generator, size: int = 96) -> np.ndarray:
-    """(count, size, size, 3) uint8 frames of the photographed face with the given expression.
+def _face(
+    expression: float,
+    count: int,
+    rng: np.random.Generator,
+    size: int = 96,
+    *,
+    photo: np.ndarray | None = None,
+    openings: np.ndarray | None = None,
+) -> np.ndarray:
+    """(count, size, size, 3) uint8 frames of a photographed face with the given expression.
 
     The expression (+1 smile, 0 flat, -1 frown) is a piecewise-affine warp of the mouth and brow
     regions, its strength varied per clip (x 0.7-1.3); each clip gets its own pose (rotation
     +-12 degrees, scale 0.85-1.1, offset, mirror image), lighting and colour, and each frame a
     little head motion and sensor noise.
-    """
-    from scipy.ndimage import map_coordinates
 
-    photo = _photo()
-    rows, cols = np.mgrid[0:_WORK, 0:_WORK].astype(np.float32)
-    field = _expression_field(float(expression)) * rng.uniform(0.7, 1.3)
-    warped = np.stack(
-        [
-            map_coordinates(
-                photo[..., c], [rows + field[0], cols + field[1]], order=1, mode="nearest"
-            )
-            for c in range(3)
-        ],
-        axis=-1,
-    )
-    if rng.uniform() < 0.5:
-        warped = warped[:, ::-1]
+    Args:
+        photo: the face (`_photo`, the default, or `_second_photo`).
+        openings: (count,) mouth openings 0..1 per frame (`_openings` of the clip's voice: the
+            face talks), rounded to tenths; None keeps the mouth closed.
+    """
+    photo = _photo() if photo is None else photo
+    strength = rng.uniform(0.7, 1.3)
+    mirror = rng.uniform() < 0.5
     gain = rng.uniform(0.75, 1.15) * rng.uniform(0.9, 1.1, 3)
     pose = (rng.uniform(-12, 12), rng.uniform(0.85, 1.1), rng.uniform(-0.08, 0.08, 2) * _WORK)
+    warped: dict[float, np.ndarray] = {}  # per mouth opening: a clip holds at most 11
     frames = np.empty((count, size, size, 3), dtype=np.uint8)
     for i in range(count):
-        frames[i] = _posed(warped, pose, gain, i, rng, size)
+        opening = 0.0 if openings is None else round(float(openings[i]), 1)
+        if opening not in warped:
+            face = _talking_face(photo, expression, strength, opening)
+            warped[opening] = face[:, ::-1] if mirror else face
+        frames[i] = _posed(warped[opening], pose, gain, i, rng, size)
     return frames
 
 
@@ -307,15 +316,19 @@ def _utterance(
     noise: float,
     fps: float,
     duration: tuple[float, float],
+    photo: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """One utterance: (frames (T, 96, 96, 3) uint8, 16 kHz audio (N,), transcript)."""
+    """One utterance: (frames (T, 96, 96, 3) uint8, 16 kHz audio (N,), transcript). The face
+    (`photo`, default `_photo`) talks: its mouth opens with the loudness of the voice."""
 
     def cue(emotion: str) -> str:
         return _cue(emotion, rng, noise)
 
     seconds = float(np.round(rng.uniform(*duration), 2))
-    frames = _face(_MOUTH[cue(emotion)], max(1, round(seconds * fps)), rng)
+    count = max(1, round(seconds * fps))
+    expression = _MOUTH[cue(emotion)]
     audio = _voice(_AROUSED[cue(emotion)], seconds, rng)
+    frames = _face(expression, count, rng, photo=photo, openings=_openings(audio, count))
     phrases = _NEGATIVE_PHRASES if _NEGATIVE[cue(emotion)] else _OTHER_PHRASES
     return frames, audio, str(rng.choice(phrases))
 
@@ -357,7 +370,8 @@ def write_demo_corpus(
     records = []
     for i, emotion in enumerate(emotions):
         uid = f"demo{i:04d}"
-        frames, audio, text = _utterance(emotion, rng, noise, fps, duration)
+        photo = _PHOTOS[i % len(_SPEAKERS) % 2]()  # speakers 0, 2, 4: the demo's face
+        frames, audio, text = _utterance(emotion, rng, noise, fps, duration, photo)
         embedded = i % 2 == 0  # half the clips carry their audio track, half a separate WAV
         write_video(out / "clips" / f"{uid}.mp4", frames, fps, audio if embedded else None)
         if not embedded:
@@ -370,7 +384,7 @@ def write_demo_corpus(
                 audio=None if embedded else f"clips/{uid}.wav",
                 text=text,
                 labels=(emotion,),
-                speaker=f"speaker{i % 5}",
+                speaker=_SPEAKERS[i % len(_SPEAKERS)],
                 split=split,
             )
         )
@@ -454,6 +468,11 @@ def _second_photo() -> np.ndarray:
     light = np.clip((photo.mean(axis=-1, keepdims=True) - 150) / 100, 0, 1)
     shifted = shifted * (1 - light) + light * np.array([150, 190, 140], np.float32)
     return np.clip(shifted, 0, 255).astype(np.float32)
+
+
+# The corpus's speaker k shows face k % 2 (the demo's, the second): both people of the two-person
+# video are faces the models have seen.
+_PHOTOS = (_photo, _second_photo)
 
 
 def _talking_face(

@@ -49,10 +49,12 @@ def run_two_person(
     *,
     seed: int,
     precision: Precision,
+    model: str = "",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Writes the video, its two timelines (``two-person/speaker``, ``two-person/largest``) and
-    returns the counts (the report's ``two_person`` entry)."""
+    returns the counts (the report's ``two_person`` entry; `model` names the checkpoint's model
+    there)."""
     video, subtitles, truth = write_two_person_video(
         out / "video" / "two.mp4", demo_turns(turns, seed), seed=seed + 2
     )
@@ -61,9 +63,10 @@ def run_two_person(
     # busy 2-core machine, measured 2.5 s for six turns with one thread, 18-36 s with two).
     torch.set_num_threads(1)
     try:
-        return _predict_both(out, checkpoint, video, subtitles, truth, precision, progress)
+        report = _predict_both(out, checkpoint, video, subtitles, truth, precision, progress)
     finally:
         torch.set_num_threads(threads)
+    return {"model": model, **report}
 
 
 def _predict_both(

@@ -240,5 +240,18 @@ class EmotionModel(nn.Module):
             specs=specs,
             spec_lengths=spec_lengths,
         )
+        return self.fuse(per_modality)
+
+    def fuse(self, per_modality: dict[str, Tensor], keep: Tensor | None = None) -> Tensor:
+        """The learned weighted sum of the per-modality logits, (B, K).
+
+        Args:
+            per_modality: {"t"|"a"|"v": (B, K)} as from :meth:`forward_modalities`.
+            keep: optional (B, M) 0/1 per utterance and modality (in ``self.modalities``'
+                order); a 0 leaves that modality's logits out of the sum (training's modality
+                dropout: an absent modality adds no evidence).
+        """
         stacked = torch.stack([per_modality[m] for m in self.modalities], dim=-1)  # (B, K, M)
+        if keep is not None:
+            stacked = stacked * keep.to(stacked.dtype).unsqueeze(1)
         return self.fusion(stacked).squeeze(-1)

@@ -57,6 +57,23 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float = 0.0
     scheduler: Literal["none", "cosine", "plateau"] = "none"
+    # Modality dropout: {"t"|"a"|"v": q}, each training utterance leaves that modality's logits
+    # out of the fusion with probability q (never all of its modalities at once), so the others
+    # must carry the emotion alone too. Validation, test and inference always use them all.
+    modality_dropout: dict[str, float] = field(default_factory=dict)
+    # Per-modality losses: each modality's logits also learn the emotions alone; the training
+    # loss is the fused one + modality_loss x their mean (0: the paper's fused loss only).
+    modality_loss: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.modality_loss < 0:
+            raise ValueError(f"modality_loss must be >= 0, got {self.modality_loss!r}")
+        for m, q in self.modality_dropout.items():
+            if m not in ("t", "a", "v"):
+                raise ValueError(f"modality_dropout: unknown modality {m!r} (t, a or v)")
+            number = isinstance(q, (int, float)) and not isinstance(q, bool)
+            if not number or not 0.0 <= q < 1.0:
+                raise ValueError(f"modality_dropout.{m} must be in [0, 1), got {q!r}")
 
 
 @dataclass
@@ -139,7 +156,19 @@ class RunConfig:
         model = _coerce_numbers(kind, model)
         check_types("model", kind, model)
         config = cls(model=model, **sections)
-        config.model_config()  # validate the model section now, not at training time
+        model_config = config.model_config()  # validate the model section now, not at training
+        dropped = sorted(set(config.optim.modality_dropout) - set(model_config.modalities))
+        per_modality = config.optim.modality_dropout or config.optim.modality_loss
+        if per_modality and kind is BaselineConfig:
+            raise ConfigError(
+                "optim.modality_dropout / modality_loss: only FE2E and MESM fuse per-modality "
+                "logits"
+            )
+        if dropped:
+            raise ConfigError(
+                f"optim.modality_dropout: the model has no modality {dropped} "
+                f"(modalities={model_config.modalities!r})"
+            )
         return config
 
 

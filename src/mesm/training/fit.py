@@ -210,6 +210,8 @@ def _module(config: RunConfig, train_set: Dataset, run_dir: Path) -> EmotionModu
         text_lr_factor=config.optim.text_lr_factor,
         weight_decay=config.optim.weight_decay,
         scheduler=config.optim.scheduler,
+        modality_dropout=config.optim.modality_dropout,
+        modality_loss=config.optim.modality_loss,
     )
 
 

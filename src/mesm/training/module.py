@@ -36,6 +36,12 @@ class EmotionModule(pl.LightningModule):
         text_lr_factor: the text encoder's learning rate is lr / text_lr_factor.
         weight_decay: Adam weight decay.
         scheduler: "none", "cosine" (over max_epochs) or "plateau" (on val/f1).
+        modality_dropout: {"t"|"a"|"v": q}: in training steps each utterance leaves that
+            modality's logits out of the fusion with probability q (`EmotionModel.fuse`); an
+            utterance whose draws would drop every modality keeps them all.
+        modality_loss: weight w of the per-modality losses: each modality's logits are also
+            trained to name the emotions alone (the same BCE), and the training loss is the
+            fused loss + w x their mean. Validation and checkpoint selection use the fused loss.
     """
 
     def __init__(
@@ -49,6 +55,8 @@ class EmotionModule(pl.LightningModule):
         text_lr_factor: float = 10.0,
         weight_decay: float = 0.0,
         scheduler: str = "none",
+        modality_dropout: dict[str, float] | None = None,
+        modality_loss: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -58,6 +66,14 @@ class EmotionModule(pl.LightningModule):
         self.text_lr_factor = text_lr_factor
         self.weight_decay = weight_decay
         self.scheduler_name = scheduler
+        self.modality_dropout = {m: q for m, q in (modality_dropout or {}).items() if q > 0}
+        self.modality_loss = modality_loss
+        per_modality = self.modality_dropout or modality_loss > 0
+        if per_modality and not isinstance(model, EmotionModel):
+            raise ValueError("modality dropout and losses need FE2E or MESM (per-modality logits)")
+        missing = sorted(set(self.modality_dropout) - set(getattr(model, "modalities", "")))
+        if missing:
+            raise ValueError(f"modality dropout of {missing}: the model has no such modality")
         self.register_buffer("pos_weight", pos_weight.float().clone())
         self.register_buffer(
             "thresholds", torch.full((len(label_names),), 0.5, dtype=torch.float64)
@@ -78,8 +94,30 @@ class EmotionModule(pl.LightningModule):
         self._epoch_started = time.perf_counter()
         self._epoch_utterances = 0
 
+    def _training_loss(self, batch: dict[str, Any]) -> Tensor:
+        """The fused loss, with modality dropout and the per-modality losses when asked for."""
+        labels = batch["labels"]
+        if not self.modality_dropout and not self.modality_loss:
+            return self._loss(self(batch), labels)
+        model = self.model
+        per_modality = model.forward_modalities(**model_inputs(model, batch))
+        keep = self.modality_keep(labels.shape[0]) if self.modality_dropout else None
+        loss = self._loss(model.fuse(per_modality, keep), labels)
+        if self.modality_loss:
+            alone = torch.stack([self._loss(v, labels) for v in per_modality.values()])
+            loss = loss + self.modality_loss * alone.mean()
+        return loss
+
+    def modality_keep(self, size: int) -> Tensor:
+        """(size, M) 0/1: which modalities each utterance keeps (`modality_dropout`'s draw)."""
+        modalities = self.model.modalities
+        rates = torch.tensor([self.modality_dropout.get(m, 0.0) for m in modalities])
+        keep = (torch.rand(size, len(modalities)) >= rates).float()
+        keep[keep.sum(dim=1) == 0] = 1.0  # never every modality at once
+        return keep.to(self.device)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        loss = self._loss(self(batch), batch["labels"])
+        loss = self._training_loss(batch)
         size = batch["labels"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
         # Throughput of this process since the epoch began (data loading included).
