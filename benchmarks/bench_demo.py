@@ -47,11 +47,13 @@ def sizes(folder: Path) -> dict[str, int]:
 
 
 def excerpt(printed: str) -> str:
-    """The demo's results as it printed them: from the preprocessing summary to the FLOPs ratio."""
+    """The demo's results as it printed them: from the preprocessing summary to the FLOPs ratio,
+    then the facial-region lines and the two-person video's line."""
     lines = printed.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("cache "))
     end = next(i for i, line in enumerate(lines) if line.startswith("MESM / FE2E"))
-    return "\n".join(lines[start : end + 1])
+    later = [line for line in lines[end + 1 :] if line.startswith(("MESM layer", "two people"))]
+    return "\n".join([*lines[start : end + 1], *later])
 
 
 def size_table(columns: dict[str, dict[str, int]]) -> str:
