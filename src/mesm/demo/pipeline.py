@@ -58,9 +58,10 @@ QUICK = {"utterances": 96, "epochs": 6, "patience": 6, "video": (4, 3), "two_per
 # whose subtitles only name the speaker, cannot show which face was read.
 MODALITY_DROPOUT = {"t": 0.5}
 MODALITY_LOSS = 1.0
-# The model whose timelines of the two-person video compare the two face choices. FE2E: the
-# demo's MESM does not learn the faces' expressions (its visual logits barely vary between
-# utterances, with this recipe too), so which face it reads changes nothing; docs/speaker-face.md.
+# The model whose timelines of the two-person video compare the two face choices. FE2E: trained
+# with the demo's seed, MESM does not learn the faces' expressions (its visual logits barely vary
+# between utterances, with this recipe too), so which face it reads changes nothing;
+# docs/speaker-face.md.
 TWO_PERSON_MODEL = "FE2E"
 
 
