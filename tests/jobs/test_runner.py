@@ -174,8 +174,16 @@ def test_ctrl_c_in_the_serial_path(tmp_path):
 
 def test_a_dead_worker_fails_its_items_and_a_new_pool_runs_the_rest(tmp_path):
     ids = ["die", *(f"u{i}" for i in range(1, 6))]
+    # Jobs of 0.5 s: the pool's death is seen long before u5 is read. With instant jobs a loaded
+    # machine could let the surviving worker run u1-u4 and take u5 before the executor noticed
+    # the death, failing u5 with the pool (seen once in CI).
     out = run_jobs(
-        _items(tmp_path, ids), _square, workers=2, total=len(ids), max_in_flight=2, progress=False
+        _items(tmp_path, ids, seconds=0.5),
+        _square,
+        workers=2,
+        total=len(ids),
+        max_in_flight=2,
+        progress=False,
     )
     assert out.failed["die"] == WORKER_DIED and CASES["worker-dies"].message in WORKER_DIED
     assert set(out.results) | set(out.failed) == set(ids)
