@@ -301,3 +301,36 @@ def test_explain_regions_command(dataset_dir, checkpoint, tmp_path, capsys):
     assert main([*args, "a.mp4", "--out", str(tmp_path / "y")]) == 1
     assert "give no CLIP" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+
+
+def test_speech_labels_do_not_depend_on_how_batches_meet_the_vad_blocks(
+    dataset_dir, checkpoint, monkeypatch
+):
+    """Batches of 3 against VAD blocks of 5 (a batch straddles two blocks) give the counts of
+    the default blocks (it once raised KeyError when the batch size did not divide the block)."""
+    import mesm.analysis.region_report as rr
+
+    kwargs = {"bootstrap": 10, "permutations": 5, "figures": False, "speech": True}
+    whole = region_report(checkpoint, dataset_dir, None, None, batch_size=4, **kwargs)
+    monkeypatch.setattr(rr, "VAD_BLOCK", 5)
+    straddled = region_report(checkpoint, dataset_dir, None, None, batch_size=3, **kwargs)
+    assert straddled["speech"] == whole["speech"]
+    pairs = zip(straddled["rows"], whole["rows"], strict=True)
+    for a, b in ((a, b) for a, b in pairs if a["pathway"] == "speech"):
+        assert (a["region"], a["group_by"], a["emotion"]) == (
+            b["region"],
+            b["group_by"],
+            b["emotion"],
+        )
+        assert a["area_share"] == pytest.approx(b["area_share"], rel=1e-5)
+
+
+def test_explain_places_the_mel_bands_at_the_checkpoints_sample_rate(checkpoint, monkeypatch):
+    import mesm.analysis.attention_maps as am
+
+    trained = load_model(checkpoint)
+    meta = {**trained.meta, "preprocessing": {**trained.settings.to_dict(), "sample_rate": 8000}}
+    seen = {}
+    monkeypatch.setattr(am, "explain_batch", lambda *a, **k: seen.update(k) or {})
+    am.explain(TrainedModel(trained.model, meta), {"faces": None}, "unused")
+    assert seen["sample_rate"] == 8000

@@ -209,3 +209,19 @@ def test_bad_subtitles_fail_clearly_and_batch_keeps_going(
     printed = capsys.readouterr()
     assert f"failed: {folder / 'b.mp4'}" in printed.err and "1 of 3 input(s) failed" in printed.err
     assert (out / "talk" / "timeline.png").is_file() and (out / "a" / "timeline.csv").is_file()
+
+
+@pytest.mark.parametrize("face", ["largest", "speaker"])
+def test_several_videos_read_the_face_they_were_asked_for(spoken_video, predictor, tmp_path, face):
+    """`predict_videos` (the path of `mesm predict --out`) passes the face choice to every video
+    (`--face largest` was once lost there: each video fell back to the speaker's face)."""
+    from mesm.inference.batch import ClipInput
+    from mesm.inference.video import predict_videos
+
+    video, srt, _ = spoken_video
+    (outcome,) = predict_videos(
+        predictor, [ClipInput(video)], tmp_path, subtitles=srt, progress=False, face=face
+    )
+    assert outcome.failure is None and outcome.timeline.face == face
+    report = json.loads(outcome.files["json"].read_text())
+    assert ("face" in report) == (face == "speaker")  # the speaker's summary, largest: none

@@ -487,4 +487,5 @@ def explain(
             label_names=trained.label_names,
             scale=scale,
             max_frames=max_frames,
+            sample_rate=trained.settings.sample_rate,
         )

@@ -534,8 +534,10 @@ def collect_shares(
         voiced = None
         if vad is not None:
             indices = range(start, start + len(items))
-            if start not in heard:  # the VAD runs on blocks of utterances: fewer, wider calls
-                block = range(start, min(len(dataset), start + max(batch_size, VAD_BLOCK)))
+            unheard = [i for i in indices if i not in heard]
+            if unheard:  # the VAD runs on blocks of utterances: fewer, wider calls
+                first = unheard[0]
+                block = range(first, min(len(dataset), first + max(batch_size, VAD_BLOCK)))
                 heard.update(_listen(dataset, block, vad, voice))
             voiced = _speech_labels(dataset, [heard.pop(i) for i in indices], items, voice)
         for key, entry in batch_shares(maps, items, names, rows, voiced).items():

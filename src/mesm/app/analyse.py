@@ -171,6 +171,7 @@ class ClipAnalyser:
                     label_names=self.label_names,
                     max_frames=OVERVIEW_FRAMES,
                     overview_columns=OVERVIEW_FRAMES,
+                    sample_rate=p.settings.sample_rate,
                 )
                 attention = out / "attention" / "overview.png"
                 flops = self._flops(batch)

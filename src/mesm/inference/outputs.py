@@ -32,6 +32,13 @@ _TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
 _COLOURS = ("#d62728", "#2ca02c", "#7f7f7f", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b")
 
 
+def _several_faces(face: dict[str, Any]) -> bool:
+    """A segment where a face had to be chosen: the speaker's was, or the largest was kept
+    because no choice could be made (`mesm.data.media.speaker.CHOICE_FALLBACKS`), not one with
+    one face or none."""
+    return face["fallback"] not in ("one face", "no face")
+
+
 @dataclass
 class Timeline:
     """The emotions of a whole video, segment by segment.
@@ -77,7 +84,7 @@ class Timeline:
         faces = [r["face"] for r in self.rows if "face" in r]
         if self.face != "speaker" or not faces:
             return ""
-        several = [f for f in faces if f["fallback"] not in ("one face", "no face")]
+        several = [f for f in faces if _several_faces(f)]
         chosen = sum(1 for f in several if not f["fallback"])
         reasons: dict[str, int] = {}
         for f in several:
@@ -242,7 +249,7 @@ def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 100) ->
         )
         if "face" in r:  # --face speaker: which face track was read (L: the largest kept)
             face = r["face"]
-            label = "L" if face["fallback"] and face["tracks"] > 1 else str(face["track"])
+            label = "L" if face["fallback"] and _several_faces(face) else str(face["track"])
             middle = (r["start"] + r["end"]) / 2
             band.text(middle, 0.5, label, ha="center", va="center", fontsize=7, color="white")
     band.set_yticks([])

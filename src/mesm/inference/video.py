@@ -278,10 +278,10 @@ def predict_videos(
         face: as for :func:`predict_video`.
     """
     check_video_options(subtitles, transcribe, len(videos))
-    predictor = predictor.with_face(face)
     asr = Transcriber(transcribe, predictor.device) if transcribe else None
     folders = _video_folders(Path(out_dir), videos)
     options = {"subtitles": subtitles, "transcribe": asr, "overlapping_cues": overlapping_cues}
+    options["face"] = face  # each predict_video applies it (its own default is "speaker")
     return _iter_videos(predictor, videos, folders, audio, vad, progress, options)
 
 
