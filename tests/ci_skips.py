@@ -8,9 +8,9 @@ business: it already fails in CI, this catches any other skip, e.g. a ``skipif``
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from ci_env import in_ci
 
 # Skips that are right in CI too: hardware CI does not have.
 ALLOWED_SKIPS = (
@@ -18,10 +18,6 @@ ALLOWED_SKIPS = (
 )
 
 _skipped: list[tuple[str, str]] = []
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def unexpected(skips: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -37,12 +33,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _in_ci() and unexpected(_skipped) and exitstatus == pytest.ExitCode.OK:
+    if in_ci() and unexpected(_skipped) and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    bad = unexpected(_skipped) if _in_ci() else []
+    bad = unexpected(_skipped) if in_ci() else []
     if bad:
         terminalreporter.section("unexpected skips fail a CI run", red=True)
         for test, why in bad:

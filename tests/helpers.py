@@ -18,6 +18,7 @@ from typing import NoReturn
 import pytest
 import torch
 
+from ci_env import in_ci
 from mesm.models import TINY_TEXT, create_model
 
 
@@ -68,7 +69,7 @@ TINY_TEXT_SETS = [
 
 # CI runs scripts/install.sh first, which installs every extra and system package a test needs:
 # there a missing one is a broken install, not a reason to skip.
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+IN_CI = in_ci()
 
 
 def missing(

@@ -59,3 +59,24 @@ def test_an_unexpected_skip_fails_the_run_only_in_ci(tmp_path, body, ci, code):
     if code:
         assert "unexpected skips fail a CI run" in run.stdout
         assert "test_planted.py::test_planted: espeak-ng is not installed" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "ci", "outcome"),
+    [
+        ('missing("espeak-ng is not installed")', False, "1 skipped"),
+        ('missing("espeak-ng is not installed")', True, "1 failed"),
+        ('require_module("no_such_module", "espeak-ng is not installed")', True, "1 failed"),
+    ],
+)
+def test_a_missing_system_package_skips_locally_and_fails_in_ci(tmp_path, body, ci, outcome):
+    """`helpers.missing` (and `require_module`, which goes through it) fail under CI=true, where
+    scripts/install.sh installs everything, instead of skipping."""
+    (tmp_path / "test_planted.py").write_text(
+        f"from helpers import missing, require_module\n\n\ndef test_planted():\n    {body}\n"
+    )
+    run = _pytest(tmp_path, ci)
+    assert outcome in run.stdout, run.stdout + run.stderr
+    assert run.returncode == (1 if ci else 0)
+    if ci:
+        assert "espeak-ng is not installed, but CI installs it" in run.stdout
