@@ -37,7 +37,7 @@ from mesm.analysis.region_report import region_report
 from mesm.data.manifest import read_dataset, write_dataset
 from mesm.data.media.cache import FeatureCache
 from mesm.inference.evaluate import evaluate_checkpoint
-from mesm.trained.checkpoint import load_model, preprocessing_settings
+from mesm.trained.checkpoint import preprocessing_settings, read_checkpoint_meta
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -150,7 +150,7 @@ def repeated_split(demo: Path, checkpoint: Path, count: int, work: Path) -> Path
     info, records = read_dataset(demo / "data")
     root = work / f"repeated-{count}"
     shutil.copytree(demo / "data" / "clips", root / "clips", copy_function=_link_or_copy)
-    settings = preprocessing_settings(load_model(checkpoint).meta)
+    settings = preprocessing_settings(read_checkpoint_meta(checkpoint))
     source = FeatureCache(demo / "data", settings)
     target = FeatureCache(root, settings)
     target.prepare()

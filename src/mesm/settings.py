@@ -38,6 +38,11 @@ class DictSettings:
         """Inverse of `to_dict`, strictly checked (see :func:`settings_from_dict`)."""
         return settings_from_dict(cls, values, cls.section)
 
+    def cache_dict(self) -> dict[str, Any]:
+        """The settings a cache folder named by them records (all of them, unless a subclass
+        leaves some out of the name)."""
+        return self.to_dict()
+
 
 def settings_key(version: int, values: Mapping[str, Any]) -> str:
     """Short hash naming a cache folder: the cache format's `version` and the settings `values`."""

@@ -72,7 +72,7 @@ def _dense_maps(probs: Tensor, keep: Tensor, sites: SparseMap) -> dict[str, Tens
 
 
 @contextmanager
-def recording_attention(model: EmotionModel) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
+def _recording(model: EmotionModel) -> Iterator[dict[str, dict[int, dict[str, Tensor]]]]:
     """Inside the block, every forward pass of `model` records its attention layers' dense maps
     into the yielded {"visual"|"audio": {layer index: {"probs", "kept", "scored"}}} (see
     :func:`capture_attention`); the hooks are removed on leaving."""
@@ -97,8 +97,9 @@ def recording_attention(model: EmotionModel) -> Iterator[dict[str, dict[int, dic
 
 
 @torch.inference_mode()
-def _forward_capture(model: EmotionModel, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
-    with recording_attention(model) as store:
+def forward_capture(model: EmotionModel, batch: Mapping[str, Any]) -> tuple[dict, Tensor]:
+    """One forward pass of `batch`: (the maps :func:`capture_attention` returns, the logits)."""
+    with _recording(model) as store:
         logits = model(**model_inputs(model, dict(batch)))
     return store, logits
 
@@ -117,7 +118,7 @@ def capture_attention(
         "kept": (F, H, W) bool; "scored": (F, H, W) bool}}}, F the frames (chunks) of the whole
         batch, (H, W) the map size the layer scores (halved by each stage before it).
     """
-    return _forward_capture(model, batch)[0]
+    return forward_capture(model, batch)[0]
 
 
 # -- images ---------------------------------------------------------------------------------------
@@ -296,7 +297,7 @@ def explain_batch(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with model.using_p(p):
-        maps, logits = _forward_capture(model, batch)
+        maps, logits = forward_capture(model, batch)
         used_p = model.p
     names = list(label_names) if label_names else [str(k) for k in range(logits.shape[1])]
     probs = torch.sigmoid(logits[0].float()).tolist()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mesm.analysis.attention_maps import recording_attention
+from mesm.analysis.attention_maps import forward_capture
 from mesm.analysis.regions import (
     BANDS,
     FACS_SOURCE,
@@ -104,8 +104,8 @@ def _attention_maps(
     model: EmotionModel, batch: dict[str, Any], precision: Precision
 ) -> tuple[dict[str, dict[str, dict[str, Tensor]]], Tensor]:
     """MESM's captured maps {pathway: {"0": {"probs", "kept", "scored"}}} and its logits."""
-    with torch.inference_mode(), recording_attention(model) as store, precision.autocast():
-        logits = model(**model_inputs(model, batch))
+    with torch.inference_mode(), precision.autocast():
+        store, logits = forward_capture(model, batch)
     maps = {name: {str(i): layer for i, layer in layers.items()} for name, layers in store.items()}
     return maps, logits.float()
 
@@ -380,8 +380,9 @@ def summarise(
             with np.errstate(invalid="ignore", divide="ignore"):
                 e_att, e_kept = s_att / s_area, s_kept / s_area
             mean_att, mean_kept, mean_area = att.mean(0), kept.mean(0), area.mean(0)
-            lo = {k: _interval(v)[0] for k, v in (("a", s_att), ("k", s_kept))}
-            hi = {k: _interval(v)[1] for k, v in (("a", s_att), ("k", s_kept))}
+            intervals = {"a": _interval(s_att), "k": _interval(s_kept)}
+            lo = {k: v[0] for k, v in intervals.items()}
+            hi = {k: v[1] for k, v in intervals.items()}
             ea_lo, ea_hi = _interval(e_att)
             ek_lo, ek_hi = _interval(e_kept)
             target = set(facs_regions(emotion)) if pathway == "visual" else set()
@@ -503,7 +504,6 @@ def collect_shares(
     precision: Precision,
     batch_size: int = 8,
     p: float | None = None,
-    mean_face: bool = True,
     speech: bool = False,
 ) -> dict[str, Any]:
     """One pass over the split: per-utterance shares, probabilities, labels, the mean face.
@@ -544,16 +544,15 @@ def collect_shares(
             parts.setdefault(key, []).append(entry)
         probs.append(torch.sigmoid(logits).cpu().numpy())
         labels.append(batch["labels"].numpy())
-        if mean_face:
-            for it in items:
-                ok = it["found"].bool()
-                if ok.any():
-                    faces = it["faces"][ok].double().sum(dim=0).numpy()
-                    face_sum = faces if face_sum is None else face_sum + faces
-                    face_count += int(ok.sum())
-                    lm = it["landmarks"][ok].double().numpy()
-                    lm_sum += lm.sum(axis=0)
-                    lm_count += len(lm)
+        for it in items:
+            ok = it["found"].bool()
+            if ok.any():
+                faces = it["faces"][ok].double().sum(dim=0).numpy()
+                face_sum = faces if face_sum is None else face_sum + faces
+                face_count += int(ok.sum())
+                lm = it["landmarks"][ok].double().numpy()
+                lm_sum += lm.sum(axis=0)
+                lm_count += len(lm)
     shares = {}
     for key, chunks in parts.items():
         merged = {

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mesm.data.media.audio import hz_to_mel, mel_to_hz
+from mesm.data.media.audio import mel_edges
 
 REGIONS = ("mouth", "nose", "eyes", "brows", "cheeks", "jaw", "rest")
 """Region names in priority order (a pixel in two ellipses belongs to the earlier one)."""
@@ -273,10 +273,7 @@ def pool_fractions(onehot: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def mel_centres(n_mels: int, sample_rate: int, f_min: float = 0.0) -> np.ndarray:
     """(n_mels,) centre frequency in Hz of each mel filter of `mesm.data.media.audio` (HTK
     scale, f_max = sample_rate / 2)."""
-    ends = torch.tensor([f_min, sample_rate / 2], dtype=torch.float64)
-    low, high = hz_to_mel(ends).tolist()
-    mels = torch.linspace(low, high, n_mels + 2, dtype=torch.float64)
-    return mel_to_hz(mels[1:-1]).numpy()
+    return mel_edges(n_mels, sample_rate, f_min)[1:-1].numpy()
 
 
 def band_rows(n_mels: int, sample_rate: int) -> np.ndarray:

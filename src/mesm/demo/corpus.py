@@ -449,10 +449,10 @@ def srt_time(seconds: float) -> str:
 # The two-person video: the demo's face on the left (larger), a second face on the right.
 _TILES = (160, 128)  # face tile sides (pixels); the frame is 160 x 300
 _FRAME = (160, 300)
-_LEFT = (0, 168)
+_LEFT = (0, 168)  # x of each tile; the smaller tile is centred vertically
 # What a turn's subtitle says: who speaks (as subtitles for the hard of hearing do). No words, so
 # the text modality carries no emotion and the face the model reads matters.
-_SPEAKER_TAGS = ("[left]", "[right]")  # x of each tile; the smaller tile is centred vertically
+_SPEAKER_TAGS = ("[left]", "[right]")
 
 
 @functools.lru_cache(maxsize=1)
@@ -538,8 +538,10 @@ def write_two_person_video(
     rng = np.random.default_rng(seed)
     sample_rate = 16000
     photos = (_photo(), _second_photo())
-    poses = [(rng.uniform(-6, 6), rng.uniform(0.9, 1.05), rng.uniform(-0.04, 0.04, 2) * _WORK)]
-    poses.append((rng.uniform(-6, 6), rng.uniform(0.9, 1.05), rng.uniform(-0.04, 0.04, 2) * _WORK))
+    poses = [
+        (rng.uniform(-6, 6), rng.uniform(0.9, 1.05), rng.uniform(-0.04, 0.04, 2) * _WORK)
+        for _ in photos
+    ]
     gains = [rng.uniform(0.9, 1.1) * rng.uniform(0.95, 1.05, 3) for _ in photos]
     state = [(0.0, 1.0), (0.0, 1.0)]  # each person's (expression, strength)
     frames: list[np.ndarray] = []
@@ -571,23 +573,26 @@ def write_two_person_video(
         audio.append(0.005 * rng.standard_normal(gap * sample_rate // round(fps)))
         t += gap / fps
 
-        def cue(emotion: str = emotion) -> str:
-            return _cue(emotion, rng, noise)
-
         seconds = float(np.round(rng.uniform(*duration), 2))
         count = max(1, round(seconds * fps))
-        state[speaker] = (_MOUTH[cue()], float(rng.uniform(0.7, 1.3)))
-        voice = _voice(_AROUSED[cue()], count / fps, rng, irregular=True)
-        cue()  # the corpus draws the wording's cue here; the subtitle only names the speaker
-        text = _SPEAKER_TAGS[speaker]
-        voice = np.pad(voice, (0, max(0, round(count / fps * sample_rate) - voice.size)))
-        voice = voice[: round(count / fps * sample_rate)]
+        state[speaker] = (_MOUTH[_cue(emotion, rng, noise)], float(rng.uniform(0.7, 1.3)))
+        # Exactly count / fps seconds of voice: audio and video stay in step.
+        voice = _voice(_AROUSED[_cue(emotion, rng, noise)], count / fps, rng, irregular=True)
+        _cue(emotion, rng, noise)  # the corpus draws the wording's cue here; the subtitle only
+        # names the speaker
         openings = [np.zeros(count), np.zeros(count)]
         openings[speaker] = _openings(voice, count, sample_rate)
         shoot(openings)
         audio.append(voice)
-        out.append({"start": t, "end": t + count / fps, "speaker": speaker, "emotion": emotion})
-        out[-1]["text"] = text
+        out.append(
+            {
+                "start": t,
+                "end": t + count / fps,
+                "speaker": speaker,
+                "emotion": emotion,
+                "text": _SPEAKER_TAGS[speaker],
+            }
+        )
         t += count / fps
     cues = [(turn["start"], turn["end"], turn["text"]) for turn in out]
     video, srt = _write_with_subtitles(path, np.stack(frames), fps, np.concatenate(audio), cues)

@@ -42,6 +42,7 @@ from mesm.errors import OutputPathError
 from mesm.evaluation import json_safe
 from mesm.files import atomic_write_json
 from mesm.models.config import DEFAULT_P
+from mesm.trained.checkpoint import TrainedModel, load_model
 from mesm.trained.precision import Precision, resolve_precision
 from mesm.training.config import RunConfig
 from mesm.training.fit import train
@@ -53,15 +54,12 @@ FULL = {"utterances": 240, "epochs": 14, "patience": 5, "video": (8, 8), "two_pe
 QUICK = {"utterances": 96, "epochs": 6, "patience": 6, "video": (4, 3), "two_person": 10}
 # The demo's training recipe beyond the paper's (docs/training.md, "Modality dropout"): the text
 # is left out of half the training utterances' fusion and every modality also learns alone, so
-# the face and the voice name the emotion without the words. Without it the demo's models ignore
-# the faces (the words and the voice already identify every emotion) and the two-person video,
-# whose subtitles only name the speaker, cannot show which face was read.
+# that the face and the voice must name the emotion without the words, as in the two-person
+# video, whose subtitles only name the speaker.
 MODALITY_DROPOUT = {"t": 0.5}
 MODALITY_LOSS = 1.0
-# The model whose timelines of the two-person video compare the two face choices. FE2E: trained
-# with the demo's seed, MESM does not learn the faces' expressions (its visual logits barely vary
-# between utterances, with this recipe too), so which face it reads changes nothing;
-# docs/speaker-face.md.
+# The model whose timelines of the two-person video compare the two face choices: FE2E (in the
+# runs behind issue 23 the demo's MESM mostly ignored the faces; docs/speaker-face.md).
 TWO_PERSON_MODEL = "FE2E"
 
 
@@ -100,9 +98,9 @@ def demo_config(
     )
 
 
-def _gflops(checkpoint: Path, data: Path, precision: Precision) -> dict[str, float]:
+def _gflops(trained: TrainedModel, data: Path, precision: Precision) -> dict[str, float]:
     """Mean feature-extraction GFLOPs per test utterance (visual, audio, their sum, attention)."""
-    g = dataset_flops(checkpoint, data, "test", precision=precision)["model"]
+    g = dataset_flops(trained, data, "test", precision=precision)["model"]
     g = g["gflops_per_utterance"]
     return {"v": g["visual"], "a": g["audio"], "total": g["features"], "attention": g["attention"]}
 
@@ -121,22 +119,25 @@ def _train_one(
     seed: int,
     progress: bool,
     precision: Precision,
-) -> dict[str, Any]:
-    """Trains one model on the demo's data; its report entry (test metrics, FLOPs, time)."""
+) -> tuple[dict[str, Any], TrainedModel]:
+    """Trains one model on the demo's data: its report entry (test metrics, FLOPs, time) and
+    the trained model, loaded once for every later step."""
     data = out / "data"
     config = demo_config(arch, data, sizes["epochs"], sizes["patience"], seed, precision.lightning)
     started = time.perf_counter()
     result = train(config, out / "runs" / arch, enable_progress_bar=progress, precision=precision)
     removed = _drop_lightning_checkpoints(result.run_dir)
     test = result.metrics["test"]
-    return {
+    trained = load_model(result.checkpoint)
+    entry = {
         "checkpoint": str(result.checkpoint),
         "test": test,
         "top1_accuracy": test.get("top1_accuracy"),
-        "gflops_per_utterance": _gflops(result.checkpoint, data, precision),
+        "gflops_per_utterance": _gflops(trained, data, precision),
         "train_seconds": time.perf_counter() - started,
         "removed_checkpoints": removed,
     }
+    return entry, trained
 
 
 def _drop_lightning_checkpoints(run_dir: Path) -> list[str]:
@@ -159,16 +160,16 @@ def folder_size(folder: Path) -> int:
     return sum(f.lstat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-def _attention_maps(out: Path, mesm: dict[str, Any], precision: Precision) -> dict[str, str]:
+def _attention_maps(out: Path, mesm: TrainedModel, precision: Precision) -> dict[str, str]:
     """Attention maps of MESM on the first test utterance (the paper's case study, on our
     data), under ``out/attention``."""
     data, maps = out / "data", out / "attention"
     test_id = next(r.id for r in read_dataset(data, check_files=False)[1] if r.split == "test")
-    explain(mesm["checkpoint"], data, maps, utterance_id=test_id, precision=precision)
+    explain(mesm, data, maps, utterance_id=test_id, precision=precision)
     return {"utterance": test_id, "overview": str(maps / "overview.png")}
 
 
-def _regions(out: Path, models: dict[str, Any], precision: Precision) -> dict[str, Any]:
+def _regions(out: Path, models: dict[str, TrainedModel], precision: Precision) -> dict[str, Any]:
     """Attention per facial region on the test split: MESM's kept sites and FE2E's saliency,
     under ``out/regions/{mesm,fe2e}``; and whether MESM keeps more of the mouth and brows (where
     the corpus's faces differ between emotions) than their area."""
@@ -176,7 +177,7 @@ def _regions(out: Path, models: dict[str, Any], precision: Precision) -> dict[st
     for name in ("MESM", "FE2E"):
         folder = out / "regions" / name.lower()
         report = region_report(
-            models[name]["checkpoint"],
+            models[name],
             out / "data",
             "test",
             folder,
@@ -243,13 +244,17 @@ def run_demo(
         "models": {},
         "video": {"video": str(video), "subtitles": str(subtitles), "emotions": sequence},
     }
+    trained: dict[str, TrainedModel] = {}
     for arch in ("fe2e", "mesm"):
-        report["models"][arch.upper()] = _train_one(arch, out, sizes, seed, progress, resolved)
-    report["attention_maps"] = _attention_maps(out, report["models"]["MESM"], resolved)
-    report["regions"] = _regions(out, report["models"], resolved)
+        name = arch.upper()
+        report["models"][name], trained[name] = _train_one(
+            arch, out, sizes, seed, progress, resolved
+        )
+    report["attention_maps"] = _attention_maps(out, trained["MESM"], resolved)
+    report["regions"] = _regions(out, trained, resolved)
     report["two_person"] = run_two_person(
         out,
-        report["models"][TWO_PERSON_MODEL]["checkpoint"],
+        trained[TWO_PERSON_MODEL],
         sizes["two_person"],
         seed=seed,
         precision=resolved,

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from mesm.data.media.vad import torch_threads
 from mesm.demo.corpus import EMOTIONS, person_at, write_two_person_video
 from mesm.inference.outputs import Timeline, write_timeline
 from mesm.inference.predict import Predictor
 from mesm.inference.video import predict_video
+from mesm.trained.checkpoint import TrainedModel
 from mesm.trained.precision import Precision
 
 
@@ -44,7 +45,7 @@ def demo_turns(count: int, seed: int) -> list[tuple[int, str]]:
 
 def run_two_person(
     out: Path,
-    checkpoint: str | Path,
+    checkpoint: str | Path | TrainedModel,
     turns: int,
     *,
     seed: int,
@@ -58,20 +59,15 @@ def run_two_person(
     video, subtitles, truth = write_two_person_video(
         out / "video" / "two.mp4", demo_turns(turns, seed), seed=seed + 2
     )
-    threads = torch.get_num_threads()
-    # MTCNN on a few small frames per segment: a second thread only adds synchronisation (on a
-    # busy 2-core machine, measured 2.5 s for six turns with one thread, 18-36 s with two).
-    torch.set_num_threads(1)
-    try:
+    # MTCNN on a few small frames per segment: a second thread only adds synchronisation.
+    with torch_threads(1):
         report = _predict_both(out, checkpoint, video, subtitles, truth, precision, progress)
-    finally:
-        torch.set_num_threads(threads)
     return {"model": model, **report}
 
 
 def _predict_both(
     out: Path,
-    checkpoint: str | Path,
+    checkpoint: str | Path | TrainedModel,
     video: Path,
     subtitles: Path,
     truth: list[dict],

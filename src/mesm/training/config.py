@@ -66,14 +66,40 @@ class OptimConfig:
     modality_loss: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.modality_loss < 0:
-            raise ValueError(f"modality_loss must be >= 0, got {self.modality_loss!r}")
-        for m, q in self.modality_dropout.items():
-            if m not in ("t", "a", "v"):
-                raise ValueError(f"modality_dropout: unknown modality {m!r} (t, a or v)")
-            number = isinstance(q, (int, float)) and not isinstance(q, bool)
-            if not number or not 0.0 <= q < 1.0:
-                raise ValueError(f"modality_dropout.{m} must be in [0, 1), got {q!r}")
+        check_modality_options(self.modality_dropout, self.modality_loss, "tav")
+
+
+def check_modality_options(dropout: dict[str, float], loss: float, modalities: str | None) -> None:
+    """Checks modality dropout rates and the per-modality loss weight against a model.
+
+    Args:
+        dropout: {"t"|"a"|"v": q}, each q in [0, 1).
+        loss: the per-modality loss weight, >= 0.
+        modalities: the model's modalities; None for a baseline (no per-modality logits: the
+            options must be off).
+
+    Raises:
+        ValueError: naming the option and what is wrong.
+    """
+    if loss < 0:
+        raise ValueError(f"modality_loss must be >= 0, got {loss!r}")
+    for m, q in dropout.items():
+        if m not in ("t", "a", "v"):
+            raise ValueError(f"modality_dropout: unknown modality {m!r} (t, a or v)")
+        number = isinstance(q, (int, float)) and not isinstance(q, bool)
+        if not number or not 0.0 <= q < 1.0:
+            raise ValueError(f"modality_dropout.{m} must be in [0, 1), got {q!r}")
+    if modalities is None:
+        if loss > 0 or any(q > 0 for q in dropout.values()):
+            raise ValueError(
+                "modality_dropout / modality_loss: only FE2E and MESM fuse per-modality logits"
+            )
+        return
+    missing = sorted(set(dropout) - set(modalities))
+    if missing:
+        raise ValueError(
+            f"modality_dropout: the model has no modality {missing} (modalities={modalities!r})"
+        )
 
 
 @dataclass
@@ -157,18 +183,12 @@ class RunConfig:
         check_types("model", kind, model)
         config = cls(model=model, **sections)
         model_config = config.model_config()  # validate the model section now, not at training
-        dropped = sorted(set(config.optim.modality_dropout) - set(model_config.modalities))
-        per_modality = config.optim.modality_dropout or config.optim.modality_loss
-        if per_modality and kind is BaselineConfig:
-            raise ConfigError(
-                "optim.modality_dropout / modality_loss: only FE2E and MESM fuse per-modality "
-                "logits"
-            )
-        if dropped:
-            raise ConfigError(
-                f"optim.modality_dropout: the model has no modality {dropped} "
-                f"(modalities={model_config.modalities!r})"
-            )
+        modalities = None if kind is BaselineConfig else model_config.modalities
+        try:
+            optim = config.optim
+            check_modality_options(optim.modality_dropout, optim.modality_loss, modalities)
+        except ValueError as err:
+            raise ConfigError(f"optim.{err}") from None
         return config
 
 

@@ -22,6 +22,7 @@ from torch import Tensor
 from mesm.evaluation import evaluate, tune_thresholds
 from mesm.models import BaselineModel, EmotionModel
 from mesm.trained.inputs import model_inputs
+from mesm.training.config import check_modality_options
 
 
 class EmotionModule(pl.LightningModule):
@@ -66,14 +67,10 @@ class EmotionModule(pl.LightningModule):
         self.text_lr_factor = text_lr_factor
         self.weight_decay = weight_decay
         self.scheduler_name = scheduler
+        modalities = model.modalities if isinstance(model, EmotionModel) else None
+        check_modality_options(modality_dropout or {}, modality_loss, modalities)
         self.modality_dropout = {m: q for m, q in (modality_dropout or {}).items() if q > 0}
         self.modality_loss = modality_loss
-        per_modality = self.modality_dropout or modality_loss > 0
-        if per_modality and not isinstance(model, EmotionModel):
-            raise ValueError("modality dropout and losses need FE2E or MESM (per-modality logits)")
-        missing = sorted(set(self.modality_dropout) - set(getattr(model, "modalities", "")))
-        if missing:
-            raise ValueError(f"modality dropout of {missing}: the model has no such modality")
         self.register_buffer("pos_weight", pos_weight.float().clone())
         self.register_buffer(
             "thresholds", torch.full((len(label_names),), 0.5, dtype=torch.float64)

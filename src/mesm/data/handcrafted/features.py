@@ -97,10 +97,6 @@ class FeatureSettings(DictSettings):
         if bad:
             raise UsageError(f"settings must be positive: {bad}")
 
-    def cache_dict(self) -> dict[str, Any]:
-        """The settings recorded in the cache folder's ``settings.json`` (all of them)."""
-        return self.to_dict()
-
     def key(self) -> str:
         """Short hash naming the cache folder (imported sets: of the source and name only)."""
         if self.source == "imported":

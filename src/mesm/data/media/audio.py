@@ -211,6 +211,25 @@ def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
+def mel_edges(
+    n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
+    """(n_mels + 2,) float64 Hz: the filters' edges, equally spaced on the HTK mel scale; filter
+    i rises from edge i, peaks at edge i + 1 (its centre) and falls to edge i + 2.
+
+    Args:
+        f_max: the highest edge (None: sample_rate / 2).
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    mels = torch.linspace(
+        float(hz_to_mel(torch.tensor(f_min, dtype=torch.float64))),
+        float(hz_to_mel(torch.tensor(f_max, dtype=torch.float64))),
+        n_mels + 2,
+        dtype=torch.float64,
+    )
+    return mel_to_hz(mels)
+
+
 def mel_filterbank(
     n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
 ) -> torch.Tensor:
@@ -226,15 +245,8 @@ def mel_filterbank(
     Returns:
         (n_freqs, n_mels) float64 weights.
     """
-    f_max = sample_rate / 2 if f_max is None else f_max
     bins = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
-    mels = torch.linspace(
-        float(hz_to_mel(torch.tensor(f_min, dtype=torch.float64))),
-        float(hz_to_mel(torch.tensor(f_max, dtype=torch.float64))),
-        n_mels + 2,
-        dtype=torch.float64,
-    )
-    edges = mel_to_hz(mels)  # (n_mels + 2,) lower edge, centre, upper edge of each filter
+    edges = mel_edges(n_mels, sample_rate, f_min, f_max)
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins[:, None] - lower) / (centre - lower)
     falling = (upper - bins[:, None]) / (upper - centre)

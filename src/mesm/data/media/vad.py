@@ -10,6 +10,7 @@ grow with the length of the file beyond one float per window.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
@@ -28,22 +29,34 @@ VAD_WINDOW = 512  # samples per window at 16 kHz (what the model accepts)
 VAD_STEP = VAD_WINDOW / VAD_RATE  # 0.032 s
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count is `count` inside the block (None: unchanged) and what it
+    was before after it. Silero scores one tiny window per call: a second thread only adds
+    synchronisation (measured ~20x slower with 2 threads on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def load_vad_model() -> torch.jit.ScriptModule:
     """Silero VAD's TorchScript model from the installed package (offline).
 
     Raises:
         MissingDependencyError: silero-vad is not installed.
     """
-    threads = torch.get_num_threads()
-    try:
-        from silero_vad import load_silero_vad
-    except ImportError as err:  # pragma: no cover - a declared dependency
-        raise MissingDependencyError(
-            "voice-activity segmentation needs: pip install silero-vad"
-        ) from err
-    finally:
-        # Importing silero_vad sets torch's thread count to 1 for the whole process; undo it.
-        torch.set_num_threads(threads)
+    # Importing silero_vad sets torch's thread count to 1 for the whole process; undo it.
+    with torch_threads(None):
+        try:
+            from silero_vad import load_silero_vad
+        except ImportError as err:  # pragma: no cover - a declared dependency
+            raise MissingDependencyError(
+                "voice-activity segmentation needs: pip install silero-vad"
+            ) from err
     import warnings
 
     with warnings.catch_warnings():
@@ -106,14 +119,8 @@ def speech_probabilities(
         (probs (W,) float32, offset of the first window in seconds, window length in seconds).
     """
     model = model or load_vad_model()
-    threads = torch.get_num_threads()
-    # One window is a tiny workload: a second thread only adds synchronisation (measured ~20x
-    # slower with 2 threads on a busy 2-core machine).
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _score(path, model, on_progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _score(
@@ -179,17 +186,12 @@ def batch_speech_probabilities(
     padded = np.zeros((len(waveforms), width * VAD_WINDOW), dtype=np.float32)
     for row, wave in enumerate(waveforms):
         padded[row, : len(wave)] = np.asarray(wave, dtype=np.float32).reshape(-1)
-    threads = torch.get_num_threads()
-    if len(waveforms) < 32:  # a small batch is a tiny workload: see speech_probabilities
-        torch.set_num_threads(1)
-    try:
+    with torch_threads(1 if len(waveforms) < 32 else None):  # a small batch: a tiny workload
         model.reset_states()
         scores = np.empty((len(waveforms), width), dtype=np.float32)
         for k in range(width):
             window = torch.from_numpy(padded[:, k * VAD_WINDOW : (k + 1) * VAD_WINDOW])
             scores[:, k] = model(window, VAD_RATE).reshape(-1).float().numpy()
-    finally:
-        torch.set_num_threads(threads)
     return [scores[row, :count].copy() for row, count in enumerate(counts)]
 
 
@@ -207,9 +209,5 @@ def waveform_speech_probabilities(
         (W,) float32, one per ``VAD_STEP`` window from the first sample (empty for no samples).
     """
     model = model or load_vad_model()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see speech_probabilities
-    try:
+    with torch_threads(1):
         return _score_chunks(model, [np.asarray(waveform, dtype=np.float32).reshape(-1)])
-    finally:
-        torch.set_num_threads(threads)
